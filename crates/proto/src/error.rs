@@ -1,0 +1,50 @@
+//! The JSON error body every Leasehold HTTP service answers with: a stable code a program
+//! can match on, and a message a person can act on.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    UnknownServer,
+    ContextMismatch,
+    InstallationShape,
+    GuidInUse,
+    PayloadTooLarge,
+    NotReady,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UnknownServer => "unknown_server",
+            ErrorCode::ContextMismatch => "context_mismatch",
+            ErrorCode::InstallationShape => "installation_shape",
+            ErrorCode::GuidInUse => "guid_in_use",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+}

@@ -1,0 +1,53 @@
+//! Client ↔ server lease messages (DESIGN.md §3.2).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::guid::ServerGuid;
+use crate::ids::{ClientId, Feature};
+use crate::license::Context;
+
+/// What a client tells the server every refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub client_id: ClientId,
+    /// Release date of the client's product, for the maintenance check.
+    pub product_release: NaiveDate,
+    pub features: BTreeMap<Feature, FeatureRequest>,
+    /// True when the client has given up on its primary and talks to a backup.
+    #[serde(default)]
+    pub failover: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureRequest {
+    /// Licenses the client holds now.
+    pub in_use: u32,
+    /// Licenses it would like to be able to hold (in use plus head room).
+    pub want: u32,
+}
+
+/// What the server grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseResponse {
+    pub server_guid: ServerGuid,
+    pub context: Context,
+    pub lease_secs: u64,
+    pub features: BTreeMap<Feature, FeatureQuota>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureQuota {
+    /// How many the client may hold at once until its lease expires.
+    pub quota: u32,
+    /// Why the quota is below what was wanted, when it is for a reason other than sharing
+    /// (no such license, maintenance expired, backup not in failover, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
