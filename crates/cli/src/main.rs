@@ -1,1 +1,40 @@
-fn main() {}
+//! The one `leasehold` binary. Each subcommand lives in its own module and only wires the
+//! library crates together; all behaviour is in the libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod logging;
+mod node_cmd;
+mod vendor;
+
+#[derive(Debug, Parser)]
+#[command(name = "leasehold", version, about = "Leasehold flexible licensing: license node, license server, client and tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a license node (vendor side).
+    Node(node_cmd::NodeArgs),
+    /// Vendor administration of a license node: installations, servers, licenses, usage.
+    Vendor(vendor::VendorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node(args) => node_cmd::run(args),
+        Command::Vendor(args) => vendor::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,15 @@
-//! placeholder
+//! The Leasehold license node: the vendor-side service that holds every customer's licenses,
+//! takes usage summaries and returns signed license bundles. Many identical nodes may share
+//! one database; all state lives in the store.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod chain;
+mod error;
+mod http;
+mod service;
+pub mod store;
+
+pub use error::NodeError;
+pub use http::{metrics_handle, router, serve, NodeState};
+pub use service::Node;

@@ -3,6 +3,7 @@
 //! the node, the server, the client and the CLI all build on these types.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod envelope;
 pub mod error;
 pub mod guid;
@@ -13,8 +14,10 @@ pub mod rules;
 pub mod sync;
 pub mod usage;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use envelope::{
-    EnvelopeError, KeyId, PublicKeyError, SignedEnvelope, TrustedKeys, VendorSigningKey,
+    parse_public_key, public_key_to_string, EnvelopeError, KeyId, PublicKeyError, SignedEnvelope,
+    TrustedKeys, VendorSigningKey,
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use guid::{GuidError, ServerGuid};

@@ -1,0 +1,85 @@
+//! `leasehold node serve`: runs a license node on a database URL with a vendor signing key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use leasehold_node::{Node, NodeState};
+use leasehold_proto::{SystemClock, VendorSigningKey};
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Serve the sync API (`POST /v1/sync`) and the vendor admin API.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Database URL: sqlite://PATH (created if missing).
+    #[arg(long, env = "LEASEHOLD_NODE_DB", default_value = "sqlite://leasehold-node.db")]
+    db: String,
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, env = "LEASEHOLD_NODE_LISTEN", default_value = "127.0.0.1:8470")]
+    listen: SocketAddr,
+    /// PKCS#8 PEM file with the vendor signing key (`leasehold vendor keygen` writes one).
+    #[arg(long, env = "LEASEHOLD_SIGNING_KEY")]
+    signing_key: PathBuf,
+    /// Bearer token the vendor admin API requires.
+    #[arg(long, env = "LEASEHOLD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("db", &self.db)
+            .field("listen", &self.listen)
+            .field("signing_key", &self.signing_key)
+            .field("admin_token", &"<redacted>")
+            .finish()
+    }
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    crate::logging::init();
+    match args.command {
+        NodeCommand::Serve(a) => tokio::runtime::Runtime::new()?.block_on(serve(a)),
+    }
+}
+
+pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<VendorSigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read signing key file {}", path.display()))?;
+    VendorSigningKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("signing key file {}", path.display()))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.admin_token.trim().is_empty() {
+        anyhow::bail!("--admin-token (or LEASEHOLD_ADMIN_TOKEN) must not be empty");
+    }
+    let key = load_signing_key(&args.signing_key)?;
+    let store = leasehold_node::store::open(&args.db)
+        .await
+        .with_context(|| format!("--db {}", args.db))?;
+    let node = Arc::new(Node::new(store, key, Arc::new(SystemClock)));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, db = %args.db, kid = %node.signing_key().kid(), "license node started");
+    println!("leasehold node listening on http://{addr}");
+    leasehold_node::serve(NodeState::new(node, &args.admin_token), listener, crate::logging::shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("license node stopped");
+    Ok(())
+}

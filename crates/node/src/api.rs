@@ -1,0 +1,141 @@
+//! JSON bodies of the vendor admin API (`/v1/admin/...`), shared by the node's handlers and
+//! the `leasehold vendor` CLI so the two cannot drift apart. Every route is listed in
+//! `http/router.rs` and documented in `docs/protocol.md`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use leasehold_proto::{
+    Context, Feature, InstallationId, InstanceId, License, LicenseId, ServerGuid,
+};
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/admin/installations`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstallation {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallationView {
+    pub id: InstallationId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub servers: Vec<ServerSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSummary {
+    pub guid: ServerGuid,
+    pub context: Context,
+}
+
+/// `GET /v1/admin/installations`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallationList {
+    pub installations: Vec<InstallationView>,
+}
+
+/// `POST /v1/admin/servers`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddServer {
+    pub installation: InstallationId,
+    pub context: Context,
+}
+
+/// `GET /v1/admin/servers/{guid}` and the answer of every server-changing call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub guid: ServerGuid,
+    pub context: Context,
+    pub installation: InstallationId,
+    /// Licenses assigned and not revoked (expired ones included, marked by their date).
+    pub licenses: Vec<License>,
+    pub last_sync: Option<DateTime<Utc>>,
+    pub instance_id: Option<InstanceId>,
+    pub grace_days: u32,
+    pub sync_interval_secs: u64,
+    pub bundle_serial: u64,
+    pub acked_usage_seq: u64,
+    pub software_version: Option<String>,
+    /// How many times a copy of this server presented a superseded sync token.
+    pub forks_detected: u64,
+}
+
+/// `PATCH /v1/admin/servers/{guid}`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval_secs: Option<u64>,
+}
+
+/// `POST /v1/admin/licenses`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantLicense {
+    pub server: ServerGuid,
+    pub feature: Feature,
+    pub count: u32,
+    /// Defaults to the server's context; a different one is refused with `context_mismatch`.
+    #[serde(default)]
+    pub context: Option<Context>,
+    pub maintenance_until: NaiveDate,
+    #[serde(default)]
+    pub expires: Option<NaiveDate>,
+    #[serde(default)]
+    pub backs_up: Option<LicenseId>,
+}
+
+/// A license with the server it is assigned to; the answer of every license call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseView {
+    #[serde(flatten)]
+    pub license: License,
+    pub server: ServerGuid,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/admin/licenses/{id}/transfer`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLicense {
+    pub to: ServerGuid,
+}
+
+/// `POST /v1/admin/licenses/{id}/maintenance`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetMaintenance {
+    pub until: NaiveDate,
+}
+
+/// One usage row as received from a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub instance_id: InstanceId,
+    pub seq: u64,
+    pub feature: Feature,
+    pub hour: DateTime<Utc>,
+    pub peak_in_use: u32,
+    pub grants: u64,
+    pub denials: u64,
+    pub backup_use_secs: u64,
+    pub received_at: DateTime<Utc>,
+}
+
+/// `GET /v1/admin/servers/{guid}/usage`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub server: ServerGuid,
+    pub rows: Vec<UsageRow>,
+}
+
+/// `GET /v1/health`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
