@@ -5,12 +5,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod loadgen;
 mod logging;
 mod node_cmd;
 mod vendor;
 
 #[derive(Debug, Parser)]
-#[command(name = "leasehold", version, about = "Leasehold flexible licensing: license node, license server, client and tools")]
+#[command(
+    name = "leasehold",
+    version,
+    about = "Leasehold flexible licensing: license node, license server, client and tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +27,8 @@ enum Command {
     Node(node_cmd::NodeArgs),
     /// Vendor administration of a license node: installations, servers, licenses, usage.
     Vendor(vendor::VendorArgs),
+    /// Measured load against a running node or server (benchmarks, not tests).
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => node_cmd::run(args),
         Command::Vendor(args) => vendor::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

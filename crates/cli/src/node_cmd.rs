@@ -24,7 +24,11 @@ enum NodeCommand {
 #[derive(Args)]
 struct ServeArgs {
     /// Database URL: sqlite://PATH (created if missing).
-    #[arg(long, env = "LEASEHOLD_NODE_DB", default_value = "sqlite://leasehold-node.db")]
+    #[arg(
+        long,
+        env = "LEASEHOLD_NODE_DB",
+        default_value = "sqlite://leasehold-node.db"
+    )]
     db: String,
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, env = "LEASEHOLD_NODE_LISTEN", default_value = "127.0.0.1:8470")]
@@ -77,9 +81,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = %args.db, kid = %node.signing_key().kid(), "license node started");
     println!("leasehold node listening on http://{addr}");
-    leasehold_node::serve(NodeState::new(node, &args.admin_token), listener, crate::logging::shutdown_signal())
-        .await
-        .context("serving")?;
+    leasehold_node::serve(
+        NodeState::new(node, &args.admin_token),
+        listener,
+        crate::logging::shutdown_signal(),
+    )
+    .await
+    .context("serving")?;
     tracing::info!("license node stopped");
     Ok(())
 }

@@ -190,7 +190,8 @@ async fn sync(
     ApiJson(upload): ApiJson<SyncUpload>,
 ) -> Result<Json<SignedEnvelope>, NodeError> {
     let started = Instant::now();
-    let result = state.node.sync(&upload).await;
+    let buckets = upload.usage.len();
+    let result = state.node.sync(upload).await;
     let code = match &result {
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
@@ -198,7 +199,7 @@ async fn sync(
     metrics::counter!("leasehold_node_syncs_total", "result" => code).increment(1);
     metrics::histogram!("leasehold_node_sync_seconds").record(started.elapsed().as_secs_f64());
     match &result {
-        Ok(_) => tracing::debug!(buckets = upload.usage.len(), "sync answered"),
+        Ok(_) => tracing::debug!(buckets, "sync answered"),
         Err(e) => tracing::info!(code = %e.code, message = %e.message, "sync refused"),
     }
     result.map(Json)

@@ -40,7 +40,7 @@ impl Node {
     }
 
     /// Takes an upload, stores its usage and returns the signed bundle.
-    pub async fn sync(&self, upload: &SyncUpload) -> Result<SignedEnvelope, NodeError> {
+    pub async fn sync(&self, upload: SyncUpload) -> Result<SignedEnvelope, NodeError> {
         upload.validate().map_err(NodeError::bad_request)?;
         let bundle = self
             .store

@@ -38,11 +38,10 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// What a sync needs from the store besides the upload: the moment, a fresh token, and the
-/// default grace the node applies.
+/// What a sync needs from the store: the upload, the moment, and a fresh token.
 #[derive(Debug, Clone)]
-pub struct SyncInput<'a> {
-    pub upload: &'a SyncUpload,
+pub struct SyncInput {
+    pub upload: SyncUpload,
     pub now: DateTime<Utc>,
     pub new_token: SyncToken,
 }
@@ -88,7 +87,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Checks the upload against the server's binding and token chain, stores its usage,
     /// advances the chain and returns the bundle to sign — all in one transaction.
-    async fn sync(&self, input: SyncInput<'_>) -> StoreResult<BundlePayload>;
+    async fn sync(&self, input: SyncInput) -> StoreResult<BundlePayload>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -17,7 +17,8 @@ use leasehold_proto::{
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, StoreError, StoreResult, SyncInput};
 use crate::api::{
@@ -28,9 +29,91 @@ use crate::chain::{self, ChainStep, TokenLookup};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: mpsc::Sender<SyncJob>,
 }
 
-type Tx<'a> = Transaction<'a, Sqlite>;
+/// Syncs are committed in groups: one fsync makes a whole batch durable, and no answer
+/// (which acknowledges usage) leaves before its batch is on disk.
+#[derive(Debug)]
+struct SyncJob {
+    input: SyncInput,
+    reply: oneshot::Sender<StoreResult<BundlePayload>>,
+}
+
+const MAX_SYNC_BATCH: usize = 128;
+
+#[derive(Debug)]
+struct SyncFailure {
+    fork: bool,
+    error: StoreError,
+}
+
+impl From<StoreError> for SyncFailure {
+    fn from(error: StoreError) -> Self {
+        Self { fork: false, error }
+    }
+}
+
+impl From<sqlx::Error> for SyncFailure {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+async fn sync_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<SyncJob>) {
+    let mut batch = Vec::with_capacity(MAX_SYNC_BATCH);
+    while jobs.recv_many(&mut batch, MAX_SYNC_BATCH).await > 0 {
+        match run_batch(&pool, &batch).await {
+            Ok(results) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "sync batch failed; nothing of it was stored");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(StoreError::Other(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Runs a batch in one transaction. A refused sync writes nothing (every refusal is decided
+/// before its first write), so refusals need no savepoint; any database error fails the
+/// whole batch, which then acknowledges nothing.
+async fn run_batch(
+    pool: &SqlitePool,
+    batch: &[SyncJob],
+) -> StoreResult<Vec<StoreResult<BundlePayload>>> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match sync_in(&mut tx, &job.input).await {
+            Ok(bundle) => results.push(Ok(bundle)),
+            Err(SyncFailure {
+                fork,
+                error: StoreError::Refused(code, message),
+            }) => {
+                if fork {
+                    // Recording the detection is the one write a refused sync makes.
+                    sqlx::query(
+                        "UPDATE servers SET forks_detected = forks_detected + 1 WHERE guid = ?",
+                    )
+                    .bind(key(job.input.upload.server_guid))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                results.push(Err(StoreError::Refused(code, message)));
+            }
+            Err(SyncFailure { error, .. }) => return Err(error),
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+type Conn = SqliteConnection;
 
 impl SqliteStore {
     pub async fn open(url: &str) -> StoreResult<Self> {
@@ -50,7 +133,9 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Other(format!("migrating {url}: {e}")))?;
-        Ok(Self { pool })
+        let (writer, jobs) = mpsc::channel(4 * MAX_SYNC_BATCH);
+        tokio::spawn(sync_writer(pool.clone(), jobs));
+        Ok(Self { pool, writer })
     }
 }
 
@@ -160,10 +245,10 @@ fn license_row(r: &SqliteRow) -> StoreResult<LicenseView> {
 const LICENSE_COLUMNS: &str =
     "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
 
-async fn load_server(tx: &mut Tx<'_>, guid: ServerGuid) -> StoreResult<ServerRow> {
+async fn load_server(tx: &mut Conn, guid: ServerGuid) -> StoreResult<ServerRow> {
     let row = sqlx::query("SELECT * FROM servers WHERE guid = ?")
         .bind(key(guid))
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| unknown_server(guid))?;
     server_row(&row)
@@ -176,30 +261,30 @@ fn unknown_server(guid: ServerGuid) -> StoreError {
     )
 }
 
-async fn active_license(tx: &mut Tx<'_>, id: &LicenseId) -> StoreResult<LicenseView> {
+async fn active_license(tx: &mut Conn, id: &LicenseId) -> StoreResult<LicenseView> {
     let row = sqlx::query(&format!(
         "SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ? AND revoked_at IS NULL"
     ))
     .bind(id.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| StoreError::NotFound(format!("license {id} not found (or revoked)")))?;
     license_row(&row)
 }
 
-async fn licenses_of(tx: &mut Tx<'_>, guid: ServerGuid) -> StoreResult<Vec<License>> {
+async fn licenses_of(tx: &mut Conn, guid: ServerGuid) -> StoreResult<Vec<License>> {
     let rows = sqlx::query(&format!(
         "SELECT {LICENSE_COLUMNS} FROM licenses WHERE server_guid = ? AND revoked_at IS NULL ORDER BY feature, created_at, id"
     ))
     .bind(key(guid))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     rows.iter()
         .map(|r| license_row(r).map(|v| v.license))
         .collect()
 }
 
-async fn server_view(tx: &mut Tx<'_>, guid: ServerGuid) -> StoreResult<ServerView> {
+async fn server_view(tx: &mut Conn, guid: ServerGuid) -> StoreResult<ServerView> {
     let s = load_server(tx, guid).await?;
     let licenses = licenses_of(tx, guid).await?;
     Ok(ServerView {
@@ -219,10 +304,10 @@ async fn server_view(tx: &mut Tx<'_>, guid: ServerGuid) -> StoreResult<ServerVie
 }
 
 /// Backup licenses (not revoked) that parallel `id`.
-async fn backups_of(tx: &mut Tx<'_>, id: &LicenseId) -> StoreResult<Vec<String>> {
+async fn backups_of(tx: &mut Conn, id: &LicenseId) -> StoreResult<Vec<String>> {
     let rows = sqlx::query("SELECT id FROM licenses WHERE backs_up = ? AND revoked_at IS NULL")
         .bind(id.as_str())
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     rows.iter()
         .map(|r| Ok(r.try_get::<String, _>("id")?))
@@ -230,11 +315,7 @@ async fn backups_of(tx: &mut Tx<'_>, id: &LicenseId) -> StoreResult<Vec<String>>
 }
 
 /// Checks that `license`, placed on `server`, obeys the context and backup rules.
-async fn check_placement(
-    tx: &mut Tx<'_>,
-    license: &License,
-    server: &ServerRow,
-) -> StoreResult<()> {
+async fn check_placement(tx: &mut Conn, license: &License, server: &ServerRow) -> StoreResult<()> {
     check_license_loads_on(license.context, server.context)?;
     if let Some(target_id) = &license.backs_up {
         let target = active_license(tx, target_id).await.map_err(|_| {
@@ -536,138 +617,151 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn sync(&self, input: SyncInput<'_>) -> StoreResult<BundlePayload> {
-        let upload = input.upload;
-        let guid = upload.server_guid;
-        let mut tx = self.pool.begin().await?;
-        let server = load_server(&mut tx, guid).await?;
-        if let Some(claimed) = upload.context {
-            if claimed != server.context {
-                return Err(StoreError::Refused(
-                    ErrorCode::ContextMismatch,
-                    format!(
-                        "server {guid} reports context {claimed}, but the vendor registered it as {}",
-                        server.context
-                    ),
-                ));
-            }
+    async fn sync(&self, input: SyncInput) -> StoreResult<BundlePayload> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(SyncJob { input, reply })
+            .await
+            .map_err(|_| StoreError::Other("sync writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Other("sync writer stopped".into()))?
+    }
+}
+
+/// One sync inside the writer's batch transaction. Refusals return before writing, except
+/// the fork counter, which the caller records after rolling this sync's savepoint back.
+async fn sync_in(tx: &mut Conn, input: &SyncInput) -> Result<BundlePayload, SyncFailure> {
+    let upload = &input.upload;
+    let guid = upload.server_guid;
+    let row = sqlx::query(
+        "SELECT s.*, t.generation AS token_generation, t.revoked AS token_revoked FROM servers s \
+         LEFT JOIN sync_tokens t ON t.token = ? AND t.server_guid = s.guid WHERE s.guid = ?",
+    )
+    .bind(upload.sync_token.as_ref().map(|t| t.as_str().to_owned()))
+    .bind(key(guid))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| unknown_server(guid))?;
+    let server = server_row(&row)?;
+    if let Some(claimed) = upload.context {
+        if claimed != server.context {
+            return Err(StoreError::Refused(
+                ErrorCode::ContextMismatch,
+                format!(
+                    "server {guid} reports context {claimed}, but the vendor registered it as {}",
+                    server.context
+                ),
+            )
+            .into());
         }
-        let lookup = match &upload.sync_token {
-            None => TokenLookup::Absent,
-            Some(t) => {
-                let row = sqlx::query("SELECT generation, revoked FROM sync_tokens WHERE token = ? AND server_guid = ?")
-                    .bind(t.as_str())
-                    .bind(key(guid))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match row {
-                    None => TokenLookup::Unknown,
-                    Some(r) => TokenLookup::Found {
-                        generation: u64_of(r.try_get("generation")?),
-                        revoked: r.try_get::<i64, _>("revoked")? != 0,
-                    },
-                }
-            }
-        };
-        let step = match chain::decide(
-            server.instance_id.as_ref(),
-            server.head_generation,
-            &upload.instance_id,
-            lookup,
-        ) {
-            Ok(step) => step,
-            Err(refusal) => {
-                tx.rollback().await?;
-                if refusal.fork {
-                    // Recording the detection is the one write a refused sync makes.
-                    sqlx::query(
-                        "UPDATE servers SET forks_detected = forks_detected + 1 WHERE guid = ?",
-                    )
-                    .bind(key(guid))
-                    .execute(&self.pool)
-                    .await?;
-                }
-                return Err(StoreError::Refused(refusal.code, refusal.message));
-            }
-        };
-        let mut acked = server.acked_usage_seq;
-        match step {
-            ChainStep::Bind => {
-                acked = 0;
-                sqlx::query("UPDATE sync_tokens SET revoked = 1 WHERE server_guid = ?")
-                    .bind(key(guid))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            ChainStep::Branch { from_generation } => {
-                sqlx::query(
-                    "UPDATE sync_tokens SET revoked = 1 WHERE server_guid = ? AND generation > ?",
-                )
+    }
+    let token_generation: Option<i64> = row.try_get("token_generation")?;
+    let token_revoked: Option<i64> = row.try_get("token_revoked")?;
+    let lookup = match (&upload.sync_token, token_generation) {
+        (None, _) => TokenLookup::Absent,
+        (Some(_), None) => TokenLookup::Unknown,
+        (Some(_), Some(generation)) => TokenLookup::Found {
+            generation: u64_of(generation),
+            revoked: token_revoked.unwrap_or(0) != 0,
+        },
+    };
+    let step = match chain::decide(
+        server.instance_id.as_ref(),
+        server.head_generation,
+        &upload.instance_id,
+        lookup,
+    ) {
+        Ok(step) => step,
+        Err(refusal) => {
+            return Err(SyncFailure {
+                fork: refusal.fork,
+                error: StoreError::Refused(refusal.code, refusal.message),
+            });
+        }
+    };
+    let mut acked = server.acked_usage_seq;
+    match step {
+        ChainStep::Bind => {
+            acked = 0;
+            sqlx::query("UPDATE sync_tokens SET revoked = 1 WHERE server_guid = ?")
                 .bind(key(guid))
-                .bind(i64_of(from_generation))
                 .execute(&mut *tx)
                 .await?;
-            }
-            ChainStep::Advance => {}
         }
-        let now_s = ts(input.now);
-        for b in upload.usage.iter().filter(|b| b.seq > acked) {
+        ChainStep::Branch { from_generation } => {
             sqlx::query(
-                "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, backup_use_secs, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "UPDATE sync_tokens SET revoked = 1 WHERE server_guid = ? AND generation > ?",
             )
             .bind(key(guid))
-            .bind(upload.instance_id.as_str())
-            .bind(i64_of(b.seq))
-            .bind(b.feature.as_str())
-            .bind(ts(b.hour))
-            .bind(i64::from(b.peak_in_use))
-            .bind(i64_of(b.grants))
-            .bind(i64_of(b.denials))
-            .bind(i64_of(b.backup_use_secs))
-            .bind(&now_s)
+            .bind(i64_of(from_generation))
             .execute(&mut *tx)
             .await?;
         }
-        acked = upload.usage.iter().map(|b| b.seq).fold(acked, u64::max);
-        let generation = server.head_generation + 1;
-        sqlx::query("INSERT INTO sync_tokens (token, server_guid, generation, issued_at) VALUES (?, ?, ?, ?)")
-            .bind(input.new_token.as_str())
-            .bind(key(guid))
-            .bind(i64_of(generation))
-            .bind(&now_s)
-            .execute(&mut *tx)
-            .await?;
-        let serial = server.bundle_serial + 1;
-        sqlx::query(
-            "UPDATE servers SET instance_id = ?, acked_usage_seq = ?, head_generation = ?, bundle_serial = ?, last_sync = ?, software_version = ? WHERE guid = ?",
-        )
-        .bind(upload.instance_id.as_str())
-        .bind(i64_of(acked))
-        .bind(i64_of(generation))
-        .bind(i64_of(serial))
-        .bind(&now_s)
-        .bind(&upload.software_version)
-        .bind(key(guid))
-        .execute(&mut *tx)
-        .await?;
-        let today = input.now.date_naive();
-        let licenses: Vec<License> = licenses_of(&mut tx, guid)
-            .await?
-            .into_iter()
-            .filter(|l| !l.is_expired_on(today))
-            .collect();
-        tx.commit().await?;
-        Ok(BundlePayload {
-            serial,
-            server_guid: guid,
-            context: server.context,
-            installation_id: server.installation,
-            issued_at: input.now,
-            not_after: input.now + chrono::Duration::days(i64::from(server.grace_days)),
-            sync_interval_secs: server.sync_interval_secs,
-            next_sync_token: input.new_token,
-            acked_usage_seq: acked,
-            licenses,
-        })
+        ChainStep::Advance => {}
     }
+    let now_s = ts(input.now);
+    let fresh: Vec<_> = upload.usage.iter().filter(|b| b.seq > acked).collect();
+    // One statement per chunk; 10 parameters a row stays below SQLite's variable limit.
+    for chunk in fresh.chunks(3000) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, backup_use_secs, received_at) ",
+        );
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(key(guid))
+                .push_bind(upload.instance_id.as_str())
+                .push_bind(i64_of(b.seq))
+                .push_bind(b.feature.as_str())
+                .push_bind(ts(b.hour))
+                .push_bind(i64::from(b.peak_in_use))
+                .push_bind(i64_of(b.grants))
+                .push_bind(i64_of(b.denials))
+                .push_bind(i64_of(b.backup_use_secs))
+                .push_bind(now_s.clone());
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut *tx).await?;
+    }
+    acked = upload.usage.iter().map(|b| b.seq).fold(acked, u64::max);
+    let generation = server.head_generation + 1;
+    sqlx::query(
+        "INSERT INTO sync_tokens (token, server_guid, generation, issued_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(input.new_token.as_str())
+    .bind(key(guid))
+    .bind(i64_of(generation))
+    .bind(&now_s)
+    .execute(&mut *tx)
+    .await?;
+    let serial = server.bundle_serial + 1;
+    sqlx::query(
+        "UPDATE servers SET instance_id = ?, acked_usage_seq = ?, head_generation = ?, bundle_serial = ?, last_sync = ?, software_version = ? WHERE guid = ?",
+    )
+    .bind(upload.instance_id.as_str())
+    .bind(i64_of(acked))
+    .bind(i64_of(generation))
+    .bind(i64_of(serial))
+    .bind(&now_s)
+    .bind(&upload.software_version)
+    .bind(key(guid))
+    .execute(&mut *tx)
+    .await?;
+    let today = input.now.date_naive();
+    let licenses: Vec<License> = licenses_of(&mut *tx, guid)
+        .await?
+        .into_iter()
+        .filter(|l| !l.is_expired_on(today))
+        .collect();
+    Ok(BundlePayload {
+        serial,
+        server_guid: guid,
+        context: server.context,
+        installation_id: server.installation,
+        issued_at: input.now,
+        not_after: input.now + chrono::Duration::days(i64::from(server.grace_days)),
+        sync_interval_secs: server.sync_interval_secs,
+        next_sync_token: input.new_token.clone(),
+        acked_usage_seq: acked,
+        licenses,
+    })
 }

@@ -1,0 +1,6 @@
+//! The CLI crate's one integration-test binary: every test drives the real `leasehold`
+//! binary, against a real `leasehold node serve` child process where a node is needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+mod vendor;
