@@ -25,10 +25,21 @@ pub struct LeaseRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureRequest {
-    /// Licenses the client holds now.
+    /// Licenses the client holds now, with or without a valid lease.
     pub in_use: u32,
     /// Licenses it would like to be able to hold (in use plus head room).
     pub want: u32,
+    /// The quota the client holds under a lease that has not expired by its own clock; 0 when
+    /// it has none. A restarted server confirms at most this much while it relearns leases.
+    #[serde(default)]
+    pub quota: u32,
+    /// Acquisitions granted from the cache since the client started (a running total, so a
+    /// re-sent report is never counted twice).
+    #[serde(default)]
+    pub acquired: u64,
+    /// Acquisitions denied by the cache since the client started (a running total).
+    #[serde(default)]
+    pub denied: u64,
 }
 
 /// What the server grants.

@@ -1,0 +1,4 @@
+//! The Leasehold license server.
+#![forbid(unsafe_code)]
+
+pub mod allocator;
