@@ -29,18 +29,7 @@ impl NodeError {
     }
 
     pub fn status(&self) -> StatusCode {
-        match self.code {
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::NotFound | ErrorCode::UnknownServer => StatusCode::NOT_FOUND,
-            ErrorCode::ContextMismatch | ErrorCode::InstallationShape => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ErrorCode::GuidInUse => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 

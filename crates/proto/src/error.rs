@@ -37,6 +37,22 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The HTTP status every Leasehold service answers this code with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotFound | ErrorCode::UnknownServer => 404,
+            ErrorCode::GuidInUse => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::ContextMismatch | ErrorCode::InstallationShape => 422,
+            ErrorCode::Internal => 500,
+            ErrorCode::NotReady => 503,
+        }
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

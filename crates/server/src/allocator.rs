@@ -195,11 +195,14 @@ pub struct Allocator {
     backup: bool,
     /// Usage totals of clients whose lease lapsed, kept for a day so a returning client's
     /// running totals are not counted twice.
-    departed: HashMap<ClientId, (u64, BTreeMap<Feature, (u64, u64)>)>,
+    departed: HashMap<ClientId, Departed>,
     last_departed_prune_ms: u64,
 }
 
 const DEPARTED_KEEP_MS: u64 = 24 * 3600 * 1000;
+
+/// When a client's lease lapsed, and its running usage totals (acquired, denied) per feature.
+type Departed = (u64, BTreeMap<Feature, (u64, u64)>);
 
 impl Allocator {
     /// A fresh allocator at monotonic time `now_ms`. `restarted` puts it in learning mode for

@@ -1,4 +1,142 @@
-//! The Leasehold license server.
+//! The Leasehold license server: syncs with the license nodes, leases licenses to clients,
+//! keeps the usage ledger and serves the admin API (and, later, the dashboard).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod allocator;
+pub mod api;
+mod error;
+pub mod ledger;
+pub mod service;
+pub mod store;
+
+pub use error::ServerError;
+pub use service::{LicenseServer, ServerOptions};
+mod http;
+
+pub use http::{admin_router, lease_router, metrics_handle, AppState};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leasehold_proto::Clock;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A server started by [`start`]: its addresses and the handles to stop it.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub server: Arc<LicenseServer>,
+    pub agent: agent::AgentHandle,
+    pub lease_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How to start a server besides its [`ServerOptions`].
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    pub lease: SocketAddr,
+    pub admin: SocketAddr,
+    pub admin_token: String,
+    /// How often the sync agent looks at the clock.
+    pub agent_tick: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the data directory, binds both listeners and starts serving and syncing.
+pub async fn start(
+    options: ServerOptions,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, StartError> {
+    let _ = metrics_handle();
+    let server = LicenseServer::open(options, clock).await?;
+    let lease_listener =
+        TcpListener::bind(listeners.lease)
+            .await
+            .map_err(|source| StartError::Listen {
+                what: "--listen",
+                addr: listeners.lease,
+                source,
+            })?;
+    let admin_listener =
+        TcpListener::bind(listeners.admin)
+            .await
+            .map_err(|source| StartError::Listen {
+                what: "--admin-listen",
+                addr: listeners.admin,
+                source,
+            })?;
+    let lease_addr = lease_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            what: "--listen",
+            addr: listeners.lease,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            what: "--admin-listen",
+            addr: listeners.admin,
+            source,
+        })?;
+    let (agent, agent_task) = agent::spawn(server.clone(), listeners.agent_tick);
+    let state = AppState::new(server.clone(), agent.clone(), &listeners.admin_token);
+    let (stop, stopped) = watch::channel(false);
+    let serve =
+        |listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>| {
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "listener failed");
+                }
+            })
+        };
+    let tasks = vec![
+        serve(lease_listener, lease_router(state.clone()), stopped.clone()),
+        serve(admin_listener, admin_router(state), stopped),
+        agent_task,
+    ];
+    tracing::info!(%lease_addr, %admin_addr, instance = %server.instance_id(), "license server started");
+    Ok(RunningServer {
+        server,
+        agent,
+        lease_addr,
+        admin_addr,
+        stop,
+        tasks,
+    })
+}
+
+impl RunningServer {
+    /// Stops listening, stops the agent, flushes usage and releases the data directory.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.agent.stop().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.server.close().await;
+    }
+}

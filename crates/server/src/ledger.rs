@@ -1,0 +1,117 @@
+//! The usage ledger: per feature, per hour, the peak number in use (summed over clients),
+//! grants, denials and, on a backup server, license time used by clients in failover.
+//! Nothing per client leaves this module.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::usage::hour_of;
+use leasehold_proto::Feature;
+
+pub type HourKey = (Feature, DateTime<Utc>);
+
+/// The open hours to rewrite and the finished hours to close.
+pub type Flush = (BTreeMap<HourKey, Counts>, Vec<(HourKey, Counts)>);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub peak_in_use: u32,
+    pub grants: u64,
+    pub denials: u64,
+    pub backup_use_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    open: BTreeMap<HourKey, Counts>,
+    dirty: bool,
+}
+
+impl Ledger {
+    /// Continues from what an earlier process flushed.
+    pub fn restore(open: BTreeMap<HourKey, Counts>) -> Self {
+        Self { open, dirty: false }
+    }
+
+    pub fn record(
+        &mut self,
+        feature: &Feature,
+        now: DateTime<Utc>,
+        in_use_total: u32,
+        grants: u64,
+        denials: u64,
+        backup_use_ms: u64,
+    ) {
+        let c = self
+            .open
+            .entry((feature.clone(), hour_of(now)))
+            .or_default();
+        let before = *c;
+        c.peak_in_use = c.peak_in_use.max(in_use_total);
+        c.grants += grants;
+        c.denials += denials;
+        c.backup_use_ms += backup_use_ms;
+        self.dirty |= *c != before;
+    }
+
+    /// What to flush: the open hours to rewrite and the finished hours (before `now`'s hour)
+    /// to close. Closed hours leave the ledger.
+    pub fn take_flush(&mut self, now: DateTime<Utc>) -> Option<Flush> {
+        let current = hour_of(now);
+        let finished: Vec<HourKey> = self
+            .open
+            .keys()
+            .filter(|(_, h)| *h < current)
+            .cloned()
+            .collect();
+        if !self.dirty && finished.is_empty() {
+            return None;
+        }
+        let closed = finished
+            .into_iter()
+            .filter_map(|k| self.open.remove(&k).map(|c| (k, c)))
+            .collect();
+        self.dirty = false;
+        Some((self.open.clone(), closed))
+    }
+
+    /// Marks the ledger dirty again after a failed flush, so the next one retries.
+    pub fn retry(&mut self, closed: Vec<(HourKey, Counts)>) {
+        for (k, c) in closed {
+            self.open.insert(k, c);
+        }
+        self.dirty = true;
+    }
+
+    pub fn current(&self) -> &BTreeMap<HourKey, Counts> {
+        &self.open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn peaks_sum_and_hours_close() {
+        let f = Feature::parse("tts").unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 9, 10, 0).unwrap();
+        let mut l = Ledger::default();
+        l.record(&f, t, 3, 2, 0, 0);
+        l.record(&f, t + chrono::Duration::minutes(5), 7, 1, 1, 0);
+        l.record(&f, t + chrono::Duration::minutes(6), 2, 0, 0, 500);
+        let (open, closed) = l.take_flush(t).unwrap();
+        assert!(closed.is_empty());
+        let c = open[&(f.clone(), hour_of(t))];
+        assert_eq!(
+            (c.peak_in_use, c.grants, c.denials, c.backup_use_ms),
+            (7, 3, 1, 500)
+        );
+        assert!(l.take_flush(t).is_none(), "nothing changed");
+        let (open, closed) = l.take_flush(t + chrono::Duration::hours(1)).unwrap();
+        assert!(open.is_empty());
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].1.peak_in_use, 7);
+    }
+}

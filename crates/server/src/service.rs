@@ -1,0 +1,782 @@
+//! The license server's behaviour, independent of HTTP: what it serves, why, and how it
+//! takes bundles and keeps usage.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use leasehold_proto::{
+    BundlePayload, Clock, Context, ErrorCode, InstanceId, LeaseRequest, LeaseResponse, ServerGuid,
+    SignedEnvelope, SyncUpload, TrustedKeys, LEASE_SECS,
+};
+use rand::seq::SliceRandom;
+use rand::RngCore;
+
+use crate::allocator::{Allocator, ClientRequest, PoolLicense, Serving, HOLD_MS};
+use crate::api::{
+    ClientFeatureStatus, ClientStatus, LicenseStatus, NodeStatus, ServerState, Status, SyncOutcome,
+};
+use crate::error::ServerError;
+use crate::ledger::Ledger;
+use crate::store::{keys, ServerStore, StoreError};
+
+/// A wall clock further back than this below the highest time seen is tampering.
+pub const CLOCK_STEP_BACK_TOLERANCE: chrono::Duration = chrono::Duration::hours(1);
+/// Longest wait between retries of a failed sync (the seed asks for at least daily).
+pub const MAX_RETRY: Duration = Duration::from_secs(3600);
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+const MAX_FEATURES_PER_REQUEST: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub nodes: Vec<String>,
+    pub trusted_keys: TrustedKeys,
+    pub guid: Option<ServerGuid>,
+    /// Timeout of one sync request to one node.
+    pub node_timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+struct BundleState {
+    guid: Option<ServerGuid>,
+    envelope: Option<SignedEnvelope>,
+    payload: Option<BundlePayload>,
+    /// Local time the bundle was taken; grace is counted from here in local time, so a
+    /// clock set back before a sync cannot stretch it.
+    received_at: Option<DateTime<Utc>>,
+    licenses_day: Option<NaiveDate>,
+}
+
+impl BundleState {
+    fn effective_not_after(&self) -> Option<DateTime<Utc>> {
+        let p = self.payload.as_ref()?;
+        Some(
+            self.received_at
+                .map_or(p.not_after, |r| r + (p.not_after - p.issued_at)),
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    last_success: Option<DateTime<Utc>>,
+    last_node: Option<String>,
+    last_error: Option<String>,
+    next_due: Option<DateTime<Utc>>,
+    failures: u32,
+    nodes: BTreeMap<String, NodeStatus>,
+}
+
+#[derive(Debug)]
+pub struct LicenseServer {
+    store: ServerStore,
+    clock: Arc<dyn Clock>,
+    keys: TrustedKeys,
+    instance_id: InstanceId,
+    nodes: RwLock<Vec<String>>,
+    alloc: Mutex<Allocator>,
+    ledger: Mutex<Ledger>,
+    bundle: RwLock<BundleState>,
+    high_water: Mutex<DateTime<Utc>>,
+    sync: Mutex<SyncState>,
+    /// One sync at a time.
+    sync_lock: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LicenseServer {
+    /// Opens the data directory (refusing one in use by another process), restores state
+    /// and verifies the stored bundle.
+    pub async fn open(
+        options: ServerOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let store = ServerStore::open(&options.data_dir).await?;
+        let meta = store.get_all().await?;
+        let now = clock.now();
+        let instance_id = match meta
+            .get(keys::INSTANCE_ID)
+            .and_then(|s| InstanceId::parse(s).ok())
+        {
+            Some(id) => id,
+            None => {
+                let mut b = [0u8; 16];
+                rand::rngs::OsRng.fill_bytes(&mut b);
+                let id = InstanceId::from_random(b);
+                store
+                    .put(&[(keys::INSTANCE_ID, id.to_string())], &[])
+                    .await?;
+                id
+            }
+        };
+        let stored_guid = meta.get(keys::GUID).and_then(|s| ServerGuid::parse(s).ok());
+        let high_water = meta
+            .get(keys::HIGH_WATER)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now);
+        // Leases granted by an earlier process may still be live on clients for one hold
+        // after it was last alive: relearn them before granting anything new.
+        let alive_at = meta
+            .get(keys::ALIVE_AT)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let restarted = alive_at.is_some_and(|a| {
+            a > now
+                || now - a
+                    < chrono::Duration::milliseconds(i64::try_from(HOLD_MS).unwrap_or(0) + 2_000)
+        });
+        let mut bundle = BundleState {
+            guid: stored_guid,
+            ..Default::default()
+        };
+        if let (Some(guid), Some(text)) = (stored_guid, meta.get(keys::ENVELOPE)) {
+            match SignedEnvelope::from_json(text.as_bytes()).and_then(|e| {
+                e.open_bundle(&options.trusted_keys, guid, None)
+                    .map(|p| (e, p))
+            }) {
+                Ok((envelope, payload)) => {
+                    bundle.envelope = Some(envelope);
+                    bundle.payload = Some(payload);
+                    bundle.received_at = meta
+                        .get(keys::RECEIVED_AT)
+                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        .map(|t| t.with_timezone(&Utc));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored bundle does not verify; serving no licenses until the next sync")
+                }
+            }
+        }
+        let backup = bundle
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.context == Context::Backup);
+        let ledger = Ledger::restore(store.open_usage().await?);
+        let mut sync = SyncState {
+            last_success: meta
+                .get(keys::LAST_SYNC)
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            ..Default::default()
+        };
+        for url in &options.nodes {
+            sync.nodes.insert(
+                url.clone(),
+                NodeStatus {
+                    url: url.clone(),
+                    last_ok: None,
+                    last_error: None,
+                },
+            );
+        }
+        let server = Arc::new(Self {
+            store,
+            alloc: Mutex::new(Allocator::new(clock.monotonic_ms(), restarted, backup)),
+            clock,
+            keys: options.trusted_keys,
+            instance_id,
+            nodes: RwLock::new(options.nodes),
+            ledger: Mutex::new(ledger),
+            bundle: RwLock::new(bundle),
+            high_water: Mutex::new(high_water.max(now)),
+            sync: Mutex::new(sync),
+            sync_lock: tokio::sync::Mutex::new(()),
+            http: reqwest::Client::builder()
+                .timeout(options.node_timeout)
+                .build()
+                .map_err(|e| StoreError::Db(format!("HTTP client: {e}")))?,
+        });
+        if let Some(guid) = options.guid {
+            server
+                .set_guid(guid)
+                .await
+                .map_err(|e| StoreError::Db(e.message))?;
+        }
+        server.refresh_licenses(now);
+        Ok(server)
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.store.dir()
+    }
+
+    pub fn instance_id(&self) -> &InstanceId {
+        &self.instance_id
+    }
+
+    pub fn guid(&self) -> Option<ServerGuid> {
+        read(&self.bundle).guid
+    }
+
+    /// Records `now` in the high-water mark and says whether the clock was set back.
+    fn observe_time(&self, now: DateTime<Utc>) -> bool {
+        let mut hw = lock(&self.high_water);
+        if now > *hw {
+            *hw = now;
+            false
+        } else {
+            *hw - now > CLOCK_STEP_BACK_TOLERANCE
+        }
+    }
+
+    /// The state and whether (and why not) licenses are served.
+    pub fn state(&self, now: DateTime<Utc>) -> (ServerState, Serving) {
+        let tampered = self.observe_time(now);
+        let b = read(&self.bundle);
+        if b.guid.is_none() {
+            return (ServerState::Unconfigured, Serving::No("no server GUID is set: set it in the dashboard or with `leasehold server set-guid`".into()));
+        }
+        if b.payload.is_none() {
+            return (
+                ServerState::NotSynced,
+                Serving::No("this license server has not synced with a license node yet".into()),
+            );
+        }
+        if tampered {
+            let hw = *lock(&self.high_water);
+            return (
+                ServerState::ClockTampered,
+                Serving::No(format!(
+                    "the system clock ({}) is behind the latest time this server has seen ({}) by more than an hour; licenses are suspended until the clock is right or a sync succeeds",
+                    now.format("%Y-%m-%d %H:%M UTC"),
+                    hw.format("%Y-%m-%d %H:%M UTC")
+                )),
+            );
+        }
+        if let Some(not_after) = b.effective_not_after() {
+            if now > not_after {
+                return (
+                    ServerState::Expired,
+                    Serving::No(format!(
+                        "no successful sync with a license node since {}; licenses are suspended until a sync succeeds",
+                        b.received_at.unwrap_or(not_after).format("%Y-%m-%d")
+                    )),
+                );
+            }
+        }
+        (ServerState::Ok, Serving::Yes)
+    }
+
+    /// Puts the licenses in force today into the allocator when the bundle or the day changed.
+    fn refresh_licenses(&self, now: DateTime<Utc>) {
+        let today = now.date_naive();
+        let mut b = write(&self.bundle);
+        if b.licenses_day == Some(today) {
+            return;
+        }
+        b.licenses_day = Some(today);
+        let licenses: Vec<PoolLicense> = b
+            .payload
+            .as_ref()
+            .map(|p| {
+                p.licenses_in_force(today)
+                    .map(|l| PoolLicense {
+                        feature: l.feature.clone(),
+                        count: l.count,
+                        maintenance_until: l.maintenance_until,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let backup = b
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.context == Context::Backup);
+        drop(b);
+        let mut a = lock(&self.alloc);
+        a.set_backup(backup);
+        a.set_licenses(&licenses);
+    }
+
+    /// `POST /v1/lease`.
+    pub fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ServerError> {
+        if req.features.len() > MAX_FEATURES_PER_REQUEST {
+            return Err(ServerError::bad_request(format!(
+                "a lease request may name at most {MAX_FEATURES_PER_REQUEST} features"
+            )));
+        }
+        let now = self.clock.now();
+        let mono = self.clock.monotonic_ms();
+        let (state, serving) = self.state(now);
+        let (guid, context) = {
+            let b = read(&self.bundle);
+            match (b.guid, b.payload.as_ref()) {
+                (Some(g), Some(p)) => (g, p.context),
+                _ => {
+                    let why = match serving {
+                        Serving::No(why) => why,
+                        Serving::Yes => "not ready".into(),
+                    };
+                    return Err(ServerError::new(ErrorCode::NotReady, why));
+                }
+            }
+        };
+        if read(&self.bundle).licenses_day != Some(now.date_naive()) {
+            self.refresh_licenses(now);
+        }
+        let request = ClientRequest {
+            client: &req.client_id,
+            product_release: req.product_release,
+            features: &req.features,
+            failover: req.failover,
+        };
+        let (answers, usage, totals) = {
+            let mut a = lock(&self.alloc);
+            let (answers, usage) = a.request(mono, &request, &serving);
+            (answers, usage, a.totals())
+        };
+        {
+            let mut ledger = lock(&self.ledger);
+            for (feature, delta) in &usage {
+                let in_use = totals.get(feature).map_or(0, |t| t.in_use);
+                ledger.record(
+                    feature,
+                    now,
+                    in_use,
+                    delta.acquired,
+                    delta.denied,
+                    if context == Context::Backup {
+                        delta.failover_use_ms
+                    } else {
+                        0
+                    },
+                );
+            }
+        }
+        metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(state))
+            .increment(1);
+        Ok(LeaseResponse {
+            server_guid: guid,
+            context,
+            lease_secs: LEASE_SECS,
+            features: answers,
+        })
+    }
+
+    /// `DELETE /v1/lease/{client_id}`.
+    pub fn release(&self, client: &leasehold_proto::ClientId) -> bool {
+        lock(&self.alloc).release(client)
+    }
+
+    /// Sets the server GUID. A different GUID drops the bundle of the old one.
+    pub async fn set_guid(&self, guid: ServerGuid) -> Result<(), ServerError> {
+        if read(&self.bundle).guid == Some(guid) {
+            return Ok(());
+        }
+        self.store
+            .put(
+                &[(keys::GUID, guid.to_string())],
+                &[keys::ENVELOPE, keys::RECEIVED_AT],
+            )
+            .await?;
+        {
+            let mut b = write(&self.bundle);
+            *b = BundleState {
+                guid: Some(guid),
+                ..Default::default()
+            };
+        }
+        self.refresh_licenses(self.clock.now());
+        tracing::info!(%guid, "server GUID set");
+        Ok(())
+    }
+
+    /// The exact upload the next sync sends (also `export-upload`).
+    pub async fn upload(&self) -> Result<SyncUpload, ServerError> {
+        let (guid, token, serial, context) = {
+            let b = read(&self.bundle);
+            let guid = b.guid.ok_or_else(|| {
+                ServerError::new(
+                    ErrorCode::NotReady,
+                    "no server GUID is set: set it before syncing",
+                )
+            })?;
+            let p = b.payload.as_ref();
+            (
+                guid,
+                p.map(|p| p.next_sync_token.clone()),
+                p.map_or(0, |p| p.serial),
+                p.map(|p| p.context),
+            )
+        };
+        self.flush().await?;
+        let usage = self.store.pending_buckets(SyncUpload::MAX_BUCKETS).await?;
+        Ok(SyncUpload {
+            server_guid: guid,
+            instance_id: self.instance_id.clone(),
+            sync_token: token,
+            last_bundle_serial: serial,
+            context,
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            usage,
+        })
+    }
+
+    /// Verifies a bundle and, only if every check passes, makes it the server's bundle.
+    pub async fn apply_envelope(
+        &self,
+        envelope: SignedEnvelope,
+        via: &str,
+    ) -> Result<SyncOutcome, ServerError> {
+        let (guid, context, serial) = {
+            let b = read(&self.bundle);
+            let guid = b
+                .guid
+                .ok_or_else(|| ServerError::new(ErrorCode::NotReady, "no server GUID is set"))?;
+            (
+                guid,
+                b.payload.as_ref().map(|p| p.context),
+                b.payload.as_ref().map_or(0, |p| p.serial),
+            )
+        };
+        let payload = envelope
+            .open_bundle(&self.keys, guid, context)
+            .map_err(|e| {
+                ServerError::bad_request(format!("bundle rejected, the previous one is kept: {e}"))
+            })?;
+        if payload.serial <= serial {
+            return Err(ServerError::bad_request(format!(
+                "bundle rejected, the previous one is kept: its serial {} is not newer than the current {serial}",
+                payload.serial
+            )));
+        }
+        let now = self.clock.now();
+        self.store
+            .apply_bundle(
+                &[
+                    (keys::ENVELOPE, envelope.to_json()),
+                    (keys::RECEIVED_AT, now.to_rfc3339()),
+                    (keys::HIGH_WATER, now.to_rfc3339()),
+                    (keys::LAST_SYNC, now.to_rfc3339()),
+                ],
+                payload.acked_usage_seq,
+            )
+            .await?;
+        let outcome = SyncOutcome {
+            ok: true,
+            node: Some(via.to_string()),
+            serial: Some(payload.serial),
+            licenses: payload.licenses.len(),
+            acked_usage_seq: Some(payload.acked_usage_seq),
+            error: None,
+        };
+        let interval =
+            chrono::Duration::seconds(i64::try_from(payload.sync_interval_secs).unwrap_or(86_400));
+        {
+            let mut b = write(&self.bundle);
+            b.envelope = Some(envelope);
+            b.payload = Some(payload);
+            b.received_at = Some(now);
+            b.licenses_day = None;
+        }
+        // A sync restores trust in the clock.
+        *lock(&self.high_water) = now;
+        {
+            let mut s = lock(&self.sync);
+            s.last_success = Some(now);
+            s.last_node = Some(via.to_string());
+            s.last_error = None;
+            s.failures = 0;
+            s.next_due = Some(now + interval);
+        }
+        self.refresh_licenses(now);
+        metrics::counter!("leasehold_server_syncs_total", "result" => "ok").increment(1);
+        tracing::info!(
+            via,
+            serial = outcome.serial,
+            licenses = outcome.licenses,
+            "bundle applied"
+        );
+        Ok(outcome)
+    }
+
+    /// One sync: tries every configured node in random order until one answers.
+    pub async fn sync_now(&self) -> SyncOutcome {
+        let _one = self.sync_lock.lock().await;
+        let result = self.sync_with_nodes().await;
+        match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let now = self.clock.now();
+                let mut s = lock(&self.sync);
+                s.failures = s.failures.saturating_add(1);
+                let backoff = FIRST_RETRY
+                    .saturating_mul(1u32 << s.failures.min(16).saturating_sub(1))
+                    .min(MAX_RETRY);
+                s.next_due = Some(
+                    now + chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::hours(1)),
+                );
+                s.last_error = Some(error.clone());
+                metrics::counter!("leasehold_server_syncs_total", "result" => "error").increment(1);
+                tracing::warn!(%error, retry_in = ?backoff, "sync failed");
+                SyncOutcome {
+                    ok: false,
+                    node: None,
+                    serial: None,
+                    licenses: 0,
+                    acked_usage_seq: None,
+                    error: Some(error),
+                }
+            }
+        }
+    }
+
+    async fn sync_with_nodes(&self) -> Result<SyncOutcome, String> {
+        let upload = self.upload().await.map_err(|e| e.message)?;
+        let mut nodes = read(&self.nodes).clone();
+        if nodes.is_empty() {
+            return Err(
+                "no license node is configured (air-gapped: use export-upload and import-bundle)"
+                    .into(),
+            );
+        }
+        nodes.shuffle(&mut rand::thread_rng());
+        let mut errors = Vec::new();
+        for node in nodes {
+            let url = format!("{}/v1/sync", node.trim_end_matches('/'));
+            let result = self.http.post(&url).json(&upload).send().await;
+            let now = self.clock.now();
+            let outcome: Result<SyncOutcome, (String, bool)> = match result {
+                Err(e) => Err((format!("{node}: cannot reach: {e}"), false)),
+                Ok(resp) if resp.status().is_success() => match resp.json::<SignedEnvelope>().await
+                {
+                    Ok(env) => self
+                        .apply_envelope(env, &node)
+                        .await
+                        .map_err(|e| (format!("{node}: {}", e.message), false)),
+                    Err(e) => Err((format!("{node}: answer is not a bundle: {e}"), false)),
+                },
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    let (msg, authoritative) =
+                        match serde_json::from_str::<leasehold_proto::ErrorBody>(&body) {
+                            // Every node shares one database: a refusal is the same everywhere.
+                            Ok(e) if status.is_client_error() => {
+                                (format!("{node}: {}: {}", e.error, e.message), true)
+                            }
+                            Ok(e) => (format!("{node}: {}: {}", e.error, e.message), false),
+                            Err(_) => (format!("{node}: HTTP {status}"), false),
+                        };
+                    Err((msg, authoritative))
+                }
+            };
+            let mut s = lock(&self.sync);
+            let entry = s.nodes.entry(node.clone()).or_insert_with(|| NodeStatus {
+                url: node.clone(),
+                last_ok: None,
+                last_error: None,
+            });
+            match outcome {
+                Ok(o) => {
+                    entry.last_ok = Some(now);
+                    entry.last_error = None;
+                    return Ok(o);
+                }
+                Err((e, authoritative)) => {
+                    entry.last_error = Some(e.clone());
+                    errors.push(e);
+                    if authoritative {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// When the agent should sync next: now for a server that never synced.
+    pub fn next_sync_due(&self) -> Option<DateTime<Utc>> {
+        // Lock order everywhere: bundle, then sync.
+        let b = read(&self.bundle);
+        b.guid?;
+        let interval = b.payload.as_ref().map(|p| p.sync_interval_secs);
+        drop(b);
+        let s = lock(&self.sync);
+        Some(
+            s.next_due
+                .unwrap_or_else(|| match (s.last_success, interval) {
+                    (Some(last), Some(secs)) => {
+                        last + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(86_400))
+                    }
+                    _ => self.clock.now(),
+                }),
+        )
+    }
+
+    /// Persists usage counts, closes finished hours and records the time high-water mark.
+    pub async fn flush(&self) -> Result<(), ServerError> {
+        let now = self.clock.now();
+        self.observe_time(now);
+        let taken = lock(&self.ledger).take_flush(now);
+        if let Some((open, closed)) = taken {
+            if let Err(e) = self.store.flush_usage(&open, &closed).await {
+                lock(&self.ledger).retry(closed);
+                return Err(e.into());
+            }
+        }
+        let hw = *lock(&self.high_water);
+        self.store
+            .put(
+                &[
+                    (keys::HIGH_WATER, hw.to_rfc3339()),
+                    (keys::ALIVE_AT, now.to_rfc3339()),
+                ],
+                &[],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub fn set_nodes(&self, nodes: Vec<String>) {
+        *write(&self.nodes) = nodes;
+    }
+
+    pub async fn status(&self) -> Result<Status, ServerError> {
+        let now = self.clock.now();
+        let mono = self.clock.monotonic_ms();
+        let (state, serving) = self.state(now);
+        let (totals, clients, learning_until) = {
+            let mut a = lock(&self.alloc);
+            a.expire(mono);
+            let learning = a.is_learning(mono).then(|| {
+                now + chrono::Duration::milliseconds(
+                    i64::try_from(a.learning_until_ms() - mono).unwrap_or(0),
+                )
+            });
+            (a.totals(), a.client_count(), learning)
+        };
+        let pending = self
+            .store
+            .pending_buckets(SyncUpload::MAX_BUCKETS)
+            .await?
+            .len();
+        let next_sync = self.next_sync_due();
+        let b = read(&self.bundle);
+        let s = lock(&self.sync);
+        let today = now.date_naive();
+        let licenses = b
+            .payload
+            .as_ref()
+            .map(|p| {
+                p.licenses
+                    .iter()
+                    .map(|l| {
+                        let t = totals.get(&l.feature).copied().unwrap_or_default();
+                        LicenseStatus {
+                            id: l.id.to_string(),
+                            feature: l.feature.clone(),
+                            count: if l.is_expired_on(today) { 0 } else { l.count },
+                            in_use: t.in_use,
+                            reserved: t.reserved,
+                            context: l.context,
+                            maintenance_until: l.maintenance_until,
+                            expires: l.expires,
+                            backs_up: l.backs_up.as_ref().map(ToString::to_string),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let not_after = b.effective_not_after();
+        Ok(Status {
+            guid: b.guid,
+            context: b.payload.as_ref().map(|p| p.context),
+            installation: b.payload.as_ref().map(|p| p.installation_id.clone()),
+            state,
+            reason: match serving {
+                Serving::No(why) => Some(why),
+                Serving::Yes => None,
+            },
+            licenses,
+            clients,
+            learning_until,
+            last_sync: s.last_success,
+            last_sync_node: s.last_node.clone(),
+            last_sync_error: s.last_error.clone(),
+            next_sync,
+            not_after,
+            grace_days_left: not_after.map(|n| (n - now).num_days().max(0)),
+            bundle_serial: b.payload.as_ref().map_or(0, |p| p.serial),
+            pending_usage_buckets: pending,
+            nodes: s.nodes.values().cloned().collect(),
+        })
+    }
+
+    pub fn clients(&self) -> Vec<ClientStatus> {
+        let mono = self.clock.monotonic_ms();
+        let mut a = lock(&self.alloc);
+        a.expire(mono);
+        a.clients()
+            .into_iter()
+            .map(|c| ClientStatus {
+                client: c.client,
+                failover: c.failover,
+                last_seen_secs_ago: mono.saturating_sub(c.last_seen_ms) / 1000,
+                features: c
+                    .features
+                    .into_iter()
+                    .map(|(feature, f)| ClientFeatureStatus {
+                        feature,
+                        quota: f.quota,
+                        in_use: f.in_use,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Totals per feature for metrics.
+    pub fn update_gauges(&self) {
+        let now = self.clock.now();
+        let totals = lock(&self.alloc).totals();
+        for (f, t) in &totals {
+            let label = f.to_string();
+            metrics::gauge!("leasehold_server_licenses", "feature" => label.clone())
+                .set(f64::from(t.count));
+            metrics::gauge!("leasehold_server_in_use", "feature" => label.clone())
+                .set(f64::from(t.in_use));
+            metrics::gauge!("leasehold_server_quota_reserved", "feature" => label)
+                .set(f64::from(t.reserved));
+        }
+        if let Some(n) = read(&self.bundle).effective_not_after() {
+            metrics::gauge!("leasehold_server_grace_days_left")
+                .set((n - now).num_seconds() as f64 / 86_400.0);
+        }
+    }
+
+    pub async fn close(&self) {
+        let _ = self.flush().await;
+        self.store.close().await;
+    }
+}
+
+fn state_label(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Unconfigured => "unconfigured",
+        ServerState::NotSynced => "not_synced",
+        ServerState::Ok => "ok",
+        ServerState::Expired => "expired",
+        ServerState::ClockTampered => "clock_tampered",
+    }
+}

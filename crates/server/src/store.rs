@@ -1,0 +1,281 @@
+//! The server's persisted state in its data directory: one SQLite file (WAL, synchronous
+//! commits) and a lock file that keeps a second process off the same directory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::{Feature, UsageBucket};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::ledger::{Counts, HourKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {0} is in use by another leasehold server process")]
+    Locked(PathBuf),
+    #[error("data directory {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("server state database: {0}")]
+    Db(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Keys of the `meta` table.
+pub mod keys {
+    pub const GUID: &str = "guid";
+    pub const INSTANCE_ID: &str = "instance_id";
+    pub const ENVELOPE: &str = "bundle_envelope";
+    pub const RECEIVED_AT: &str = "bundle_received_at";
+    pub const HIGH_WATER: &str = "time_high_water";
+    pub const NEXT_SEQ: &str = "next_usage_seq";
+    pub const LAST_SYNC: &str = "last_sync";
+    pub const ALIVE_AT: &str = "alive_at";
+}
+
+#[derive(Debug)]
+pub struct ServerStore {
+    pool: SqlitePool,
+    _lock: File,
+    dir: PathBuf,
+}
+
+impl ServerStore {
+    /// Opens (creating if needed) the data directory and takes its lock.
+    pub async fn open(dir: &Path) -> StoreResult<Self> {
+        let io = |e: std::io::Error| StoreError::Io {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("server.lock"))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(dir.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://server.db")
+            .map_err(|e| StoreError::Db(e.to_string()))?
+            .filename(dir.join("server.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migrating: {e}")))?;
+        Ok(Self {
+            pool,
+            _lock: lock,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub async fn get(&self, key: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>("value")))
+    }
+
+    pub async fn get_all(&self) -> StoreResult<BTreeMap<String, String>> {
+        let rows = sqlx::query("SELECT key, value FROM meta")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>("key"), r.get::<String, _>("value")))
+            .collect())
+    }
+
+    /// Sets and removes several values in one transaction.
+    pub async fn put(&self, set: &[(&str, String)], remove: &[&str]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (k, v) in set {
+            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(k)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for k in remove {
+            sqlx::query("DELETE FROM meta WHERE key = ?")
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a verified bundle and its consequences in one transaction: the envelope
+    /// verbatim, the meta values, and the deletion of every bucket the node acknowledged.
+    pub async fn apply_bundle(&self, set: &[(&str, String)], acked_seq: u64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (k, v) in set {
+            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(k)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM usage_buckets WHERE seq <= ?")
+            .bind(i64::try_from(acked_seq).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the open hours and closes the finished ones into numbered buckets, atomically.
+    pub async fn flush_usage(
+        &self,
+        open: &BTreeMap<HourKey, Counts>,
+        close: &[(HourKey, Counts)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for ((feature, hour), c) in open {
+            sqlx::query(
+                "INSERT INTO open_usage (feature, hour, peak_in_use, grants, denials, backup_use_ms) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = excluded.peak_in_use, grants = excluded.grants, denials = excluded.denials, backup_use_ms = excluded.backup_use_ms",
+            )
+            .bind(feature.as_str())
+            .bind(hour.to_rfc3339())
+            .bind(i64::from(c.peak_in_use))
+            .bind(i64_of(c.grants))
+            .bind(i64_of(c.denials))
+            .bind(i64_of(c.backup_use_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !close.is_empty() {
+            let next: i64 = sqlx::query("SELECT value FROM meta WHERE key = ?")
+                .bind(keys::NEXT_SEQ)
+                .fetch_optional(&mut *tx)
+                .await?
+                .and_then(|r| r.get::<String, _>("value").parse().ok())
+                .unwrap_or(1);
+            let mut seq = next;
+            for ((feature, hour), c) in close {
+                sqlx::query(
+                    "INSERT INTO usage_buckets (seq, feature, hour, peak_in_use, grants, denials, backup_use_secs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(seq)
+                .bind(feature.as_str())
+                .bind(hour.to_rfc3339())
+                .bind(i64::from(c.peak_in_use))
+                .bind(i64_of(c.grants))
+                .bind(i64_of(c.denials))
+                .bind(i64_of(c.backup_use_ms / 1000))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM open_usage WHERE feature = ? AND hour = ?")
+                    .bind(feature.as_str())
+                    .bind(hour.to_rfc3339())
+                    .execute(&mut *tx)
+                    .await?;
+                seq += 1;
+            }
+            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(keys::NEXT_SEQ)
+                .bind(seq.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn open_usage(&self) -> StoreResult<BTreeMap<HourKey, Counts>> {
+        let rows = sqlx::query(
+            "SELECT feature, hour, peak_in_use, grants, denials, backup_use_ms FROM open_usage",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (Ok(feature), Ok(hour)) = (
+                Feature::parse(&r.get::<String, _>("feature")),
+                DateTime::parse_from_rfc3339(&r.get::<String, _>("hour")),
+            ) else {
+                continue;
+            };
+            out.insert(
+                (feature, hour.with_timezone(&Utc)),
+                Counts {
+                    peak_in_use: u32::try_from(r.get::<i64, _>("peak_in_use")).unwrap_or(0),
+                    grants: u64_of(r.get("grants")),
+                    denials: u64_of(r.get("denials")),
+                    backup_use_ms: u64_of(r.get("backup_use_ms")),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Closed buckets not yet acknowledged, oldest first.
+    pub async fn pending_buckets(&self, limit: usize) -> StoreResult<Vec<UsageBucket>> {
+        let rows = sqlx::query("SELECT seq, feature, hour, peak_in_use, grants, denials, backup_use_secs FROM usage_buckets ORDER BY seq LIMIT ?")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let feature = Feature::parse(&r.get::<String, _>("feature"))
+                .map_err(|e| StoreError::Db(format!("stored feature: {e}")))?;
+            let hour = DateTime::parse_from_rfc3339(&r.get::<String, _>("hour"))
+                .map_err(|e| StoreError::Db(format!("stored hour: {e}")))?
+                .with_timezone(&Utc);
+            out.push(UsageBucket {
+                seq: u64_of(r.get("seq")),
+                feature,
+                hour,
+                peak_in_use: u32::try_from(r.get::<i64, _>("peak_in_use")).unwrap_or(0),
+                grants: u64_of(r.get("grants")),
+                denials: u64_of(r.get("denials")),
+                backup_use_secs: u64_of(r.get("backup_use_secs")),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
