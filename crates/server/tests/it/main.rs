@@ -1,2 +1,6 @@
-//! License server integration tests: real servers on port 0, driven over HTTP.
+//! License server integration tests: real nodes and servers on port 0, driven over HTTP,
+//! with time moved by an injected clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+mod server;

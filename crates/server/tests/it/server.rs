@@ -1,0 +1,638 @@
+//! The license server's contract (DESIGN.md §3–§4) through real HTTP.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use leasehold_proto::{Context, ManualClock, ServerGuid, SignedEnvelope};
+use leasehold_server::api::ServerState;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn first_sync_serves_licenses_and_periodic_sync_follows_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+
+    let s = server
+        .wait_for("first sync", |s| s.state == ServerState::Ok)
+        .await;
+    assert_eq!(s.guid, Some(prod));
+    assert_eq!(s.context, Some(Context::Production));
+    assert_eq!(s.bundle_serial, 1);
+    assert_eq!(s.licenses.len(), 2);
+    assert_eq!(s.grace_days_left, Some(60));
+    assert_eq!(s.next_sync, Some(start_time() + Duration::hours(24)));
+
+    let resp = server.lease(&request(1, "tts", 0, 4, 0)).await.unwrap();
+    assert_eq!(resp.server_guid, prod);
+    assert_eq!(resp.lease_secs, 120);
+    assert_eq!(quota(&resp, "tts"), 4);
+
+    // Not due yet: nothing happens. A day later the agent syncs by itself.
+    clock.advance(Duration::hours(23));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(server.status().await.bundle_serial, 1);
+    clock.advance(Duration::hours(1));
+    server
+        .wait_for("second sync", |s| s.bundle_serial == 2)
+        .await;
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn tries_every_node_and_moves_past_a_dead_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let server = TestServer::start(
+        options(
+            &dir.path().join("s"),
+            vec![dead.clone(), node.url.clone()],
+            Some(prod),
+        ),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+    for _ in 0..5 {
+        let o = server.sync_now().await;
+        assert!(o.ok, "{o:?}");
+        assert_eq!(o.node.as_deref(), Some(node.url.as_str()));
+    }
+    let s = server.status().await;
+    let dead_status = s.nodes.iter().find(|n| n.url == dead).unwrap();
+    assert!(
+        dead_status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("cannot reach"),
+        "{s:?}"
+    );
+    assert!(s
+        .nodes
+        .iter()
+        .find(|n| n.url == node.url)
+        .unwrap()
+        .last_ok
+        .is_some());
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_bundle_is_refused_and_the_old_one_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, backup, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+
+    let post = |env: String| {
+        let http = server.http.clone();
+        let url = format!("{}/v1/admin/bundle", server.admin_url);
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(env)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Signed by a key the server does not trust.
+    let upload: leasehold_proto::SyncUpload = server
+        .http
+        .get(format!("{}/v1/admin/upload", server.admin_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let genuine = node.node.sync(upload.clone()).await.unwrap();
+    let payload = genuine
+        .verify(&leasehold_proto::TrustedKeys::new().with(vendor_key().verifying_key()))
+        .unwrap();
+    let foreign =
+        leasehold_proto::VendorSigningKey::from_secret_bytes([99; 32]).sign_bytes(&payload);
+    let (code, text) = post(foreign.to_json()).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("does not trust"), "{text}");
+    // One changed byte.
+    let mut tampered = genuine.clone();
+    let mut sig = tampered.sig.into_bytes();
+    sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
+    tampered.sig = String::from_utf8(sig).unwrap();
+    let (code, text) = post(tampered.to_json()).await;
+    assert_eq!(code, 400, "{text}");
+    // Another server's bundle (the backup's).
+    let mut other = upload.clone();
+    other.server_guid = backup;
+    other.sync_token = None;
+    other.context = None;
+    other.usage.clear();
+    other.instance_id = leasehold_proto::InstanceId::from_random([5; 16]);
+    let (code, text) = post(node.node.sync(other).await.unwrap().to_json()).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("not this server"), "{text}");
+    // Not JSON at all.
+    let (code, _) = post("garbage".into()).await;
+    assert_eq!(code, 400);
+
+    let s = server.status().await;
+    assert_eq!((s.state, s.bundle_serial), (ServerState::Ok, 1));
+    // The genuine one is accepted, and replaying it is refused.
+    assert_eq!(post(genuine.to_json()).await.0, 200);
+    let (code, text) = post(genuine.to_json()).await;
+    assert_eq!(code, 400);
+    assert!(text.contains("not newer"), "{text}");
+    assert_eq!(server.status().await.bundle_serial, 2);
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let node_dir = dir.path().join("n");
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+    let node_url = node.url.clone();
+    node.stop().await;
+
+    clock.advance(Duration::days(59));
+    let s = server.status().await;
+    assert_eq!(s.state, ServerState::Ok);
+    assert_eq!(s.grace_days_left, Some(1));
+    assert_eq!(
+        quota(
+            &server.lease(&request(1, "tts", 0, 2, 0)).await.unwrap(),
+            "tts"
+        ),
+        2
+    );
+    assert!(!server.sync_now().await.ok);
+
+    clock.advance(Duration::days(1) + Duration::minutes(1));
+    let s = server.status().await;
+    assert_eq!(s.state, ServerState::Expired);
+    assert!(s.reason.unwrap().contains("no successful sync"));
+    let resp = server.lease(&request(2, "tts", 0, 2, 0)).await.unwrap();
+    let f = &resp.features[&leasehold_proto::Feature::parse("tts").unwrap()];
+    assert_eq!(f.quota, 0);
+    assert!(f.reason.as_deref().unwrap().contains("suspended"));
+
+    // The node comes back (same address): a sync restores service.
+    let port: u16 = node_url.rsplit(':').next().unwrap().parse().unwrap();
+    let node = {
+        let store = leasehold_node::store::open(&format!(
+            "sqlite://{}",
+            node_dir.join("node.db").display()
+        ))
+        .await
+        .unwrap();
+        let n = Arc::new(leasehold_node::Node::new(
+            store,
+            vendor_key(),
+            clock.clone(),
+        ));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tokio::spawn(leasehold_node::serve(
+            leasehold_node::NodeState::new(n, "t"),
+            listener,
+            std::future::pending(),
+        ))
+    };
+    assert!(server.sync_now().await.ok);
+    assert_eq!(server.status().await.state, ServerState::Ok);
+    assert_eq!(
+        quota(
+            &server.lease(&request(2, "tts", 0, 2, 0)).await.unwrap(),
+            "tts"
+        ),
+        2
+    );
+    node.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_clock_set_back_suspends_licenses_until_it_is_right_or_a_sync_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+    clock.advance(Duration::days(10));
+    server.status().await;
+    // Back by 30 minutes: tolerated (time sync corrections). Back by 2 days: tampering.
+    clock.set(start_time() + Duration::days(10) - Duration::minutes(30));
+    assert_eq!(server.status().await.state, ServerState::Ok);
+    clock.set(start_time() + Duration::days(8));
+    let s = server.status().await;
+    assert_eq!(s.state, ServerState::ClockTampered);
+    assert!(s.reason.unwrap().contains("behind"));
+    assert_eq!(
+        quota(
+            &server.lease(&request(1, "tts", 0, 2, 0)).await.unwrap(),
+            "tts"
+        ),
+        0
+    );
+    // Set right again: served again.
+    clock.set(start_time() + Duration::days(10));
+    assert_eq!(server.status().await.state, ServerState::Ok);
+    // Back again, then a sync succeeds: trusted again from there.
+    clock.set(start_time() + Duration::days(5));
+    assert_eq!(server.status().await.state, ServerState::ClockTampered);
+    assert!(server.sync_now().await.ok);
+    assert_eq!(server.status().await.state, ServerState::Ok);
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let server = TestServer::start(options(dir.path(), vec![], None), clock.clone()).await;
+    let err =
+        leasehold_server::LicenseServer::open(options(dir.path(), vec![], None), clock.clone())
+            .await
+            .unwrap_err();
+    assert!(err.to_string().contains("in use by another"), "{err}");
+    server.stop().await;
+    // Once the first has stopped, the directory is free.
+    let again =
+        leasehold_server::LicenseServer::open(options(dir.path(), vec![], None), clock).await;
+    assert!(again.is_ok());
+}
+
+#[tokio::test]
+async fn backup_grants_only_in_failover_and_maintenance_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, backup, _) = node.installation().await;
+    let p = TestServer::start(
+        options(&dir.path().join("p"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    let b = TestServer::start(
+        options(&dir.path().join("b"), vec![node.url.clone()], Some(backup)),
+        clock.clone(),
+    )
+    .await;
+    let s = b
+        .wait_for("backup sync", |s| s.state == ServerState::Ok)
+        .await;
+    assert_eq!(s.context, Some(Context::Backup));
+    assert!(s.licenses.iter().all(|l| l.backs_up.is_some()));
+    p.wait_for("primary sync", |s| s.state == ServerState::Ok)
+        .await;
+
+    let normal = request(1, "tts", 0, 3, 0);
+    let resp = b.lease(&normal).await.unwrap();
+    assert_eq!(quota(&resp, "tts"), 0);
+    assert!(resp
+        .features
+        .values()
+        .next()
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("failover"));
+    let mut failover = request(2, "tts", 0, 3, 0);
+    failover.failover = true;
+    assert_eq!(quota(&b.lease(&failover).await.unwrap(), "tts"), 3);
+
+    // A product released after the licenses' maintenance date is not served.
+    let mut newer = request(3, "tts", 0, 1, 0);
+    newer.product_release = chrono::NaiveDate::from_ymd_opt(2027, 7, 1).unwrap();
+    let resp = p.lease(&newer).await.unwrap();
+    assert_eq!(quota(&resp, "tts"), 0);
+    assert!(resp
+        .features
+        .values()
+        .next()
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("maintenance"));
+    p.stop().await;
+    b.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let sdir = dir.path().join("s");
+    let server = TestServer::start(
+        options(&sdir, vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+    // Two clients use tts during this hour.
+    server.lease(&request(1, "tts", 0, 4, 0)).await.unwrap();
+    server.lease(&request(2, "tts", 0, 4, 0)).await.unwrap();
+    server.lease(&request(1, "tts", 3, 4, 4)).await.unwrap();
+    server.lease(&request(2, "tts", 4, 5, 4)).await.unwrap();
+    clock.advance(Duration::hours(1));
+    server
+        .running
+        .as_ref()
+        .unwrap()
+        .server
+        .flush()
+        .await
+        .unwrap();
+    server.stop().await;
+
+    // Restarted before any sync: the closed hour is still there.
+    let server = TestServer::start(
+        options(&sdir, vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    let upload = server
+        .running
+        .as_ref()
+        .unwrap()
+        .server
+        .upload()
+        .await
+        .unwrap();
+    assert_eq!(upload.usage.len(), 1, "{upload:?}");
+    let b = &upload.usage[0];
+    assert_eq!((b.peak_in_use, b.grants), (7, 7));
+
+    // The serialized upload holds only summary fields: no client ids, no addresses.
+    let json = serde_json::to_value(&upload).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "context",
+            "instance_id",
+            "last_bundle_serial",
+            "server_guid",
+            "software_version",
+            "sync_token",
+            "usage"
+        ]
+    );
+    let bucket_keys: Vec<&str> = json["usage"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        bucket_keys,
+        [
+            "backup_use_secs",
+            "denials",
+            "feature",
+            "grants",
+            "hour",
+            "peak_in_use",
+            "seq"
+        ]
+    );
+    let text = json.to_string();
+    for c in [1u8, 2] {
+        let id = leasehold_proto::ClientId::from_random([c; 16]).to_string();
+        assert!(
+            !text.contains(&id[2..]),
+            "a client id leaked into the upload: {text}"
+        );
+    }
+    assert!(!text.contains("127.0.0.1"));
+
+    // The node gets it; the answer is lost; the server sends it again: counted once.
+    node.node.sync(upload.clone()).await.unwrap();
+    let o = server.sync_now().await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.acked_usage_seq, Some(1));
+    let rows = node.node.usage(prod).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].peak_in_use, 7);
+    // Acknowledged buckets are gone from the server.
+    assert!(server
+        .running
+        .as_ref()
+        .unwrap()
+        .server
+        .upload()
+        .await
+        .unwrap()
+        .usage
+        .is_empty());
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_relearns_leases_before_granting_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let sdir = dir.path().join("s");
+    let server = TestServer::start(
+        options(&sdir, vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+    assert_eq!(
+        quota(
+            &server.lease(&request(1, "tts", 0, 10, 0)).await.unwrap(),
+            "tts"
+        ),
+        10
+    );
+    server
+        .running
+        .as_ref()
+        .unwrap()
+        .server
+        .flush()
+        .await
+        .unwrap();
+    server.stop().await;
+
+    let server = TestServer::start(
+        options(&sdir, vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    let s = server.status().await;
+    assert_eq!(s.state, ServerState::Ok, "licenses survive the restart");
+    assert!(s.learning_until.is_some());
+    // Client 1 still holds a valid lease of 10 the new process cannot see: nobody else gets
+    // anything, and client 1 is confirmed only what it holds.
+    assert_eq!(
+        quota(
+            &server.lease(&request(2, "tts", 0, 5, 0)).await.unwrap(),
+            "tts"
+        ),
+        0
+    );
+    assert_eq!(
+        quota(
+            &server.lease(&request(1, "tts", 6, 10, 10)).await.unwrap(),
+            "tts"
+        ),
+        6
+    );
+    // After one lease length plus the margin, normal service.
+    clock.advance(Duration::seconds(131));
+    assert!(server.status().await.learning_until.is_none());
+    assert_eq!(
+        quota(
+            &server.lease(&request(2, "tts", 0, 4, 0)).await.unwrap(),
+            "tts"
+        ),
+        4
+    );
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn bad_lease_requests_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let server = TestServer::start(options(dir.path(), vec![], None), clock.clone()).await;
+    // No GUID yet.
+    let (code, text) = server.lease(&request(1, "tts", 0, 1, 0)).await.unwrap_err();
+    assert_eq!(code, 503);
+    assert!(text.contains("GUID"), "{text}");
+    for body in [
+        "{",
+        "{}",
+        r#"{"client_id":"nope","product_release":"2026-01-01","features":{}}"#,
+    ] {
+        let r = server
+            .http
+            .post(format!("{}/v1/lease", server.lease_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        assert!(r.text().await.unwrap().contains("bad_request"));
+    }
+    let r = server
+        .http
+        .delete(format!("{}/v1/lease/not-an-id", server.lease_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // The admin API needs the token; a bad GUID is refused.
+    let r = server
+        .http
+        .get(format!("{}/v1/admin/status", server.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = server
+        .http
+        .put(format!("{}/v1/admin/guid", server.admin_url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"guid": "{123}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("server GUID"));
+    assert_eq!(server.status().await.state, ServerState::Unconfigured);
+    let r = server
+        .http
+        .put(format!("{}/v1/admin/guid", server.admin_url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"guid": ServerGuid::from_bytes([1; 16]).to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(server.status().await.state, ServerState::NotSynced);
+    // The lease listener does not serve the admin API.
+    let r = server
+        .http
+        .get(format!("{}/v1/admin/status", server.lease_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let _ = SignedEnvelope::from_json(b"{}");
+    server.stop().await;
+}
