@@ -1,0 +1,1 @@
+//! The Leasehold client library (being written).
