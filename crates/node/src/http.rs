@@ -2,7 +2,7 @@
 //! `AdminAuth` extractor. Bodies are size-limited and malformed ones get a JSON `bad_request`.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use leasehold_proto::{
     ErrorCode, LicenseId, ServerGuid, SignedEnvelope, SyncUpload, MAX_SYNC_BODY_BYTES,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use leasehold_telemetry::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -53,12 +53,9 @@ impl NodeState {
     }
 }
 
-/// The process-wide Prometheus recorder; installed once, shared by every node in a process.
+/// The process-wide Prometheus recorder (shared with every other service in the process).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .clone()
+    leasehold_telemetry::prometheus()
 }
 
 pub fn router(state: NodeState) -> Router {

@@ -2,7 +2,7 @@
 //! listener serves the admin API (bearer token), `/metrics` and, later, the dashboard.
 //! Every route is declared here.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use leasehold_proto::{
     ClientId, ErrorCode, LeaseRequest, LeaseResponse, ServerGuid, SignedEnvelope, SyncUpload,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use leasehold_telemetry::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use tower_http::trace::TraceLayer;
 
@@ -51,12 +51,9 @@ impl AppState {
     }
 }
 
-/// The process-wide Prometheus recorder, installed once.
+/// The process-wide Prometheus recorder (shared with every other service in the process).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .clone()
+    leasehold_telemetry::prometheus()
 }
 
 /// The client-facing lease API.

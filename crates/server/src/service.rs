@@ -323,6 +323,7 @@ impl LicenseServer {
             match (b.guid, b.payload.as_ref()) {
                 (Some(g), Some(p)) => (g, p.context),
                 _ => {
+                    metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(state)).increment(1);
                     let why = match serving {
                         Serving::No(why) => why,
                         Serving::Yes => "not ready".into(),

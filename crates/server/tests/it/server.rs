@@ -163,6 +163,14 @@ async fn a_bad_bundle_is_refused_and_the_old_one_kept() {
     let (code, text) = post(node.node.sync(other).await.unwrap().to_json()).await;
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("not this server"), "{text}");
+    // Signed by the vendor, for this GUID, but for another context.
+    let mut wrong_context: leasehold_proto::BundlePayload =
+        serde_json::from_slice(&payload).unwrap();
+    wrong_context.context = Context::Development;
+    wrong_context.serial += 10;
+    let (code, text) = post(vendor_key().sign_bundle(&wrong_context).to_json()).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("context is production"), "{text}");
     // Not JSON at all.
     let (code, _) = post("garbage".into()).await;
     assert_eq!(code, 400);
@@ -624,6 +632,21 @@ async fn bad_lease_requests_are_refused_clearly() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(server.status().await.state, ServerState::NotSynced);
+    // Metrics need no token and name what they count.
+    server.lease(&request(1, "tts", 0, 1, 0)).await.unwrap_err();
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("leasehold_server_lease_requests_total"),
+        "{metrics}"
+    );
     // The lease listener does not serve the admin API.
     let r = server
         .http
