@@ -350,6 +350,12 @@ impl LicenseServer {
             let mut ledger = lock(&self.ledger);
             for (feature, delta) in &usage {
                 let in_use = totals.get(feature).map_or(0, |t| t.in_use);
+                if delta.acquired > 0 {
+                    metrics::counter!("leasehold_server_grants_total", "feature" => feature.to_string()).increment(delta.acquired);
+                }
+                if delta.denied > 0 {
+                    metrics::counter!("leasehold_server_denials_total", "feature" => feature.to_string()).increment(delta.denied);
+                }
                 ledger.record(
                     feature,
                     now,

@@ -4,7 +4,7 @@
 
 mod commands;
 mod node_client;
-mod output;
+pub(crate) mod output;
 mod render;
 
 use std::path::PathBuf;

@@ -7,10 +7,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use leasehold_proto::{ErrorBody, ServerGuid};
+use leasehold_proto::ServerGuid;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::http_util::error_chain;
 
 /// The node's admin token. Its `Debug` never shows the secret.
 #[derive(Clone)]
@@ -185,39 +187,13 @@ impl NodeClient {
 /// `code: message` from the node's error body, or the status and the start of whatever else
 /// it sent.
 fn node_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(e) => anyhow!("{}: {}", e.error, e.message),
-        Err(_) => {
-            let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
-            let text = text.trim();
-            if text.is_empty() {
-                anyhow!("the license node answered HTTP {status}")
-            } else {
-                anyhow!("the license node answered HTTP {status}: {text}")
-            }
-        }
-    }
+    crate::http_util::error_from_body("the license node", status, body)
 }
 
 fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> anyhow::Result<T> {
     serde_json::from_slice(bytes).with_context(|| {
         format!("the license node's answer to {path} is not what this CLI expects")
     })
-}
-
-/// reqwest hides the useful part ("connection refused") in its source chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]
