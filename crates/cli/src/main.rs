@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod http_util;
 mod loadgen;
 mod logging;
 mod node_cmd;
+mod server_cmd;
 mod vendor;
 
 #[derive(Debug, Parser)]
@@ -27,6 +29,8 @@ enum Command {
     Node(node_cmd::NodeArgs),
     /// Vendor administration of a license node: installations, servers, licenses, usage.
     Vendor(vendor::VendorArgs),
+    /// Run and administer a license server (customer side).
+    Server(server_cmd::ServerArgs),
     /// Measured load against a running node or server (benchmarks, not tests).
     Loadgen(loadgen::LoadgenArgs),
 }
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => node_cmd::run(args),
         Command::Vendor(args) => vendor::run(args),
+        Command::Server(args) => server_cmd::run(args),
         Command::Loadgen(args) => loadgen::run(args),
     };
     match result {

@@ -508,6 +508,13 @@ impl Allocator {
         out
     }
 
+    /// Sum of what clients report holding of one feature (O(1), for the ledger).
+    pub fn in_use(&self, feature: &Feature) -> u32 {
+        self.pools
+            .get(feature)
+            .map_or(0, |p| u32::try_from(p.in_use).unwrap_or(u32::MAX))
+    }
+
     /// Sum of reservations for one feature, as the invariant checks it.
     pub fn reserved(&self, feature: &Feature) -> u64 {
         self.clients

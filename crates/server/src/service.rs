@@ -341,15 +341,15 @@ impl LicenseServer {
             features: &req.features,
             failover: req.failover,
         };
-        let (answers, usage, totals) = {
+        let (answers, usage, in_use) = {
             let mut a = lock(&self.alloc);
             let (answers, usage) = a.request(mono, &request, &serving);
-            (answers, usage, a.totals())
+            let in_use: Vec<u32> = usage.keys().map(|f| a.in_use(f)).collect();
+            (answers, usage, in_use)
         };
         {
             let mut ledger = lock(&self.ledger);
-            for (feature, delta) in &usage {
-                let in_use = totals.get(feature).map_or(0, |t| t.in_use);
+            for ((feature, delta), in_use) in usage.iter().zip(in_use) {
                 if delta.acquired > 0 {
                     metrics::counter!("leasehold_server_grants_total", "feature" => feature.to_string()).increment(delta.acquired);
                 }
