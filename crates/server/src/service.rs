@@ -403,6 +403,13 @@ impl LicenseServer {
                 ..Default::default()
             };
         }
+        {
+            // A new GUID syncs at once.
+            let mut s = lock(&self.sync);
+            s.next_due = None;
+            s.failures = 0;
+            s.last_error = None;
+        }
         self.refresh_licenses(self.clock.now());
         tracing::info!(%guid, "server GUID set");
         Ok(())
@@ -617,6 +624,10 @@ impl LicenseServer {
         // Lock order everywhere: bundle, then sync.
         let b = read(&self.bundle);
         b.guid?;
+        if read(&self.nodes).is_empty() {
+            // Air-gapped: bundles come by file only.
+            return None;
+        }
         let interval = b.payload.as_ref().map(|p| p.sync_interval_secs);
         drop(b);
         let s = lock(&self.sync);

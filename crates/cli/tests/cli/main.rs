@@ -2,5 +2,6 @@
 //! binary, against a real `leasehold node serve` child process where a node is needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod server;
 mod support;
 mod vendor;

@@ -25,7 +25,54 @@ pub fn leasehold() -> Command {
         .env_remove("LEASEHOLD_ADMIN_TOKEN")
         .env("RUST_LOG", "warn")
         .timeout(Duration::from_secs(60));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LEASEHOLD_SERVER_") {
+            cmd.env_remove(name);
+        }
+    }
     cmd
+}
+
+/// Spawns `cmd` with stdout piped and waits until it prints a line starting with `ready`;
+/// returns the child and the rest of that line. Stdout keeps being drained afterwards, so
+/// the child never blocks on a full pipe. On exit or timeout, returns the exit status.
+pub fn spawn_until_ready(
+    mut cmd: StdCommand,
+    ready: &str,
+    timeout: Duration,
+) -> Result<(Child, String), Option<std::process::ExitStatus>> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let ready = ready.to_owned();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if let Some(rest) = line.trim().strip_prefix(ready.as_str()) {
+                        let _ = tx.send(rest.to_owned());
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = std::io::copy(&mut reader.into_inner(), &mut std::io::sink());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(rest) => Ok((child, rest)),
+        Err(_) => {
+            let status = child.try_wait().ok().flatten();
+            if status.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Err(status)
+        }
+    }
 }
 
 /// A vendor key made with `leasehold vendor keygen`.

@@ -1,0 +1,293 @@
+//! `leasehold server ...`: run a license server (`run`) and administer a running one through
+//! its admin API (`status`, `clients`, `set-guid`, `sync-now`, `export-upload`,
+//! `import-bundle`). Settings of `run` come from defaults, a TOML file, the environment and
+//! flags, in that order; everything is checked before the server starts.
+
+mod admin;
+mod config;
+mod render;
+mod run;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use leasehold_proto::ServerGuid;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    command: ServerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
+    /// Run the license server: lease licenses to clients, sync with the license nodes and
+    /// serve the admin API. Prints one line with both addresses on stdout, logs to stderr,
+    /// stops cleanly on Ctrl-C or SIGTERM.
+    Run(Box<RunArgs>),
+    /// Show the server's state, licenses, sync and nodes.
+    Status(AdminArgs),
+    /// List the clients holding leases and their quotas.
+    Clients(AdminArgs),
+    /// Set the server GUID the vendor assigned to this server. A different GUID drops the
+    /// licenses of the old one.
+    SetGuid {
+        /// The GUID, e.g. {DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E}.
+        #[arg(value_name = "GUID")]
+        guid: ServerGuid,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Sync with the license nodes now and wait for the outcome; fails when the sync fails.
+    SyncNow(AdminArgs),
+    /// Air-gapped sync, step 1: write the exact upload the next sync would send, for the
+    /// vendor's `leasehold vendor sync-file`.
+    ExportUpload {
+        /// Where to write the upload (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Air-gapped sync, step 2: load the signed bundle `leasehold vendor sync-file` wrote.
+    /// The same checks as an online sync apply; a refused bundle changes nothing.
+    ImportBundle {
+        /// The bundle file (JSON signed envelope).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Settings of `leasehold server run`. Each flag may also come from its environment variable
+/// and from the `--config` file; flags win over the environment, which wins over the file.
+#[derive(Args)]
+struct RunArgs {
+    /// TOML file with any of the keys data_dir, listen, admin_listen, nodes, vendor_keys,
+    /// guid, admin_token, node_timeout. Relative paths in it are relative to the file.
+    #[arg(long, env = "LEASEHOLD_SERVER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Directory of the server's state (licenses, usage, identity); one process at a time.
+    /// [default: ./leasehold-server]
+    #[arg(long, env = "LEASEHOLD_SERVER_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Address of the client lease API; port 0 picks a free port (printed at start).
+    /// [default: 0.0.0.0:7569]
+    #[arg(long, env = "LEASEHOLD_SERVER_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Address of the admin API and /metrics; keep it local or firewalled.
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "LEASEHOLD_SERVER_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+
+    /// Base URL of a license node; repeat for several (tried in random order). None at all
+    /// means air-gapped: sync with export-upload and import-bundle. The environment variable
+    /// takes a comma-separated list.
+    #[arg(
+        long = "node",
+        env = "LEASEHOLD_SERVER_NODE",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    nodes: Vec<String>,
+
+    /// A vendor public key bundles must be signed with (as `leasehold vendor keygen` prints
+    /// it), or a file holding one. Repeat to trust several; at least one is required. The
+    /// environment variable takes a comma-separated list.
+    #[arg(
+        long = "vendor-key",
+        env = "LEASEHOLD_SERVER_VENDOR_KEY",
+        value_delimiter = ',',
+        value_name = "KEY|FILE"
+    )]
+    vendor_keys: Vec<String>,
+
+    /// The server GUID the vendor assigned; may also be set later with `set-guid`.
+    #[arg(long, env = "LEASEHOLD_SERVER_GUID", value_name = "GUID")]
+    guid: Option<ServerGuid>,
+
+    /// Bearer token of the admin API. Without one, a random token is generated once and
+    /// kept in DATA_DIR/admin-token (mode 0600).
+    #[arg(
+        long,
+        env = "LEASEHOLD_SERVER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<Secret>,
+
+    /// Timeout of one sync request to one license node. [default: 30s]
+    #[arg(long, env = "LEASEHOLD_SERVER_NODE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    node_timeout: Option<Duration>,
+
+    /// How often the sync agent looks at the clock and flushes usage (tests).
+    #[arg(long, hide = true, default_value = "5s", value_parser = parse_duration)]
+    agent_tick: Duration,
+}
+
+impl fmt::Debug for RunArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunArgs")
+            .field("config", &self.config)
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("nodes", &self.nodes)
+            .field("vendor_keys", &self.vendor_keys)
+            .field("guid", &self.guid)
+            .field("admin_token", &self.admin_token)
+            .field("node_timeout", &self.node_timeout)
+            .field("agent_tick", &self.agent_tick)
+            .finish()
+    }
+}
+
+/// How the admin commands reach a running server.
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// Base URL of the server's admin listener (its --admin-listen).
+    #[arg(
+        long,
+        env = "LEASEHOLD_SERVER_ADMIN",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
+    admin: String,
+
+    /// The server's admin token, sent as `Authorization: Bearer TOKEN`.
+    #[arg(
+        long,
+        env = "LEASEHOLD_SERVER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<Secret>,
+
+    /// A file holding the admin token, e.g. the DATA_DIR/admin-token a server generated;
+    /// used when no --token is given.
+    #[arg(long, env = "LEASEHOLD_SERVER_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// Print exactly one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A token whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let token = s.trim();
+        if token.is_empty() {
+            return Err("the admin token is empty".into());
+        }
+        Ok(Self(token.to_owned()))
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration like 30s or 2m: {e}"))?;
+    if d.is_zero() {
+        return Err("the duration must be more than zero".into());
+    }
+    Ok(d)
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    match args.command {
+        ServerCommand::Run(a) => run::run(*a),
+        ServerCommand::Status(a) => admin::block_on(admin::status(&a)),
+        ServerCommand::Clients(a) => admin::block_on(admin::clients(&a)),
+        ServerCommand::SetGuid { guid, admin: a } => admin::block_on(admin::set_guid(&a, guid)),
+        ServerCommand::SyncNow(a) => admin::block_on(admin::sync_now(&a)),
+        ServerCommand::ExportUpload { out, admin: a } => {
+            admin::block_on(admin::export_upload(&a, &out))
+        }
+        ServerCommand::ImportBundle { file, admin: a } => {
+            admin::block_on(admin::import_bundle(&a, &file))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, clap::Error> {
+        let mut all = vec!["server"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|c| c.server)
+    }
+
+    #[test]
+    fn run_flags_parse_and_repeat() {
+        let a = parse(&[
+            "run",
+            "--node",
+            "http://a:1",
+            "--node",
+            "http://b:2,http://c:3",
+            "--vendor-key",
+            "k1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "t",
+            "--agent-tick",
+            "100ms",
+        ])
+        .unwrap();
+        let ServerCommand::Run(r) = a.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.nodes, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(r.vendor_keys, ["k1"]);
+        assert_eq!(r.agent_tick, Duration::from_millis(100));
+        assert!(!format!("{r:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn bad_flags_are_refused_naming_them() {
+        let e = parse(&["run", "--guid", "nope"]).unwrap_err().to_string();
+        assert!(e.contains("--guid"), "{e}");
+        let e = parse(&["run", "--listen", "localhost"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--listen"), "{e}");
+        let e = parse(&["set-guid", "nope"]).unwrap_err().to_string();
+        assert!(e.contains("server GUID"), "{e}");
+        let e = parse(&["status", "--token", " "]).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+    }
+}

@@ -1,0 +1,221 @@
+//! The human (non-`--json`) form of what the `leasehold server` admin commands print.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use leasehold_proto::ServerGuid;
+use leasehold_server::api::{ClientStatus, ServerState, Status, SyncOutcome};
+use serde::Serialize;
+
+use crate::vendor::output::{key_values, or_dash, Human, Table};
+
+/// What `clients` prints: one object, so `--json` stays one JSON object.
+#[derive(Debug, Serialize)]
+pub struct ClientList {
+    pub clients: Vec<ClientStatus>,
+}
+
+/// What `export-upload` prints about the file it wrote.
+#[derive(Debug, Serialize)]
+pub struct ExportOutput {
+    pub out: String,
+    pub server_guid: ServerGuid,
+    pub last_bundle_serial: u64,
+    pub usage_buckets: usize,
+}
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn state_word(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Unconfigured => "unconfigured",
+        ServerState::NotSynced => "not synced",
+        ServerState::Ok => "ok",
+        ServerState::Expired => "expired",
+        ServerState::ClockTampered => "clock tampered",
+    }
+}
+
+impl Human for Status {
+    fn human(&self) -> String {
+        let mut pairs = vec![
+            ("server GUID", or_dash(self.guid)),
+            ("context", or_dash(self.context)),
+            ("installation", or_dash(self.installation.as_ref())),
+            ("state", state_word(self.state).to_owned()),
+        ];
+        if let Some(reason) = &self.reason {
+            pairs.push(("reason", reason.clone()));
+        }
+        if let Some(until) = &self.learning_until {
+            pairs.push((
+                "learning until",
+                format!("{} (confirming leases held before a restart)", time(until)),
+            ));
+        }
+        pairs.push(("clients", self.clients.to_string()));
+        let last_sync = match (&self.last_sync, &self.last_sync_node) {
+            (Some(t), Some(node)) => format!("{} via {node}", time(t)),
+            (Some(t), None) => time(t),
+            _ => "never".to_owned(),
+        };
+        pairs.push(("last sync", last_sync));
+        if let Some(e) = &self.last_sync_error {
+            pairs.push(("last sync error", e.clone()));
+        }
+        pairs.push(("next sync", or_dash(self.next_sync.as_ref().map(time))));
+        let valid = match (&self.not_after, self.grace_days_left) {
+            (Some(t), Some(days)) => format!("{} ({days} days of grace left)", time(t)),
+            (Some(t), None) => time(t),
+            _ => "-".to_owned(),
+        };
+        pairs.push(("licenses valid until", valid));
+        pairs.push(("bundle serial", self.bundle_serial.to_string()));
+        pairs.push((
+            "usage not yet uploaded",
+            format!("{} hour buckets", self.pending_usage_buckets),
+        ));
+        let mut text = key_values(&pairs);
+
+        text.push('\n');
+        if self.licenses.is_empty() {
+            text.push_str("no licenses\n");
+        } else {
+            let mut t = Table::new(&[
+                "FEATURE",
+                "COUNT",
+                "IN USE",
+                "RESERVED",
+                "CONTEXT",
+                "MAINTENANCE UNTIL",
+                "EXPIRES",
+                "LICENSE",
+                "BACKS UP",
+            ]);
+            for l in &self.licenses {
+                t.row(vec![
+                    l.feature.to_string(),
+                    l.count.to_string(),
+                    l.in_use.to_string(),
+                    l.reserved.to_string(),
+                    l.context.to_string(),
+                    l.maintenance_until.to_string(),
+                    l.expires
+                        .map_or_else(|| "never".to_owned(), |d| d.to_string()),
+                    l.id.clone(),
+                    or_dash(l.backs_up.as_ref()),
+                ]);
+            }
+            text.push_str(&t.render());
+        }
+
+        text.push('\n');
+        if self.nodes.is_empty() {
+            text.push_str("no license nodes (air-gapped: export-upload and import-bundle)\n");
+        } else {
+            let mut t = Table::new(&["NODE", "LAST OK", "LAST ERROR"]);
+            for n in &self.nodes {
+                t.row(vec![
+                    n.url.clone(),
+                    or_dash(n.last_ok.as_ref().map(time)),
+                    or_dash(n.last_error.as_ref()),
+                ]);
+            }
+            text.push_str(&t.render());
+        }
+        text
+    }
+}
+
+impl Human for SyncOutcome {
+    fn human(&self) -> String {
+        if !self.ok {
+            return key_values(&[
+                ("result", "failed".to_owned()),
+                ("error", or_dash(self.error.as_ref())),
+            ]);
+        }
+        key_values(&[
+            ("result", "ok".to_owned()),
+            ("from", or_dash(self.node.as_ref())),
+            ("bundle serial", or_dash(self.serial)),
+            ("licenses", self.licenses.to_string()),
+            ("usage acknowledged up to", or_dash(self.acked_usage_seq)),
+        ])
+    }
+}
+
+impl Human for ClientList {
+    fn human(&self) -> String {
+        if self.clients.is_empty() {
+            return "no clients hold a lease\n".to_owned();
+        }
+        let mut t = Table::new(&["CLIENT", "FEATURE", "QUOTA", "IN USE", "FAILOVER", "SEEN"]);
+        for c in &self.clients {
+            for f in &c.features {
+                t.row(vec![
+                    c.client.to_string(),
+                    f.feature.to_string(),
+                    f.quota.to_string(),
+                    f.in_use.to_string(),
+                    if c.failover { "yes" } else { "no" }.to_owned(),
+                    format!("{}s ago", c.last_seen_secs_ago),
+                ]);
+            }
+        }
+        t.render()
+    }
+}
+
+impl Human for ExportOutput {
+    fn human(&self) -> String {
+        key_values(&[
+            ("upload written to", self.out.clone()),
+            ("server", self.server_guid.to_string()),
+            ("last bundle serial", self.last_bundle_serial.to_string()),
+            ("usage buckets", self.usage_buckets.to_string()),
+            (
+                "next",
+                "send it to the vendor for `leasehold vendor sync-file`, then import the bundle \
+                 with `leasehold server import-bundle`"
+                    .to_owned(),
+            ),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unconfigured_status_reads_well() {
+        let s = Status {
+            guid: None,
+            context: None,
+            installation: None,
+            state: ServerState::Unconfigured,
+            reason: Some("no server GUID is set".into()),
+            licenses: Vec::new(),
+            clients: 0,
+            learning_until: None,
+            last_sync: None,
+            last_sync_node: None,
+            last_sync_error: None,
+            next_sync: None,
+            not_after: None,
+            grace_days_left: None,
+            bundle_serial: 0,
+            pending_usage_buckets: 0,
+            nodes: Vec::new(),
+        };
+        let text = s.human();
+        assert!(text.contains("unconfigured"), "{text}");
+        assert!(text.contains("no server GUID is set"), "{text}");
+        assert!(
+            text.contains("last sync:") && text.contains("never"),
+            "{text}"
+        );
+        assert!(text.contains("no licenses"), "{text}");
+    }
+}

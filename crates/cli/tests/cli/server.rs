@@ -1,0 +1,866 @@
+//! `leasehold server ...` end to end: `server run` as a real child process against a real
+//! `leasehold node serve`, administered through the real admin commands, with leases asked
+//! over HTTP as a client would. Covers online and air-gapped sync, a crash (SIGKILL) and
+//! restart, the data-directory lock, contexts, and configuration errors.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::NaiveDate;
+use leasehold_proto::{ClientId, Feature, FeatureRequest, LeaseRequest, VendorSigningKey};
+use serde_json::Value;
+
+use crate::support::{leasehold, leasehold_path, spawn_until_ready, Fixture};
+
+const SERVER_TOKEN: &str = "server-admin-token-0123456789";
+const READY: &str = "leasehold server listening on ";
+
+/// A `leasehold server run` child process, killed when dropped.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    lease_url: String,
+    admin_url: String,
+    log: PathBuf,
+    token: String,
+}
+
+/// `leasehold server run --data-dir DIR` on free loopback ports, logging to `DIR.log`.
+fn run_command(data_dir: &Path, args: &[&str]) -> (StdCommand, PathBuf) {
+    let log = data_dir.with_extension("log");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    let mut cmd = StdCommand::new(leasehold_path());
+    cmd.args(["server", "run", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        // Flushes (and records that it is alive) at every tick, from the start.
+        .args(["--agent-tick", "1s"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(log_file);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LEASEHOLD_") {
+            cmd.env_remove(name);
+        }
+    }
+    (cmd, log)
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+impl Server {
+    /// Starts a server with the test token and waits for its ready line.
+    fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["--admin-token", SERVER_TOKEN];
+        all.extend_from_slice(args);
+        Self::start_with_token(data_dir, &all, SERVER_TOKEN)
+    }
+
+    fn start_with_token(data_dir: &Path, args: &[&str], token: &str) -> Self {
+        let (cmd, log) = run_command(data_dir, args);
+        Self::spawn(cmd, log, token)
+    }
+
+    fn spawn(cmd: StdCommand, log: PathBuf, token: &str) -> Self {
+        match spawn_until_ready(cmd, READY, Duration::from_secs(10)) {
+            Ok((child, rest)) => {
+                // "http://LEASE (admin http://ADMIN)"
+                let (lease, admin) = rest
+                    .strip_suffix(')')
+                    .and_then(|r| r.split_once(" (admin "))
+                    .unwrap_or_else(|| panic!("unexpected ready line: {rest:?}"));
+                assert!(lease.starts_with("http://127.0.0.1:"), "{rest}");
+                assert!(admin.starts_with("http://127.0.0.1:"), "{rest}");
+                Server {
+                    child,
+                    lease_url: lease.to_owned(),
+                    admin_url: admin.to_owned(),
+                    log,
+                    token: token.to_owned(),
+                }
+            }
+            Err(status) => panic!(
+                "server did not print {READY:?} (exit status {status:?}); its log:\n{}",
+                read_log(&log)
+            ),
+        }
+    }
+
+    /// `leasehold server ARGS --admin URL --token TOKEN`
+    fn admin(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = leasehold();
+        cmd.arg("server")
+            .args(args)
+            .args(["--admin", &self.admin_url, "--token", &self.token])
+            .timeout(Duration::from_secs(30));
+        cmd
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.admin(args).arg("--json").assert().success();
+        let stdout = &out.get_output().stdout;
+        serde_json::from_slice(stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no single JSON object ({e}): {}\nserver log:\n{}",
+                String::from_utf8_lossy(stdout),
+                read_log(&self.log)
+            )
+        })
+    }
+
+    fn text(&self, args: &[&str]) -> String {
+        let out = self.admin(args).assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+    }
+
+    /// Runs an admin command, expects failure and returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.admin(args).assert().failure();
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    }
+
+    fn status(&self) -> Value {
+        self.json(&["status"])
+    }
+
+    /// `leasehold server sync-now` and the outcome it printed.
+    fn sync_now(&self) -> Value {
+        let v = self.json(&["sync-now"]);
+        assert_eq!(v["ok"], true, "{v}\n{}", read_log(&self.log));
+        v
+    }
+
+    /// One lease refresh as a client sends it; returns the HTTP status and the answer.
+    fn lease(&self, client: &ClientId, feature: &str, held: Held) -> (u16, Value) {
+        let request = LeaseRequest {
+            client_id: client.clone(),
+            product_release: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+            features: [(
+                Feature::parse(feature).unwrap(),
+                FeatureRequest {
+                    in_use: held.in_use,
+                    want: held.want,
+                    quota: held.quota,
+                    acquired: 0,
+                    denied: 0,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            failover: false,
+        };
+        let url = format!("{}/v1/lease", self.lease_url);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(&request)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        })
+    }
+
+    /// The quota granted for `feature`, asserting the request succeeded.
+    fn quota(&self, client: &ClientId, feature: &str, held: Held) -> (u64, Value) {
+        let (status, answer) = self.lease(client, feature, held);
+        assert_eq!(status, 200, "{answer}");
+        let quota = answer["features"][feature]["quota"].as_u64().unwrap();
+        (quota, answer)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit; log:\n{}",
+                read_log(&self.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash or power loss would.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    in_use: u32,
+    want: u32,
+    quota: u32,
+}
+
+fn client(n: u8) -> ClientId {
+    ClientId::from_random([n; ClientId::RANDOM_BYTES])
+}
+
+/// A node with an installation, a server of `context` and a 5-seat `asr.en-US` license on
+/// it (plus a 2-seat `tts` that expires in 2028). Returns the fixture and the server GUID.
+fn licensed(context: &str) -> (Fixture, String) {
+    let f = Fixture::start();
+    let inst = f.create_installation("ACME");
+    let guid = f.add_server(&inst, context);
+    f.grant(&guid, "asr.en-US", 5, &[]);
+    f.grant(&guid, "tts", 2, &["--expires", "2028-06-30"]);
+    (f, guid)
+}
+
+fn key_args(f: &Fixture) -> Vec<String> {
+    vec!["--vendor-key".into(), f.key.public_key.clone()]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn feature_row<'a>(status: &'a Value, feature: &str) -> &'a Value {
+    status["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["feature"] == feature)
+        .unwrap_or_else(|| panic!("no {feature} license in {status}"))
+}
+
+#[test]
+fn a_server_syncs_with_a_node_and_serves_leases() {
+    let (f, guid) = licensed("production");
+    let data = f.path("server");
+    let mut args = key_args(&f);
+    args.extend(["--node".into(), f.node().url.clone()]);
+    let server = Server::start(&data, &strs(&args));
+
+    let status = server.status();
+    assert_eq!(status["state"], "unconfigured", "{status}");
+    assert!(
+        status["reason"].as_str().unwrap().contains("set-guid"),
+        "{status}"
+    );
+    let (code, answer) = server.lease(
+        &client(1),
+        "asr.en-US",
+        Held {
+            in_use: 0,
+            want: 1,
+            quota: 0,
+        },
+    );
+    assert_eq!(
+        (code, &answer["error"]),
+        (503, &Value::from("not_ready")),
+        "{answer}"
+    );
+
+    // A bad GUID is refused before any request.
+    let stderr = server.fails(&["set-guid", "DF9960A1"]);
+    assert!(stderr.contains("GUID"), "{stderr}");
+    let set = server.json(&["set-guid", &guid]);
+    assert_eq!(set["guid"], guid.as_str());
+
+    let outcome = server.sync_now();
+    assert_eq!(outcome["licenses"], 2, "{outcome}");
+    assert!(outcome["serial"].as_u64().unwrap() >= 1, "{outcome}");
+    assert_eq!(outcome["node"], f.node().url.as_str());
+
+    let status = server.status();
+    assert_eq!(status["state"], "ok", "{status}");
+    assert_eq!(status["reason"], Value::Null);
+    assert_eq!(status["guid"], guid.as_str());
+    assert_eq!(status["context"], "production");
+    assert!(status["last_sync"].is_string(), "{status}");
+    assert!(status["next_sync"].is_string(), "{status}");
+    assert!(status["not_after"].is_string(), "{status}");
+    assert!(
+        status["grace_days_left"].as_i64().unwrap() >= 59,
+        "{status}"
+    );
+    assert_eq!(status["learning_until"], Value::Null, "{status}");
+    assert_eq!(status["nodes"][0]["url"], f.node().url.as_str());
+    assert!(status["nodes"][0]["last_ok"].is_string(), "{status}");
+    let asr = feature_row(&status, "asr.en-US");
+    assert_eq!(asr["count"], 5);
+    assert_eq!(asr["maintenance_until"], "2027-01-31");
+    assert_eq!(asr["expires"], Value::Null);
+    assert_eq!(feature_row(&status, "tts")["expires"], "2028-06-30");
+
+    let (quota, answer) = server.quota(
+        &client(1),
+        "asr.en-US",
+        Held {
+            in_use: 0,
+            want: 3,
+            quota: 0,
+        },
+    );
+    assert_eq!(quota, 3, "{answer}");
+    assert_eq!(answer["server_guid"], guid.as_str());
+    assert_eq!(answer["context"], "production");
+    assert_eq!(answer["lease_secs"], 120);
+    let (quota, answer) = server.quota(
+        &client(2),
+        "asr.en-US",
+        Held {
+            in_use: 0,
+            want: 5,
+            quota: 0,
+        },
+    );
+    assert_eq!(quota, 2, "only what is left: {answer}");
+
+    let clients = server.json(&["clients"]);
+    assert_eq!(clients["clients"].as_array().unwrap().len(), 2, "{clients}");
+    let table = server.text(&["clients"]);
+    assert!(table.contains(client(1).as_str()), "{table}");
+
+    // The text form names the state, the licenses and the node.
+    let text = server.text(&["status"]);
+    for needle in [
+        "ok",
+        &guid,
+        "asr.en-US",
+        "2027-01-31",
+        "2028-06-30",
+        &f.node().url,
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+    let text = server.text(&["sync-now"]);
+    assert!(
+        text.contains("ok") && text.contains(&f.node().url),
+        "{text}"
+    );
+
+    // Admin refusals: a wrong token, no token, an unreachable server.
+    let out = leasehold()
+        .args([
+            "server",
+            "status",
+            "--admin",
+            &server.admin_url,
+            "--token",
+            "wrong",
+        ])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.starts_with("error: unauthorized: "), "{stderr}");
+    let out = leasehold()
+        .args(["server", "status", "--admin", &server.admin_url])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("--token"), "{stderr}");
+    let out = leasehold()
+        .args([
+            "server",
+            "status",
+            "--admin",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+        ])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+
+    // SIGTERM stops it cleanly; the token never reached the log.
+    let mut server = server;
+    let killed = StdCommand::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(
+        server.wait_exit(Duration::from_secs(10)),
+        "{}",
+        read_log(&server.log)
+    );
+    let log = read_log(&server.log);
+    assert!(log.contains("license server stopped"), "{log}");
+    assert!(!log.contains(SERVER_TOKEN), "token in the log:\n{log}");
+}
+
+#[test]
+fn after_a_crash_the_server_keeps_its_licenses_and_relearns_leases() {
+    let (f, guid) = licensed("production");
+    let data = f.path("server");
+    let mut args = key_args(&f);
+    args.extend([
+        "--node".into(),
+        f.node().url.clone(),
+        "--guid".into(),
+        guid.clone(),
+    ]);
+    let server = Server::start(&data, &strs(&args));
+    server.sync_now();
+    let before = server.status();
+    assert_eq!(before["state"], "ok", "{before}");
+    let serial = before["bundle_serial"].as_u64().unwrap();
+    let a = client(1);
+    let (quota, _) = server.quota(
+        &a,
+        "asr.en-US",
+        Held {
+            in_use: 0,
+            want: 3,
+            quota: 0,
+        },
+    );
+    assert_eq!(quota, 3);
+    let (quota, _) = server.quota(
+        &a,
+        "asr.en-US",
+        Held {
+            in_use: 2,
+            want: 3,
+            quota: 3,
+        },
+    );
+    assert_eq!(quota, 3);
+    server.kill9();
+
+    // Same data directory, new process: the bundle is there and verified again.
+    let server = Server::start(&data, &strs(&args));
+    let after = server.status();
+    assert_eq!(after["state"], "ok", "{after}");
+    assert_eq!(after["bundle_serial"], serial, "{after}");
+    assert_eq!(after["guid"], guid.as_str());
+    assert_eq!(feature_row(&after, "asr.en-US")["count"], 5);
+    assert!(
+        after["learning_until"].is_string(),
+        "a restarted server must relearn leases first: {after}"
+    );
+    // Client A's lease from before the crash is still live on A: it is confirmed, up to what
+    // A holds. A new client gets nothing while the server cannot see every lease.
+    let (quota, answer) = server.quota(
+        &a,
+        "asr.en-US",
+        Held {
+            in_use: 2,
+            want: 3,
+            quota: 3,
+        },
+    );
+    assert_eq!(quota, 2, "{answer}");
+    let (quota, answer) = server.quota(
+        &client(2),
+        "asr.en-US",
+        Held {
+            in_use: 0,
+            want: 5,
+            quota: 0,
+        },
+    );
+    assert_eq!(quota, 0, "{answer}");
+    let reason = answer["features"]["asr.en-US"]["reason"].as_str().unwrap();
+    assert!(reason.contains("restarted"), "{reason}");
+    let text = server.text(&["status"]);
+    assert!(text.contains("learning until"), "{text}");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = VendorSigningKey::from_secret_bytes([3; 32]).public_key_string();
+    let data = dir.path().join("server");
+    let first = Server::start(&data, &["--vendor-key", &key]);
+    let (cmd, log) = run_command(&data, &["--vendor-key", &key, "--admin-token", "x"]);
+    let mut cmd = cmd;
+    let status = cmd.stdout(Stdio::null()).status().unwrap();
+    assert!(!status.success());
+    let log = read_log(&log);
+    assert!(
+        log.contains("in use by another leasehold server process") && log.contains("error: "),
+        "{log}"
+    );
+    // The first one is unharmed.
+    assert_eq!(first.status()["state"], "unconfigured");
+}
+
+#[test]
+fn an_air_gapped_server_syncs_through_files() {
+    let (f, guid) = licensed("production");
+    let data = f.path("server");
+    let server = Server::start(&data, &strs(&key_args(&f)));
+    server.json(&["set-guid", &guid]);
+
+    let stderr = server.fails(&["sync-now"]);
+    assert!(
+        stderr.starts_with("error: sync failed: ") && stderr.contains("air-gapped"),
+        "{stderr}"
+    );
+    assert!(server.status()["nodes"].as_array().unwrap().is_empty());
+
+    let upload = f.path("upload-1.json");
+    let printed = server.json(&["export-upload", "--out", upload.to_str().unwrap()]);
+    assert_eq!(printed["server_guid"], guid.as_str());
+    let exported: Value = serde_json::from_slice(&std::fs::read(&upload).unwrap()).unwrap();
+    assert_eq!(exported["server_guid"], guid.as_str());
+    assert_eq!(exported["last_bundle_serial"], 0);
+    let bundle1 = f.path("bundle-1.json");
+    f.json(&[
+        "sync-file",
+        "--upload",
+        upload.to_str().unwrap(),
+        "--out",
+        bundle1.to_str().unwrap(),
+    ]);
+    let outcome = server.json(&["import-bundle", bundle1.to_str().unwrap()]);
+    assert_eq!(outcome["ok"], true, "{outcome}");
+    assert_eq!(outcome["node"], "file");
+    let status = server.status();
+    assert_eq!(status["state"], "ok", "{status}");
+    let serial = status["bundle_serial"].as_u64().unwrap();
+    assert_eq!(feature_row(&status, "asr.en-US")["count"], 5);
+    let (quota, _) = server.quota(
+        &client(1),
+        "tts",
+        Held {
+            in_use: 0,
+            want: 2,
+            quota: 0,
+        },
+    );
+    assert_eq!(quota, 2);
+
+    // The same bundle again: not newer, refused, nothing changes.
+    let stderr = server.fails(&["import-bundle", bundle1.to_str().unwrap()]);
+    assert!(
+        stderr.starts_with("error: bad_request: ") && stderr.contains("not newer"),
+        "{stderr}"
+    );
+    assert_eq!(server.status()["bundle_serial"], serial);
+
+    // A second round; its bundle tampered with (more seats) is refused, the real one loads.
+    let upload2 = f.path("upload-2.json");
+    server.text(&["export-upload", "--out", upload2.to_str().unwrap()]);
+    let exported: Value = serde_json::from_slice(&std::fs::read(&upload2).unwrap()).unwrap();
+    assert_eq!(exported["last_bundle_serial"], serial);
+    let bundle2 = f.path("bundle-2.json");
+    f.json(&[
+        "sync-file",
+        "--upload",
+        upload2.to_str().unwrap(),
+        "--out",
+        bundle2.to_str().unwrap(),
+    ]);
+    let mut envelope: Value = serde_json::from_slice(&std::fs::read(&bundle2).unwrap()).unwrap();
+    let mut payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    for l in payload["licenses"].as_array_mut().unwrap() {
+        l["count"] = 500.into();
+    }
+    envelope["payload"] = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&payload).unwrap())
+        .into();
+    let tampered = f.path("bundle-2-tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    let stderr = server.fails(&["import-bundle", tampered.to_str().unwrap()]);
+    assert!(
+        stderr.starts_with("error: bad_request: bundle rejected"),
+        "{stderr}"
+    );
+    let status = server.status();
+    assert_eq!(status["state"], "ok", "{status}");
+    assert_eq!(status["bundle_serial"], serial);
+    assert_eq!(feature_row(&status, "asr.en-US")["count"], 5);
+
+    // Not a bundle at all: refused locally.
+    let stderr = server.fails(&["import-bundle", upload2.to_str().unwrap()]);
+    assert!(stderr.contains("not a signed bundle"), "{stderr}");
+
+    let text = server.text(&["import-bundle", bundle2.to_str().unwrap()]);
+    assert!(text.contains("ok"), "{text}");
+    let status = server.status();
+    assert_eq!(status["state"], "ok", "{status}");
+    assert!(
+        status["bundle_serial"].as_u64().unwrap() > serial,
+        "{status}"
+    );
+    assert!(status["last_sync"].is_string(), "{status}");
+}
+
+#[test]
+fn a_development_server_gets_development_licenses_and_refuses_foreign_bundles() {
+    let (f, dev) = licensed("development");
+    let data = f.path("server");
+    let mut args = key_args(&f);
+    args.extend([
+        "--node".into(),
+        f.node().url.clone(),
+        "--guid".into(),
+        dev.clone(),
+    ]);
+    let server = Server::start(&data, &strs(&args));
+    server.sync_now();
+    let status = server.status();
+    assert_eq!(status["state"], "ok", "{status}");
+    assert_eq!(status["context"], "development");
+    for l in status["licenses"].as_array().unwrap() {
+        assert_eq!(l["context"], "development", "{status}");
+    }
+    let (_, answer) = server.quota(
+        &client(1),
+        "asr.en-US",
+        Held {
+            in_use: 0,
+            want: 1,
+            quota: 0,
+        },
+    );
+    assert_eq!(answer["context"], "development");
+    let serial = status["bundle_serial"].as_u64().unwrap();
+
+    // A bundle of a production server elsewhere, produced through the air-gapped path by a
+    // second, air-gapped server: this server refuses it and keeps its own.
+    let inst = f.create_installation("Globex");
+    let prod = f.add_server(&inst, "production");
+    f.grant(&prod, "asr.en-US", 50, &[]);
+    let other = Server::start(&f.path("other"), &strs(&key_args(&f)));
+    other.json(&["set-guid", &prod]);
+    let upload = f.path("other-upload.json");
+    other.json(&["export-upload", "--out", upload.to_str().unwrap()]);
+    let bundle = f.path("other-bundle.json");
+    let made = f.json(&[
+        "sync-file",
+        "--upload",
+        upload.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(made["context"], "production");
+    let stderr = server.fails(&["import-bundle", bundle.to_str().unwrap()]);
+    assert!(
+        stderr.starts_with("error: bad_request: bundle rejected"),
+        "{stderr}"
+    );
+    let status = server.status();
+    assert_eq!(status["state"], "ok", "{status}");
+    assert_eq!(status["context"], "development");
+    assert_eq!(status["bundle_serial"], serial);
+    // The server it was made for takes it.
+    let outcome = other.json(&["import-bundle", bundle.to_str().unwrap()]);
+    assert_eq!(outcome["ok"], true, "{outcome}");
+    assert_eq!(other.status()["context"], "production");
+}
+
+#[test]
+fn settings_layer_file_env_and_flags_and_a_token_is_generated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let signing = VendorSigningKey::from_secret_bytes([5; 32]);
+    let key_file = dir.path().join("vendor.pub");
+    std::fs::write(&key_file, format!("{}\n", signing.public_key_string())).unwrap();
+    let config = dir.path().join("server.toml");
+    // The file names the data directory (relative to itself), a wrong listen address the
+    // flag overrides and the key file; the environment gives the GUID and admin address.
+    std::fs::write(
+        &config,
+        r#"
+data_dir = "from-file"
+listen = "not-an-address"
+vendor_keys = ["vendor.pub"]
+guid = "{00000000-0000-0000-0000-000000000001}"
+"#,
+    )
+    .unwrap();
+    let guid = "{DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E}";
+    let log = dir.path().join("server.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut cmd = StdCommand::new(leasehold_path());
+    cmd.args(["server", "run", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--agent-tick", "1s"])
+        .env("LEASEHOLD_SERVER_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LEASEHOLD_SERVER_GUID", guid)
+        .env_remove("LEASEHOLD_SERVER_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(log_file);
+    let token_path = dir.path().join("from-file").join("admin-token");
+    let token = {
+        // The token is generated before the server answers; read it once it is up.
+        let mut server = Server::spawn(cmd, log.clone(), "");
+        let token = std::fs::read_to_string(&token_path).unwrap();
+        let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        server.token = token.trim().to_owned();
+        let status = server.status();
+        assert_eq!(
+            status["guid"], guid,
+            "the environment beats the file: {status}"
+        );
+        assert_eq!(status["state"], "not_synced", "{status}");
+        // --token-file works as well as --token.
+        let out = leasehold()
+            .args([
+                "server",
+                "status",
+                "--json",
+                "--admin",
+                &server.admin_url,
+                "--token-file",
+            ])
+            .arg(&token_path)
+            .assert()
+            .success();
+        let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        assert_eq!(v["guid"], guid);
+        server.token.clone()
+    };
+    let text = read_log(&log);
+    assert!(text.contains("admin-token"), "where the token is: {text}");
+    assert!(
+        !text.contains(&token),
+        "the token itself is never logged:\n{text}"
+    );
+
+    // A restart reuses the token file.
+    let mut cmd = StdCommand::new(leasehold_path());
+    cmd.args(["server", "run", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env_remove("LEASEHOLD_SERVER_TOKEN")
+        .env_remove("LEASEHOLD_SERVER_GUID")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("server2.log")).unwrap());
+    let server = Server::spawn(cmd, dir.path().join("server2.log"), &token);
+    assert_eq!(
+        server.status()["guid"],
+        "{00000000-0000-0000-0000-000000000001}"
+    );
+}
+
+/// Runs `leasehold server run ARGS` expecting it to fail at once; returns its stderr (which
+/// a server that started by mistake, killed at the timeout, would leave empty).
+fn run_fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = leasehold();
+    cmd.args(["server", "run"])
+        .args(args)
+        .timeout(Duration::from_secs(10));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.assert().failure();
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_are_refused_at_start_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let key = VendorSigningKey::from_secret_bytes([4; 32]).public_key_string();
+    let config = dir.path().join("server.toml");
+    let config_s = config.to_str().unwrap();
+
+    std::fs::write(&config, "data_dir = \"x\"\nlisten_addr = \"127.0.0.1:1\"\n").unwrap();
+    let e = run_fails(&["--config", config_s, "--vendor-key", &key], &[]);
+    assert!(e.contains("listen_addr") && e.contains(config_s), "{e}");
+
+    let e = run_fails(&["--data-dir", data], &[]);
+    assert!(e.contains("--vendor-key"), "{e}");
+
+    let e = run_fails(
+        &["--data-dir", data, "--vendor-key", &key, "--guid", "nope"],
+        &[],
+    );
+    assert!(e.contains("--guid") && e.contains("nope"), "{e}");
+    let e = run_fails(
+        &["--data-dir", data, "--vendor-key", &key],
+        &[("LEASEHOLD_SERVER_GUID", "also-nope")],
+    );
+    assert!(e.contains("--guid") && e.contains("also-nope"), "{e}");
+
+    let e = run_fails(&["--data-dir", data, "--vendor-key", "not-a-key"], &[]);
+    assert!(e.contains("--vendor-key") && e.contains("not-a-key"), "{e}");
+    std::fs::write(dir.path().join("garbage.pub"), "garbage\n").unwrap();
+    let garbage = dir.path().join("garbage.pub");
+    let e = run_fails(
+        &[
+            "--data-dir",
+            data,
+            "--vendor-key",
+            garbage.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(e.contains("does not hold a vendor public key"), "{e}");
+
+    std::fs::write(&config, "admin_listen = \"localhost:80\"\n").unwrap();
+    let e = run_fails(
+        &[
+            "--config",
+            config_s,
+            "--vendor-key",
+            &key,
+            "--data-dir",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(e.contains("`admin_listen`"), "{e}");
+    let e = run_fails(
+        &[
+            "--data-dir",
+            data,
+            "--vendor-key",
+            &key,
+            "--node",
+            "lic.example",
+        ],
+        &[],
+    );
+    assert!(e.contains("--node"), "{e}");
+    let e = run_fails(
+        &["--config", "/no/such/server.toml", "--vendor-key", &key],
+        &[],
+    );
+    assert!(e.contains("/no/such/server.toml"), "{e}");
+    // None of these got as far as creating the data directory.
+    assert!(!Path::new(data).exists());
+}
