@@ -173,6 +173,8 @@ struct ClientLease {
     release: NaiveDate,
     last_seen_ms: u64,
     expires_ms: u64,
+    /// Time of this client's one entry in the expiry heap.
+    heap_at: u64,
     features: BTreeMap<Feature, Holding>,
 }
 
@@ -282,12 +284,16 @@ impl Allocator {
             if *at > now_ms {
                 break;
             }
-            let Some(Reverse((_, client))) = self.expiries.pop() else {
+            let Some(Reverse((at, client))) = self.expiries.pop() else {
                 break;
             };
             let Some(lease) = self.clients.get_mut(&client) else {
                 continue;
             };
+            if lease.heap_at != at {
+                // Left over from an earlier life of this client id (released, then back).
+                continue;
+            }
             for (feature, h) in lease.features.iter_mut() {
                 let before = h.weight();
                 h.prune(now_ms);
@@ -295,7 +301,18 @@ impl Allocator {
                     adjust_weight(pool, h.class, before, h.weight());
                 }
             }
-            if lease.expires_ms <= now_ms {
+            if lease.expires_ms > now_ms {
+                // One heap entry per client: the next moment something of it runs out.
+                let next = lease
+                    .features
+                    .values()
+                    .filter_map(|h| h.grants.first().map(|g| g.1))
+                    .fold(lease.expires_ms, u64::min);
+                lease.heap_at = next;
+                self.expiries.push(Reverse((next, client)));
+                continue;
+            }
+            {
                 if let Some(lease) = self.clients.remove(&client) {
                     let totals = lease
                         .features
@@ -345,6 +362,7 @@ impl Allocator {
         self.expire(now_ms);
         let learning = self.is_learning(now_ms);
         let until = now_ms + HOLD_MS;
+        let is_new_client = !self.clients.contains_key(req.client);
         let lease = self
             .clients
             .entry(req.client.clone())
@@ -353,6 +371,7 @@ impl Allocator {
                 release: req.product_release,
                 last_seen_ms: now_ms,
                 expires_ms: until,
+                heap_at: until,
                 features: BTreeMap::new(),
             });
         let elapsed = now_ms.saturating_sub(lease.last_seen_ms).min(LEASE_MS);
@@ -361,7 +380,11 @@ impl Allocator {
         lease.release = req.product_release;
         lease.last_seen_ms = now_ms;
         lease.expires_ms = until;
-        self.expiries.push(Reverse((until, req.client.clone())));
+        // A client has exactly one entry in the expiry heap, at or before its earliest grant
+        // expiry; later grants only expire later, so the entry stays early enough.
+        if is_new_client {
+            self.expiries.push(Reverse((until, req.client.clone())));
+        }
 
         let mut answers = BTreeMap::new();
         let mut usage = BTreeMap::new();
