@@ -707,6 +707,7 @@ mod tests {
                 features[0].clone(),
                 leasehold_proto::FeatureQuota {
                     quota: 3,
+                    code: None,
                     reason: None,
                 },
             )]

@@ -1,1 +1,625 @@
-//! The Leasehold client library (being written).
+//! The Leasehold client library: every application that needs licenses links it.
+//!
+//! ```no_run
+//! use leasehold_client::Client;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder()
+//!     .servers("10.0.0.5;10.0.0.6:7569") // primary, then backups
+//!     .product_release(chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())
+//!     .feature("asr.en-US")
+//!     .build()?;
+//! match client.acquire("asr.en-US") {
+//!     Ok(license) => { /* work; dropping `license` releases it */ drop(license) }
+//!     Err(denied) => eprintln!("{denied}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! How it behaves (DESIGN.md §3.2, §4.1, §4.2):
+//! - [`Client::acquire`] answers from the local cache only: a lookup in an immutable sorted
+//!   table of the configured features, a monotonic clock read and a compare-and-swap loop on
+//!   the feature's atomics. No network, no await, no allocation, no lock; safe from any
+//!   number of threads. A full cache may ask the refresher for an early refresh (an atomic
+//!   flag and `Thread::unpark`) but never waits for it.
+//! - A background thread owned by the client (its own current-thread tokio runtime; callers
+//!   need no runtime) sends `POST /v1/lease` every `refresh` (2 s) and installs the quotas it
+//!   gets back. A quota is used only until `send time + min(lease, flush_after)` by
+//!   [`std::time::Instant`], so the cache never grants after the server could have freed it.
+//! - After `failover_after` (10 s) without a good answer from the primary the client moves to
+//!   the first backup that answers, says `failover: true` there, keeps probing the primary
+//!   and returns to it when it answers (then gives the backup its grant back).
+//! - After `flush_after` (120 s) without any server, counted from the send time of the last
+//!   good request, the cache is flushed: new requests are denied with [`Denied::Flushed`],
+//!   licenses held stay held (they show as `held_without_lease` in [`Client::status`] and are
+//!   reported as in use when a server answers again), and service resumes at the next good
+//!   answer.
+//! - Dropping the [`Client`] stops the refresher and gives the quota back
+//!   (`DELETE /v1/lease/{client_id}`, best effort, short timeout).
+//!
+//! For a C ABI: `Client` is `Send + Sync`; a guard becomes a plain [`RawLicense`] with
+//! [`LicenseGuard::into_raw`], released by [`Client::release_raw`]; [`Client::acquire_index`]
+//! skips the name lookup, and [`Denied::code`] gives stable numbers. (The crate forbids
+//! `unsafe`; the future `ffi` module will need this to become `#![deny(unsafe_code)]` with
+//! `#[allow(unsafe_code)]` on that module alone.)
+#![forbid(unsafe_code)]
+
+mod cache;
+mod refresher;
+pub mod servers;
+mod status;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use leasehold_proto::{ClientId, Feature, IdError};
+
+pub use cache::{Denied, LicenseGuard, RawLicense};
+pub use servers::{parse_server_list, Scheme, ServerAddr, ServerListError, DEFAULT_PORT};
+pub use status::{FeatureStatus, ServerRole, Status};
+
+use cache::{Shared, Slot};
+use refresher::{Config, Info, Refresher};
+
+/// Environment variable with the server list (first = primary, rest = backups).
+pub const ENV_SERVERS: &str = "LEASEHOLD_SERVERS";
+/// Environment variable with more backup servers.
+pub const ENV_BACKUP_SERVERS: &str = "LEASEHOLD_BACKUP_SERVERS";
+
+/// Default refresh period (the seed's two seconds).
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(2);
+/// Default time without a good answer from the primary before using a backup.
+pub const DEFAULT_FAILOVER_AFTER: Duration = Duration::from_secs(10);
+/// Default time without any server before the cache is flushed (the seed's two minutes).
+pub const DEFAULT_FLUSH_AFTER: Duration = Duration::from_secs(leasehold_proto::LEASE_SECS);
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("no license server configured: call .servers(..) or set {ENV_SERVERS}")]
+    NoServers,
+    #[error("{source} (in {origin})")]
+    Servers {
+        /// Where the list came from: `servers`, `backup_servers` or an environment variable.
+        origin: String,
+        #[source]
+        source: ServerListError,
+    },
+    #[error("the product release date is not set: call .product_release(..)")]
+    NoProductRelease,
+    #[error("no feature configured: call .feature(..) for every feature the application uses")]
+    NoFeatures,
+    #[error(transparent)]
+    Feature(#[from] IdError),
+    #[error("{0}")]
+    Timing(String),
+    #[error("cannot start the license refresher: {0}")]
+    Start(String),
+}
+
+/// Configures and starts a [`Client`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    servers: Vec<(String, String)>,
+    backups: Vec<(String, String)>,
+    product_release: Option<NaiveDate>,
+    features: Vec<String>,
+    refresh: Option<Duration>,
+    failover_after: Option<Duration>,
+    flush_after: Option<Duration>,
+    request_timeout: Option<Duration>,
+}
+
+impl ClientBuilder {
+    /// The server list, `;`-separated (see [`servers`]): the first is the primary, the rest
+    /// are backups. Replaces an earlier list. Parsed by [`ClientBuilder::build`].
+    pub fn servers(mut self, list: &str) -> Self {
+        self.servers = vec![("servers".into(), list.into())];
+        self
+    }
+
+    /// Backup servers, `;`-separated, tried after those of [`ClientBuilder::servers`], in
+    /// order. Replaces an earlier backup list.
+    pub fn backup_servers(mut self, list: &str) -> Self {
+        self.backups = vec![("backup_servers".into(), list.into())];
+        self
+    }
+
+    /// Reads [`ENV_SERVERS`] and [`ENV_BACKUP_SERVERS`]; each one set replaces the list given
+    /// so far (environment over code, as operators expect).
+    pub fn from_env(self) -> Self {
+        self.from_env_with(|k| std::env::var(k).ok())
+    }
+
+    /// [`ClientBuilder::from_env`] with another source of variables (tests, config files).
+    pub fn from_env_with(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
+        if let Some(v) = var(ENV_SERVERS).filter(|v| !v.trim().is_empty()) {
+            self.servers = vec![(ENV_SERVERS.into(), v)];
+        }
+        if let Some(v) = var(ENV_BACKUP_SERVERS).filter(|v| !v.trim().is_empty()) {
+            self.backups = vec![(ENV_BACKUP_SERVERS.into(), v)];
+        }
+        self
+    }
+
+    /// The product's release date, for the server's maintenance check. Required.
+    pub fn product_release(mut self, date: NaiveDate) -> Self {
+        self.product_release = Some(date);
+        self
+    }
+
+    /// A feature the application will acquire (e.g. `asr.en-US`); call once per feature.
+    /// The set is fixed at build so that `acquire` needs no lock.
+    pub fn feature(mut self, feature: &str) -> Self {
+        self.features.push(feature.into());
+        self
+    }
+
+    /// Several features at once.
+    pub fn features<I, S>(mut self, features: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.features
+            .extend(features.into_iter().map(|f| f.as_ref().to_owned()));
+        self
+    }
+
+    /// Refresh period (default 2 s).
+    pub fn refresh(mut self, every: Duration) -> Self {
+        self.refresh = Some(every);
+        self
+    }
+
+    /// Time without a good answer from the primary before using a backup (default 10 s).
+    pub fn failover_after(mut self, after: Duration) -> Self {
+        self.failover_after = Some(after);
+        self
+    }
+
+    /// Time without any server before the cache is flushed (default 120 s). The cache also
+    /// never outlives the lease the server granted, whichever is shorter.
+    pub fn flush_after(mut self, after: Duration) -> Self {
+        self.flush_after = Some(after);
+        self
+    }
+
+    /// Timeout of one lease request (default `min(2 × refresh, failover_after / 2)`); a
+    /// slower answer counts as a failure.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    fn server_list(&self) -> Result<Vec<ServerAddr>, BuildError> {
+        let mut out = Vec::new();
+        for (origin, list) in self.servers.iter().chain(&self.backups) {
+            let parsed = parse_server_list(list).map_err(|source| BuildError::Servers {
+                origin: origin.clone(),
+                source,
+            })?;
+            for s in parsed {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        if self.servers.is_empty() || out.is_empty() {
+            return Err(BuildError::NoServers);
+        }
+        Ok(out)
+    }
+
+    /// Checks the configuration and starts the refresher thread, which sends its first
+    /// request at once.
+    pub fn build(self) -> Result<Client, BuildError> {
+        let servers = self.server_list()?;
+        let product_release = self.product_release.ok_or(BuildError::NoProductRelease)?;
+        let mut features = self
+            .features
+            .iter()
+            .map(|f| Feature::parse(f.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        features.sort();
+        features.dedup();
+        if features.is_empty() {
+            return Err(BuildError::NoFeatures);
+        }
+        if features.len() > u32::MAX as usize {
+            return Err(BuildError::Timing("too many features".into()));
+        }
+        let refresh = self.refresh.unwrap_or(DEFAULT_REFRESH);
+        let failover_after = self.failover_after.unwrap_or(DEFAULT_FAILOVER_AFTER);
+        let flush_after = self.flush_after.unwrap_or(DEFAULT_FLUSH_AFTER);
+        let request_timeout = self
+            .request_timeout
+            .unwrap_or_else(|| (refresh * 2).min(failover_after / 2));
+        if refresh < Duration::from_millis(10) {
+            return Err(BuildError::Timing("refresh must be at least 10 ms".into()));
+        }
+        if request_timeout < Duration::from_millis(10) {
+            return Err(BuildError::Timing(
+                "the request timeout must be at least 10 ms".into(),
+            ));
+        }
+        let day = Duration::from_secs(24 * 3600);
+        if refresh > Duration::from_secs(3600)
+            || failover_after > day
+            || flush_after > day
+            || request_timeout > day
+        {
+            return Err(BuildError::Timing(
+                "refresh may be at most 1 h; failover_after, flush_after and the request timeout at most 24 h".into(),
+            ));
+        }
+        if flush_after <= refresh {
+            return Err(BuildError::Timing(format!(
+                "flush_after ({flush_after:?}) must be longer than refresh ({refresh:?})"
+            )));
+        }
+
+        let mut bytes = [0u8; ClientId::RANDOM_BYTES];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+        let client_id = ClientId::from_random(bytes);
+
+        let shared = Arc::new(Shared {
+            slots: features.into_iter().map(Slot::new).collect(),
+            epoch: Instant::now(),
+            connected: AtomicBool::new(false),
+            refresh_wanted: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            stop_notify: tokio::sync::Notify::new(),
+            refresher: OnceLock::new(),
+        });
+        let info = Arc::new(Mutex::new(Info {
+            reasons: vec![None; shared.slots.len()],
+            ..Info::default()
+        }));
+        let cfg = Arc::new(Config {
+            servers,
+            product_release,
+            client_id: client_id.clone(),
+            refresh,
+            failover_after,
+            flush_after,
+            request_timeout,
+        });
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .no_proxy()
+            .user_agent(concat!("leasehold-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BuildError::Start(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BuildError::Start(e.to_string()))?;
+        let refresher = Refresher::new(shared.clone(), info.clone(), cfg.clone(), http);
+        let thread = std::thread::Builder::new()
+            .name("leasehold-refresh".into())
+            .spawn(move || refresher.run(rt))
+            .map_err(|e| BuildError::Start(e.to_string()))?;
+        let _ = shared.refresher.set(thread.thread().clone());
+        tracing::debug!(client = %client_id, servers = cfg.servers.len(), "license client started");
+        Ok(Client {
+            shared,
+            info,
+            cfg,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A license client: the local cache and its background refresher. Cheap to share by
+/// reference across threads (`Send + Sync`); dropping it stops the refresher and gives the
+/// quota back to the server.
+#[derive(Debug)]
+pub struct Client {
+    shared: Arc<Shared>,
+    info: Arc<Mutex<Info>>,
+    cfg: Arc<Config>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Takes one license of `feature` from the local cache. Never touches the network and
+    /// never blocks. The license is held until the guard is dropped.
+    pub fn acquire(&self, feature: &str) -> Result<LicenseGuard<'_>, Denied> {
+        match self.shared.index_of(feature) {
+            Some(i) => self.acquire_at(i),
+            None => Err(Denied::NoSuchFeature),
+        }
+    }
+
+    /// [`Client::acquire`] by feature index (position in [`Client::features`]), skipping the
+    /// name lookup.
+    pub fn acquire_index(&self, index: u32) -> Result<LicenseGuard<'_>, Denied> {
+        let i = usize::try_from(index).map_err(|_| Denied::NoSuchFeature)?;
+        if i >= self.shared.slots.len() {
+            return Err(Denied::NoSuchFeature);
+        }
+        self.acquire_at(i)
+    }
+
+    fn acquire_at(&self, i: usize) -> Result<LicenseGuard<'_>, Denied> {
+        let slot = &self.shared.slots[i];
+        self.shared.try_acquire(slot)?;
+        Ok(LicenseGuard {
+            slot,
+            // `build` refuses more than u32::MAX features.
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Gives back a license kept with [`LicenseGuard::into_raw`]. Returns false (and changes
+    /// nothing) when the handle does not name a feature of this client or none is held.
+    pub fn release_raw(&self, raw: RawLicense) -> bool {
+        usize::try_from(raw.index())
+            .ok()
+            .and_then(|i| self.shared.slots.get(i))
+            .is_some_and(Slot::release_one)
+    }
+
+    /// The configured features, sorted; a feature's position is its index.
+    pub fn features(&self) -> impl Iterator<Item = &str> + '_ {
+        self.shared.slots.iter().map(|s| &*s.name)
+    }
+
+    /// The index of a configured feature.
+    pub fn feature_index(&self, feature: &str) -> Option<u32> {
+        self.shared
+            .index_of(feature)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// This client's random id, as the servers see it.
+    pub fn client_id(&self) -> &ClientId {
+        &self.cfg.client_id
+    }
+
+    /// The servers, primary first.
+    pub fn servers(&self) -> &[ServerAddr] {
+        &self.cfg.servers
+    }
+
+    /// Asks the refresher to refresh now (it still keeps a minimum gap of refresh/4 between
+    /// two refreshes); does not wait.
+    pub fn refresh_now(&self) {
+        self.shared.want_refresh();
+    }
+
+    /// Waits (blocking, polling) until a server has answered, at most `timeout`. For
+    /// application start-up; `acquire` itself never waits.
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shared.connected.load(Ordering::Acquire) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A snapshot of the client's state.
+    pub fn status(&self) -> Status {
+        let now = Instant::now();
+        let info = refresher::lock(&self.info);
+        let valid = info.valid_until.is_some_and(|v| now < v);
+        let flushed = info.valid_until.is_some() && !valid;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let current = info.current.filter(|_| valid);
+        let features = self
+            .shared
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let in_use = s.in_use.load(Ordering::Acquire);
+                let quota = s.quota.load(Ordering::Acquire);
+                FeatureStatus {
+                    feature: s.name.to_string(),
+                    quota,
+                    in_use,
+                    held_without_lease: if valid {
+                        in_use.saturating_sub(quota)
+                    } else {
+                        in_use
+                    },
+                    acquired: s.acquired.load(Ordering::Relaxed),
+                    denied: s.denied.load(Ordering::Relaxed),
+                    reason: info.reasons.get(i).cloned().flatten(),
+                }
+            })
+            .collect();
+        Status {
+            client_id: self.cfg.client_id.to_string(),
+            server: match current {
+                None => ServerRole::None,
+                Some(0) => ServerRole::Primary,
+                Some(_) => ServerRole::Backup,
+            },
+            server_addr: current.map(|i| self.cfg.servers[i].to_string()),
+            server_guid: info.server_guid.clone(),
+            server_context: info.server_context.clone(),
+            failover: info.failover,
+            last_good_refresh_ms_ago: info.last_good_send.map(|t| ms(now - t)),
+            time_to_flush_ms: info
+                .valid_until
+                .map(|v| ms(v.saturating_duration_since(now))),
+            flushed,
+            last_error: info.last_error.clone(),
+            features,
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop_notify.notify_one();
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            if t.join().is_err() {
+                tracing::error!("the license refresher thread panicked");
+            }
+        }
+    }
+}
+
+// Keep the types the fast path uses honest about their cost.
+const _: () = {
+    assert!(std::mem::size_of::<LicenseGuard<'static>>() <= 16);
+    // Slots are cache-line aligned so features do not share lines.
+    assert!(std::mem::align_of::<Slot>() == 64);
+};
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Client>();
+    is::<LicenseGuard<'static>>();
+    is::<Status>();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| pairs.iter().find(|p| p.0 == k).map(|p| p.1.clone())
+    }
+
+    #[test]
+    fn server_lists_from_code_and_env() {
+        let b = Client::builder().servers("a;b:1").backup_servers("c;a");
+        let urls: Vec<String> = b
+            .server_list()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(urls, ["http://a:7569", "http://b:1", "http://c:7569"]);
+
+        let b = Client::builder().servers("x").from_env_with(env(&[
+            (ENV_SERVERS, "10.0.0.5;10.0.0.6:7569"),
+            (ENV_BACKUP_SERVERS, "[fd00::7]"),
+        ]));
+        let urls: Vec<String> = b
+            .server_list()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "http://10.0.0.5:7569",
+                "http://10.0.0.6:7569",
+                "http://[fd00::7]:7569"
+            ]
+        );
+
+        // Unset or blank variables leave the code's list alone.
+        let b = Client::builder()
+            .servers("x")
+            .from_env_with(env(&[(ENV_SERVERS, "  ")]));
+        assert_eq!(b.server_list().unwrap()[0].host(), "x");
+
+        let e = Client::builder()
+            .from_env_with(env(&[(ENV_SERVERS, "ok;bad host")]))
+            .server_list()
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("\"bad host\"") && text.contains(ENV_SERVERS),
+            "{text}"
+        );
+
+        let e = Client::builder()
+            .from_env_with(env(&[(ENV_BACKUP_SERVERS, "b")]))
+            .server_list()
+            .unwrap_err();
+        assert!(matches!(e, BuildError::NoServers), "{e}");
+        assert!(Client::builder()
+            .from_env_with(env(&[]))
+            .server_list()
+            .is_err());
+    }
+
+    #[test]
+    fn build_checks_the_configuration() {
+        let date = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let e = Client::builder()
+            .servers("a")
+            .feature("tts")
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, BuildError::NoProductRelease), "{e}");
+        let e = Client::builder()
+            .servers("a")
+            .product_release(date)
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, BuildError::NoFeatures), "{e}");
+        let e = Client::builder()
+            .servers("a")
+            .product_release(date)
+            .feature("bad feature")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("bad feature"), "{e}");
+        let e = Client::builder()
+            .servers("a")
+            .product_release(date)
+            .feature("tts")
+            .refresh(Duration::from_secs(5))
+            .flush_after(Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, BuildError::Timing(_)), "{e}");
+    }
+
+    #[test]
+    fn an_unreachable_server_leaves_the_cache_empty_and_acquire_fast() {
+        // Port 9 on loopback: nothing listens; connection refused at once.
+        let client = Client::builder()
+            .servers("127.0.0.1:9")
+            .product_release(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap())
+            .features(["tts", "asr.en-US"])
+            .refresh(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        assert_eq!(client.features().collect::<Vec<_>>(), ["asr.en-US", "tts"]);
+        assert_eq!(client.feature_index("tts"), Some(1));
+        assert_eq!(client.acquire("tts").unwrap_err(), Denied::NotConnected);
+        assert_eq!(client.acquire("nope").unwrap_err(), Denied::NoSuchFeature);
+        assert_eq!(client.acquire_index(7).unwrap_err(), Denied::NoSuchFeature);
+        assert!(!client.release_raw(RawLicense::from_index(1)));
+        assert!(!client.wait_connected(Duration::from_millis(100)));
+        let s = client.status();
+        assert_eq!(s.server, ServerRole::None);
+        assert!(!s.flushed);
+        assert_eq!(s.features[1].denied, 1);
+        let start = Instant::now();
+        drop(client);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -57,8 +57,29 @@ pub struct LeaseResponse {
 pub struct FeatureQuota {
     /// How many the client may hold at once until its lease expires.
     pub quota: u32,
+    /// Why the quota is below what was wanted, for programs; `reason` says it for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<QuotaReason>,
     /// Why the quota is below what was wanted, when it is for a reason other than sharing
     /// (no such license, maintenance expired, backup not in failover, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Why a quota is below what a client wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaReason {
+    /// Every license of the feature is in use or promised to other clients.
+    Exhausted,
+    /// The server restarted recently and is relearning leases.
+    Relearning,
+    /// The server has no license for the feature.
+    NoLicense,
+    /// Maintenance of every license of the feature ends before the product's release.
+    Maintenance,
+    /// A backup server asked by a client that is not in failover.
+    BackupOnly,
+    /// The server serves no licenses at all now (not synced, grace over, clock set back).
+    Suspended,
 }

@@ -22,7 +22,7 @@ pub use envelope::{
 pub use error::{ErrorBody, ErrorCode};
 pub use guid::{GuidError, ServerGuid};
 pub use ids::{ClientId, Feature, IdError, InstallationId, InstanceId, LicenseId, SyncToken};
-pub use lease::{FeatureQuota, FeatureRequest, LeaseRequest, LeaseResponse};
+pub use lease::{FeatureQuota, FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason};
 pub use license::{Context, ContextError, License, LicenseError};
 pub use sync::{BundlePayload, SyncUpload};
 pub use usage::UsageBucket;

@@ -26,7 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use chrono::NaiveDate;
-use leasehold_proto::{ClientId, Feature, FeatureQuota, FeatureRequest};
+use leasehold_proto::{ClientId, Feature, FeatureQuota, FeatureRequest, QuotaReason};
 
 /// Lease length the client uses, counted from its send time.
 pub const LEASE_MS: u64 = leasehold_proto::LEASE_SECS * 1000;
@@ -438,7 +438,10 @@ impl Allocator {
                     h.class = None;
                     (
                         0,
-                        Some(format!("this server has no license for feature {feature}")),
+                        Some((
+                            QuotaReason::NoLicense,
+                            format!("this server has no license for feature {feature}"),
+                        )),
                     )
                 }
                 Some(pool) => {
@@ -450,13 +453,17 @@ impl Allocator {
                     remove_weight(pool, old_class, old_weight);
                     h.class = pool.class_of(req.product_release);
                     let refusal = match (serving, h.class) {
-                        (Serving::No(why), _) => Some(why.clone()),
-                        _ if self.backup && !req.failover => Some(
+                        (Serving::No(why), _) => Some((QuotaReason::Suspended, why.clone())),
+                        _ if self.backup && !req.failover => Some((
+                            QuotaReason::BackupOnly,
                             "this is a backup server: it grants licenses only to clients in failover from their primary".to_string(),
-                        ),
-                        (_, None) => Some(format!(
-                            "maintenance of every {feature} license on this server ends before this product's release date {}",
-                            req.product_release
+                        )),
+                        (_, None) => Some((
+                            QuotaReason::Maintenance,
+                            format!(
+                                "maintenance of every {feature} license on this server ends before this product's release date {}",
+                                req.product_release
+                            ),
                         )),
                         _ => None,
                     };
@@ -491,16 +498,24 @@ impl Allocator {
                     let reason = refusal.or_else(|| {
                         (quota < fr.want).then(|| {
                             if learning {
-                                "server restarted recently: it confirms what clients hold until it has relearned every lease".to_string()
+                                (QuotaReason::Relearning, "server restarted recently: it confirms what clients hold until it has relearned every lease".to_string())
                             } else {
-                                format!("all {feature} licenses are in use or promised to other clients")
+                                (QuotaReason::Exhausted, format!("all {feature} licenses are in use or promised to other clients"))
                             }
                         })
                     });
                     (quota, reason)
                 }
             };
-            answers.insert(feature.clone(), FeatureQuota { quota, reason });
+            let (code, reason) = reason.map_or((None, None), |(c, r)| (Some(c), Some(r)));
+            answers.insert(
+                feature.clone(),
+                FeatureQuota {
+                    quota,
+                    code,
+                    reason,
+                },
+            );
         }
         (answers, usage)
     }

@@ -130,17 +130,25 @@ impl LicenseServer {
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(now);
-        // Leases granted by an earlier process may still be live on clients for one hold
-        // after it was last alive: relearn them before granting anything new.
+        // Leases granted by an earlier process may still be live on clients for one hold:
+        // relearn them before granting anything new. A process that had a bundle may have
+        // granted (also when this directory is a restored backup, or the clock jumped, so
+        // the heartbeat alone is not trusted); a heartbeat within one hold of now catches a
+        // process that synced and crashed before its bundle reached this check.
         let alive_at = meta
             .get(keys::ALIVE_AT)
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.with_timezone(&Utc));
-        let restarted = alive_at.is_some_and(|a| {
+        let recently_alive = alive_at.is_some_and(|a| {
             a > now
                 || now - a
-                    < chrono::Duration::milliseconds(i64::try_from(HOLD_MS).unwrap_or(0) + 2_000)
+                    < chrono::Duration::milliseconds(i64::try_from(HOLD_MS).unwrap_or(0) + 10_000)
         });
+        let restarted = meta.contains_key(keys::ENVELOPE) || recently_alive;
+        // From here on this process may grant.
+        store
+            .put(&[(keys::ALIVE_AT, now.to_rfc3339())], &[])
+            .await?;
         let mut bundle = BundleState {
             guid: stored_guid,
             ..Default::default()

@@ -1,0 +1,152 @@
+//! Failover to the backup when the primary stops or turns slow, and back when it answers.
+
+use std::time::{Duration, Instant};
+
+use leasehold_client::{Client, ServerRole};
+
+use crate::harness::{feature, wait_for, Env, ProxyMode, TestServer};
+
+const REFRESH: Duration = Duration::from_millis(100);
+const FAILOVER_AFTER: Duration = Duration::from_millis(500);
+
+/// The bound asserted on the time to fail over: the expected value times three.
+fn failover_bound() -> Duration {
+    (FAILOVER_AFTER + REFRESH) * 3
+}
+
+fn on(client: &Client, role: ServerRole) -> Option<()> {
+    (client.status().server == role).then_some(())
+}
+
+fn gone_from(server: &TestServer, client: &Client) -> Option<()> {
+    (!server
+        .clients()
+        .iter()
+        .any(|c| &c.client == client.client_id()))
+    .then_some(())
+}
+
+#[test]
+fn a_stopped_primary_sends_the_client_to_the_backup_and_back() {
+    let env = Env::new();
+    let pdir = env.server_dir("p");
+    let p = env.start_server(&pdir, env.prod, None);
+    let b = env.start_server(&env.server_dir("b"), env.backup, None);
+    let paddr = p.lease_addr;
+    let c = env
+        .client(&format!("{};{}", p.addr(), b.addr()))
+        .refresh(REFRESH)
+        .failover_after(FAILOVER_AFTER)
+        .flush_after(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)));
+    let g1 = wait_for("a license", Duration::from_secs(10), || {
+        c.acquire("tts").ok()
+    });
+    let g2 = wait_for("a second license", Duration::from_secs(10), || {
+        c.acquire("tts").ok()
+    });
+    assert_eq!(c.status().server, ServerRole::Primary);
+    assert!(
+        gone_from(&b, &c).is_some(),
+        "a client not in failover does not talk to the backup"
+    );
+
+    env.stop_server(p);
+    let t0 = Instant::now();
+    wait_for("the backup", Duration::from_secs(10), || {
+        on(&c, ServerRole::Backup)
+    });
+    let took = t0.elapsed();
+    assert!(took < failover_bound(), "failover took {took:?}");
+    let s = c.status();
+    assert!(s.failover);
+    assert_eq!(s.server_context.as_deref(), Some("backup"));
+    assert_eq!(
+        s.server_addr.as_deref(),
+        Some(format!("http://{}", b.addr()).as_str())
+    );
+    assert_eq!(
+        s.server_guid.as_deref(),
+        Some(env.backup.to_string().as_str())
+    );
+    // Held licenses are untouched and covered by the backup's grant.
+    let f = feature(&c, "tts");
+    assert_eq!((f.in_use, f.held_without_lease), (2, 0), "{f:?}");
+    let seen = b.clients();
+    let me = seen.iter().find(|x| &x.client == c.client_id()).unwrap();
+    assert!(me.failover);
+    assert_eq!(me.features[0].in_use, 2);
+    let g3 = wait_for("a license from the backup", Duration::from_secs(10), || {
+        c.acquire("tts").ok()
+    });
+
+    // The primary comes back on the same address (it relearns its leases): the client returns
+    // and gives the backup its grant back.
+    let p = env.start_server(&pdir, env.prod, Some(paddr));
+    wait_for("the primary again", Duration::from_secs(10), || {
+        on(&c, ServerRole::Primary)
+    });
+    let s = c.status();
+    assert!(!s.failover);
+    assert_eq!(s.server_context.as_deref(), Some("production"));
+    wait_for("the backup to be told", Duration::from_secs(5), || {
+        gone_from(&b, &c)
+    });
+    let f = feature(&c, "tts");
+    assert_eq!((f.in_use, f.held_without_lease), (3, 0), "{f:?}");
+    drop((g1, g2, g3));
+    drop(c);
+    env.stop_server(p);
+    env.stop_server(b);
+}
+
+#[test]
+fn a_slow_primary_sends_the_client_to_the_backup_and_back() {
+    let env = Env::new();
+    let p = env.start_server(&env.server_dir("p"), env.prod, None);
+    let b = env.start_server(&env.server_dir("b"), env.backup, None);
+    let proxy = env.proxy(p.lease_addr);
+    let c = env
+        .client(&proxy.addr())
+        .backup_servers(&b.addr())
+        .refresh(REFRESH)
+        .failover_after(FAILOVER_AFTER)
+        .flush_after(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)));
+    let g = wait_for("a license", Duration::from_secs(10), || {
+        c.acquire("tts").ok()
+    });
+    assert_eq!(c.status().server, ServerRole::Primary);
+
+    // Answers now take 3 s, far beyond the request timeout (200 ms by default here).
+    proxy.set(ProxyMode::Delay(Duration::from_secs(3)));
+    let t0 = Instant::now();
+    wait_for("the backup", Duration::from_secs(10), || {
+        on(&c, ServerRole::Backup)
+    });
+    let took = t0.elapsed();
+    // The request in flight when the primary turned slow may time out first.
+    assert!(
+        took < failover_bound() + Duration::from_millis(200),
+        "failover took {took:?}"
+    );
+    assert_eq!(feature(&c, "tts").in_use, 1);
+    assert!(c.status().last_error.is_some());
+
+    proxy.set(ProxyMode::Pass);
+    wait_for("the primary again", Duration::from_secs(10), || {
+        on(&c, ServerRole::Primary)
+    });
+    wait_for("the backup to be told", Duration::from_secs(5), || {
+        gone_from(&b, &c)
+    });
+    assert_eq!(feature(&c, "tts").in_use, 1);
+    drop(g);
+    drop(c);
+    env.stop_server(p);
+    env.stop_server(b);
+}

@@ -1,0 +1,103 @@
+//! The cache follows the server: refreshed in the background, growing when the server grants
+//! more, telling denials apart by the server's reason.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use leasehold_client::{Client, Denied, ServerRole};
+
+use crate::harness::{feature, release_date, wait_for, Env};
+
+#[test]
+fn the_cache_is_refreshed_and_grows_when_the_server_grants_more() {
+    let env = Env::new();
+    let server = env.start_server(&env.server_dir("p"), env.prod, None);
+    let c = env
+        .client(&server.addr())
+        .feature("asr.en-US")
+        .feature("not.licensed")
+        .build()
+        .unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)));
+    let s = c.status();
+    assert_eq!(s.server, ServerRole::Primary);
+    assert_eq!(
+        s.server_addr.as_deref(),
+        Some(format!("http://{}", server.addr()).as_str())
+    );
+    assert_eq!(
+        s.server_guid.as_deref(),
+        Some(env.prod.to_string().as_str())
+    );
+    assert_eq!(s.server_context.as_deref(), Some("production"));
+    assert!(!s.flushed && !s.failover);
+    // Refreshes keep coming: the last good one is always recent.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(300));
+        let s = c.status();
+        let ago = s.last_good_refresh_ms_ago.unwrap();
+        assert!(ago < 1_000, "last refresh {ago} ms ago");
+        assert!(s.time_to_flush_ms.unwrap() > 0);
+    }
+
+    assert_eq!(c.acquire("not.licensed").unwrap_err(), Denied::NotLicensed);
+    assert!(feature(&c, "not.licensed")
+        .reason
+        .unwrap()
+        .contains("no license for feature not.licensed"));
+    assert_eq!(c.acquire("nope").unwrap_err(), Denied::NoSuchFeature);
+
+    // The quota grows with demand up to the count.
+    let mut guards = Vec::new();
+    wait_for("the whole count held", Duration::from_secs(20), || {
+        while let Ok(g) = c.acquire("tts") {
+            guards.push(g);
+        }
+        (guards.len() == 10).then_some(())
+    });
+    assert_eq!(c.acquire("tts").unwrap_err(), Denied::QuotaExhausted);
+    let f = feature(&c, "tts");
+    assert_eq!(f.quota, 10);
+    assert!(f.reason.unwrap().contains("in use or promised"));
+
+    // The vendor grants 5 more; after a sync the client's quota follows.
+    env.grant_more("tts", 5);
+    server.sync_now();
+    wait_for("15 licenses held", Duration::from_secs(20), || {
+        while let Ok(g) = c.acquire("tts") {
+            guards.push(g);
+            assert!(guards.len() <= 15);
+        }
+        (guards.len() == 15).then_some(())
+    });
+    assert_eq!(feature(&c, "tts").quota, 15);
+    drop(guards);
+    drop(c);
+    env.stop_server(server);
+}
+
+#[test]
+fn a_product_released_after_maintenance_is_denied_with_that_reason() {
+    let env = Env::new();
+    let server = env.start_server(&env.server_dir("p"), env.prod, None);
+    let c = Client::builder()
+        .servers(&server.addr())
+        .product_release(NaiveDate::from_ymd_opt(2027, 7, 1).unwrap())
+        .feature("tts")
+        .refresh(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)));
+    assert_eq!(c.acquire("tts").unwrap_err(), Denied::MaintenanceExpired);
+    assert!(feature(&c, "tts").reason.unwrap().contains("maintenance"));
+    // The same server serves a product released in time.
+    let ok = env.client(&server.addr()).build().unwrap();
+    assert!(ok.wait_connected(Duration::from_secs(10)));
+    let g = wait_for("a license", Duration::from_secs(10), || {
+        ok.acquire("tts").ok()
+    });
+    assert!(release_date() < NaiveDate::from_ymd_opt(2027, 6, 30).unwrap());
+    drop(g);
+    drop((c, ok));
+    env.stop_server(server);
+}
