@@ -38,12 +38,13 @@
 //!
 //! For a C ABI: `Client` is `Send + Sync`; a guard becomes a plain [`RawLicense`] with
 //! [`LicenseGuard::into_raw`], released by [`Client::release_raw`]; [`Client::acquire_index`]
-//! skips the name lookup, and [`Denied::code`] gives stable numbers. (The crate forbids
-//! `unsafe`; the future `ffi` module will need this to become `#![deny(unsafe_code)]` with
-//! `#[allow(unsafe_code)]` on that module alone.)
-#![forbid(unsafe_code)]
+//! skips the name lookup, and [`Denied::code`] gives stable numbers. The [`ffi`] module is
+//! that C ABI (header `include/leasehold.h`); it is the only place `unsafe` is allowed.
+#![deny(unsafe_code)]
 
 mod cache;
+#[allow(unsafe_code)]
+pub mod ffi;
 mod refresher;
 pub mod servers;
 mod status;
