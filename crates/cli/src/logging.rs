@@ -4,10 +4,19 @@ use tracing_subscriber::EnvFilter;
 
 /// Structured logs to stderr; `RUST_LOG` overrides the default `info`.
 pub fn init() {
+    init_with(None);
+}
+
+/// Like [`init`], and also keeps the recent lines in `buffer` (the dashboard shows them and
+/// puts them in the support bundle).
+pub fn init_with(buffer: Option<&leasehold_server::logbuf::LogBuffer>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(buffer.map(|b| b.layer()))
         .try_init();
 }
 

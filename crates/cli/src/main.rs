@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client_cmd;
 mod http_util;
 mod loadgen;
 mod logging;
@@ -31,6 +32,8 @@ enum Command {
     Vendor(vendor::VendorArgs),
     /// Run and administer a license server (customer side).
     Server(server_cmd::ServerArgs),
+    /// Act as a licensing client: acquire or watch licenses (operators and tests).
+    Client(client_cmd::ClientArgs),
     /// Measured load against a running node or server (benchmarks, not tests).
     Loadgen(loadgen::LoadgenArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node_cmd::run(args),
         Command::Vendor(args) => vendor::run(args),
         Command::Server(args) => server_cmd::run(args),
+        Command::Client(args) => client_cmd::run(args),
         Command::Loadgen(args) => loadgen::run(args),
     };
     match result {

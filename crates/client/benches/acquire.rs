@@ -1,14 +1,23 @@
 //! `acquire` + release from the cache (DESIGN.md §5: < 100 ns median, no allocation, no
-//! lock). The cache is filled by a stub server on loopback.
+//! lock). The cache is filled by a stub server on loopback. Beside it, for the record, the
+//! same license taken by a network round trip to a real license server (a FlexLM-style
+//! checkout): one `POST /v1/lease` to a server synced with a node, both in this process on
+//! loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/stub.rs"]
 mod stub;
 
+// The client tests' harness: a node and a license server in this process.
+#[allow(dead_code)]
+#[path = "../tests/it/harness.rs"]
+mod harness;
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use leasehold_client::Client;
+use leasehold_proto::{ClientId, Feature, FeatureRequest, LeaseRequest, LeaseResponse};
 
 fn acquire(c: &mut Criterion) {
     let addr = stub::start(1_000_000);
@@ -21,6 +30,10 @@ fn acquire(c: &mut Criterion) {
     assert!(client.wait_connected(Duration::from_secs(10)));
     c.bench_function("acquire + release", |b| {
         b.iter(|| drop(std::hint::black_box(client.acquire("tts").unwrap())))
+    });
+    c.bench_function("acquire_index + release", |b| {
+        let i = client.feature_index("tts").unwrap();
+        b.iter(|| drop(std::hint::black_box(client.acquire_index(i).unwrap())))
     });
     c.bench_function(
         "acquire + release, other threads busy on the same feature",
@@ -42,5 +55,62 @@ fn acquire(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, acquire);
+/// One lease request as a client sends it: holding `in_use` of `tts`, wanting `want`.
+fn lease_request(client: &ClientId, in_use: u32, want: u32) -> LeaseRequest {
+    LeaseRequest {
+        client_id: client.clone(),
+        product_release: harness::release_date(),
+        features: [(
+            Feature::parse("tts").unwrap(),
+            FeatureRequest {
+                in_use,
+                want,
+                quota: want,
+                acquired: 0,
+                denied: 0,
+            },
+        )]
+        .into_iter()
+        .collect(),
+        failover: false,
+    }
+}
+
+/// The same license over the network: every iteration is a full HTTP round trip to a real
+/// license server (loopback, keep-alive connection, JSON both ways, the allocator's
+/// decision), as a checkout in a FlexLM-style system costs.
+fn network_checkout(c: &mut Criterion) {
+    let env = harness::Env::new();
+    let server = env.start_server(&env.server_dir("p"), env.prod, None);
+    let url = format!("http://{}/v1/lease", server.addr());
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let id = ClientId::from_random([7; ClientId::RANDOM_BYTES]);
+    let post = |req: &LeaseRequest| -> LeaseResponse {
+        env.rt.block_on(async {
+            let r = http.post(&url).json(req).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json().await.unwrap()
+        })
+    };
+    let checkout = lease_request(&id, 0, 1);
+    let checkin = lease_request(&id, 0, 0);
+    let granted = post(&checkout);
+    assert_eq!(granted.features.values().next().unwrap().quota, 1);
+
+    let mut group = c.benchmark_group("network");
+    group.sample_size(20);
+    group.bench_function("network_checkout (one POST /v1/lease round trip)", |b| {
+        b.iter(|| std::hint::black_box(post(&checkout)))
+    });
+    group.bench_function("network checkout + checkin (two round trips)", |b| {
+        b.iter(|| {
+            std::hint::black_box(post(&checkout));
+            std::hint::black_box(post(&checkin));
+        })
+    });
+    group.finish();
+    env.stop_server(server);
+}
+
+criterion_group!(benches, acquire, network_checkout);
 criterion_main!(benches);

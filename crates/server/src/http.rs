@@ -1,6 +1,6 @@
 //! The server's two HTTP surfaces. The client listener serves only the lease API; the admin
-//! listener serves the admin API (bearer token), `/metrics` and, later, the dashboard.
-//! Every route is declared here.
+//! listener serves the admin API (bearer token), `/metrics` and the dashboard (session
+//! login; its routes are listed in `dashboard::router`). Every other route is declared here.
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::agent::AgentHandle;
 use crate::api::{ClientStatus, SetGuid, Status, SyncOutcome};
+use crate::dashboard::DashboardState;
 use crate::error::ServerError;
 use crate::service::LicenseServer;
 
@@ -30,6 +31,7 @@ const MAX_ADMIN_BODY: usize = 4 * 1024 * 1024;
 pub struct AppState {
     pub server: Arc<LicenseServer>,
     pub agent: AgentHandle,
+    pub dashboard: Arc<DashboardState>,
     admin_token: Arc<str>,
 }
 
@@ -42,10 +44,16 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(server: Arc<LicenseServer>, agent: AgentHandle, admin_token: &str) -> Self {
+    pub fn new(
+        server: Arc<LicenseServer>,
+        agent: AgentHandle,
+        admin_token: &str,
+        dashboard: Arc<DashboardState>,
+    ) -> Self {
         Self {
             server,
             agent,
+            dashboard,
             admin_token: admin_token.into(),
         }
     }
@@ -67,9 +75,10 @@ pub fn lease_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin API and metrics.
+/// The admin API, metrics and the dashboard.
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
+        .merge(crate::dashboard::router())
         .route("/v1/admin/status", get(status))
         .route("/v1/admin/clients", get(clients))
         .route("/v1/admin/guid", put(set_guid))

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use leasehold_proto::usage::hour_of;
 use leasehold_proto::Feature;
 
+use crate::history;
+
 pub type HourKey = (Feature, DateTime<Utc>);
 
 /// The open hours to rewrite and the finished hours to close.
@@ -25,12 +27,19 @@ pub struct Counts {
 pub struct Ledger {
     open: BTreeMap<HourKey, Counts>,
     dirty: bool,
+    /// Five-minute slots of the last day, in memory only, for the dashboard's 24-hour chart.
+    recent: BTreeMap<DateTime<Utc>, BTreeMap<Feature, Counts>>,
+    /// The first recent slot this process recorded.
+    recent_from: Option<DateTime<Utc>>,
 }
 
 impl Ledger {
     /// Continues from what an earlier process flushed.
     pub fn restore(open: BTreeMap<HourKey, Counts>) -> Self {
-        Self { open, dirty: false }
+        Self {
+            open,
+            ..Self::default()
+        }
     }
 
     pub fn record(
@@ -52,6 +61,38 @@ impl Ledger {
         c.denials += denials;
         c.backup_use_ms += backup_use_ms;
         self.dirty |= *c != before;
+        self.record_recent(feature, now, in_use_total, grants, denials, backup_use_ms);
+    }
+
+    fn record_recent(
+        &mut self,
+        feature: &Feature,
+        now: DateTime<Utc>,
+        in_use_total: u32,
+        grants: u64,
+        denials: u64,
+        backup_use_ms: u64,
+    ) {
+        let slot = history::slot_of(now);
+        self.recent_from.get_or_insert(slot);
+        let slots = self.recent.entry(slot).or_default();
+        if !slots.contains_key(feature) {
+            slots.insert(feature.clone(), Counts::default());
+        }
+        if let Some(c) = slots.get_mut(feature) {
+            c.peak_in_use = c.peak_in_use.max(in_use_total);
+            c.grants += grants;
+            c.denials += denials;
+            c.backup_use_ms += backup_use_ms;
+        }
+        let keep_from = slot - chrono::Duration::seconds(history::RECENT_KEEP_SECS);
+        while self
+            .recent
+            .first_key_value()
+            .is_some_and(|(t, _)| *t < keep_from)
+        {
+            self.recent.pop_first();
+        }
     }
 
     /// What to flush: the open hours to rewrite and the finished hours (before `now`'s hour)
@@ -86,6 +127,17 @@ impl Ledger {
     pub fn current(&self) -> &BTreeMap<HourKey, Counts> {
         &self.open
     }
+
+    /// Recent five-minute slots (start of slot → feature → counts) of the last day, recorded
+    /// by this process only.
+    pub fn recent(&self) -> &BTreeMap<DateTime<Utc>, BTreeMap<Feature, Counts>> {
+        &self.recent
+    }
+
+    /// The first recent slot this process recorded: before it, only hourly history exists.
+    pub fn recent_from(&self) -> Option<DateTime<Utc>> {
+        self.recent_from
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +165,27 @@ mod tests {
         assert!(open.is_empty());
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].1.peak_in_use, 7);
+    }
+
+    #[test]
+    fn recent_slots_are_kept_for_a_day() {
+        let f = Feature::parse("tts").unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 9, 1, 0).unwrap();
+        let mut l = Ledger::default();
+        l.record(&f, t, 3, 1, 0, 0);
+        l.record(&f, t + chrono::Duration::minutes(2), 5, 1, 1, 0);
+        l.record(&f, t + chrono::Duration::minutes(6), 2, 1, 0, 0);
+        assert_eq!(
+            l.recent_from(),
+            Some(Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap())
+        );
+        let slots: Vec<(u32, u64)> = l
+            .recent()
+            .values()
+            .map(|m| (m[&f].peak_in_use, m[&f].denials))
+            .collect();
+        assert_eq!(slots, vec![(5, 1), (2, 0)]);
+        l.record(&f, t + chrono::Duration::hours(26), 1, 0, 0, 0);
+        assert_eq!(l.recent().len(), 1, "slots older than a day are dropped");
     }
 }

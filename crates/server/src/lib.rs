@@ -1,12 +1,18 @@
 //! The Leasehold license server: syncs with the license nodes, leases licenses to clients,
-//! keeps the usage ledger and serves the admin API (and, later, the dashboard).
+//! keeps the usage ledger and serves the admin API and the dashboard.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod allocator;
 pub mod api;
+pub mod charts;
+pub mod config;
+pub mod dashboard;
+pub mod diagnostics;
 mod error;
+pub mod history;
 pub mod ledger;
+pub mod logbuf;
 pub mod service;
 pub mod store;
 
@@ -14,6 +20,7 @@ pub use error::ServerError;
 pub use service::{LicenseServer, ServerOptions};
 mod http;
 
+pub use dashboard::DashboardSettings;
 pub use http::{admin_router, lease_router, metrics_handle, AppState};
 
 use std::net::SocketAddr;
@@ -32,6 +39,8 @@ pub struct RunningServer {
     pub agent: agent::AgentHandle,
     pub lease_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The dashboard password generated at this start because none was set; print it once.
+    pub dashboard_password: Option<String>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -50,6 +59,8 @@ pub struct Listeners {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("dashboard password: {0}")]
+    Password(String),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
         what: &'static str,
@@ -58,14 +69,45 @@ pub enum StartError {
     },
 }
 
-/// Opens the data directory, binds both listeners and starts serving and syncing.
+/// Opens the data directory, binds both listeners and starts serving and syncing, with a
+/// dashboard that has no config file to edit.
 pub async fn start(
     options: ServerOptions,
     listeners: Listeners,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
+    start_with_dashboard(options, listeners, DashboardSettings::default(), clock).await
+}
+
+/// [`start`], telling the dashboard how the server was configured.
+pub async fn start_with_dashboard(
+    options: ServerOptions,
+    listeners: Listeners,
+    dashboard: DashboardSettings,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, StartError> {
     let _ = metrics_handle();
+    let running_settings = dashboard::RunningSettings {
+        listen: listeners.lease,
+        admin_listen: listeners.admin,
+        nodes: options.nodes.clone(),
+        node_timeout: options.node_timeout,
+        vendor_key_ids: options
+            .trusted_keys
+            .kids()
+            .map(|k| k.as_str().to_owned())
+            .collect(),
+        vendor_keys: Vec::new(),
+    };
     let server = LicenseServer::open(options, clock).await?;
+    let data_dir = server.data_dir().to_path_buf();
+    let dashboard_password = {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || dashboard::ensure_password(&dir))
+            .await
+            .map_err(|e| StartError::Password(e.to_string()))?
+            .map_err(StartError::Password)?
+    };
     let lease_listener =
         TcpListener::bind(listeners.lease)
             .await
@@ -97,7 +139,17 @@ pub async fn start(
             source,
         })?;
     let (agent, agent_task) = agent::spawn(server.clone(), listeners.agent_tick);
-    let state = AppState::new(server.clone(), agent.clone(), &listeners.admin_token);
+    let dashboard = Arc::new(dashboard::DashboardState::new(
+        &data_dir,
+        dashboard,
+        running_settings,
+    ));
+    let state = AppState::new(
+        server.clone(),
+        agent.clone(),
+        &listeners.admin_token,
+        dashboard,
+    );
     let (stop, stopped) = watch::channel(false);
     let serve =
         |listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>| {
@@ -105,7 +157,9 @@ pub async fn start(
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, router)
+                // The peer address feeds the dashboard's limit on failed sign-ins.
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(listener, service)
                     .with_graceful_shutdown(shutdown)
                     .await
                 {
@@ -124,6 +178,7 @@ pub async fn start(
         agent,
         lease_addr,
         admin_addr,
+        dashboard_password,
         stop,
         tasks,
     })

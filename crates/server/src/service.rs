@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use leasehold_proto::{
-    BundlePayload, Clock, Context, ErrorCode, InstanceId, LeaseRequest, LeaseResponse, ServerGuid,
-    SignedEnvelope, SyncUpload, TrustedKeys, LEASE_SECS,
+    BundlePayload, Clock, Context, ErrorCode, Feature, InstanceId, LeaseRequest, LeaseResponse,
+    ServerGuid, SignedEnvelope, SyncUpload, TrustedKeys, LEASE_SECS,
 };
 use rand::seq::SliceRandom;
 use rand::RngCore;
@@ -19,6 +19,7 @@ use crate::api::{
     ClientFeatureStatus, ClientStatus, LicenseStatus, NodeStatus, ServerState, Status, SyncOutcome,
 };
 use crate::error::ServerError;
+use crate::history::{self, HistoryPoint};
 use crate::ledger::Ledger;
 use crate::store::{keys, ServerStore, StoreError};
 
@@ -656,7 +657,17 @@ impl LicenseServer {
         self.observe_time(now);
         let taken = lock(&self.ledger).take_flush(now);
         if let Some((open, closed)) = taken {
-            if let Err(e) = self.store.flush_usage(&open, &closed).await {
+            let licensed = if closed.is_empty() {
+                BTreeMap::new()
+            } else {
+                self.licensed_counts()
+            };
+            let history_from = now - chrono::Duration::days(history::HISTORY_KEEP_DAYS);
+            if let Err(e) = self
+                .store
+                .flush_usage(&open, &closed, &licensed, history_from)
+                .await
+            {
                 lock(&self.ledger).retry(closed);
                 return Err(e.into());
             }
@@ -791,6 +802,90 @@ impl LicenseServer {
         }
     }
 
+    /// Licensed count per feature now (what the allocator serves).
+    fn licensed_counts(&self) -> BTreeMap<Feature, u32> {
+        lock(&self.alloc)
+            .totals()
+            .into_iter()
+            .map(|(f, t)| (f, t.count))
+            .collect()
+    }
+
+    /// Hourly usage from `since` on, of one feature or all: the stored closed hours merged
+    /// with the hours still open in the ledger (those carry today's licensed count). Sorted
+    /// by start, then feature.
+    pub async fn usage_history(
+        &self,
+        feature: Option<&Feature>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<HistoryPoint>, ServerError> {
+        let stored = self.store.usage_history(feature, since).await?;
+        let licensed = self.licensed_counts();
+        let open: Vec<HistoryPoint> = lock(&self.ledger)
+            .current()
+            .iter()
+            .filter(|((f, hour), _)| {
+                feature.is_none_or(|want| want == f)
+                    && *hour + chrono::Duration::seconds(i64::from(history::HOUR_SECS)) > since
+            })
+            .map(|((f, hour), c)| {
+                let l = licensed.get(f).copied().unwrap_or(0);
+                HistoryPoint::from_counts(f.clone(), *hour, history::HOUR_SECS, c, l, true)
+            })
+            .collect();
+        Ok(history::merge(stored, open))
+    }
+
+    /// Usage from `since` on in five-minute slots where this process recorded them (the last
+    /// day at most), hourly before that; for the 24-hour chart. Slots carry today's licensed
+    /// count.
+    pub async fn usage_recent(
+        &self,
+        feature: Option<&Feature>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<HistoryPoint>, ServerError> {
+        let hourly = self.usage_history(feature, since).await?;
+        let licensed = self.licensed_counts();
+        let (recent, recent_from) = {
+            let ledger = lock(&self.ledger);
+            let slot = i64::from(history::RECENT_SLOT_SECS);
+            let now_slot = history::slot_of(self.clock.now());
+            let recent: Vec<HistoryPoint> = ledger
+                .recent()
+                .iter()
+                .filter(|(start, _)| **start + chrono::Duration::seconds(slot) > since)
+                .flat_map(|(start, features)| {
+                    features
+                        .iter()
+                        .filter(|(f, _)| feature.is_none_or(|want| want == *f))
+                        .map(|(f, c)| {
+                            let l = licensed.get(f).copied().unwrap_or(0);
+                            HistoryPoint::from_counts(
+                                f.clone(),
+                                *start,
+                                history::RECENT_SLOT_SECS,
+                                c,
+                                l,
+                                *start >= now_slot,
+                            )
+                        })
+                })
+                .collect();
+            (recent, ledger.recent_from())
+        };
+        Ok(history::recent_series(hourly, recent, recent_from))
+    }
+
+    /// Features to offer in the usage charts: those with history, those in use this hour
+    /// and those licensed now.
+    pub async fn history_features(&self) -> Result<Vec<Feature>, ServerError> {
+        let mut out: std::collections::BTreeSet<Feature> =
+            self.store.history_features().await?.into_iter().collect();
+        out.extend(lock(&self.ledger).current().keys().map(|(f, _)| f.clone()));
+        out.extend(self.licensed_counts().into_keys());
+        Ok(out.into_iter().collect())
+    }
+
     pub async fn close(&self) {
         let _ = self.flush().await;
         self.store.close().await;
@@ -804,5 +899,98 @@ fn state_label(s: ServerState) -> &'static str {
         ServerState::Ok => "ok",
         ServerState::Expired => "expired",
         ServerState::ClockTampered => "clock_tampered",
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+    use chrono::{TimeZone, Timelike};
+    use leasehold_proto::ManualClock;
+
+    #[tokio::test]
+    async fn usage_history_merges_closed_and_open_hours() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 28, 9, 10, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(t0));
+        let options = ServerOptions {
+            data_dir: dir.path().to_path_buf(),
+            nodes: vec![],
+            trusted_keys: TrustedKeys::new(),
+            guid: None,
+            node_timeout: Duration::from_secs(1),
+        };
+        let server = LicenseServer::open(options.clone(), clock.clone())
+            .await
+            .unwrap();
+        let tts = Feature::parse("tts").unwrap();
+        let asr = Feature::parse("asr.en-US").unwrap();
+        lock(&server.alloc).set_licenses(&[PoolLicense {
+            feature: tts.clone(),
+            count: 8,
+            maintenance_until: t0.date_naive(),
+        }]);
+        let record = |f: &Feature, in_use: u32, denials: u64| {
+            lock(&server.ledger).record(f, clock.now(), in_use, 1, denials, 0);
+        };
+        record(&tts, 5, 0);
+        record(&asr, 1, 0);
+        clock.advance(chrono::Duration::minutes(20));
+        record(&tts, 7, 2);
+        server.flush().await.unwrap();
+        // 10:05: 09:00 closes (licensed 8 recorded), 10:00 is open.
+        clock.advance(chrono::Duration::minutes(35));
+        record(&tts, 3, 0);
+        server.flush().await.unwrap();
+
+        let since = t0 - chrono::Duration::hours(24);
+        let h = server.usage_history(Some(&tts), since).await.unwrap();
+        let got: Vec<(u32, u32, u64, u32, bool)> = h
+            .iter()
+            .map(|p| (p.start.hour(), p.peak_in_use, p.denials, p.licensed, p.open))
+            .collect();
+        assert_eq!(got, vec![(9, 7, 2, 8, false), (10, 3, 0, 8, true)]);
+        assert_eq!(server.usage_history(None, since).await.unwrap().len(), 3);
+        assert_eq!(
+            server.history_features().await.unwrap(),
+            vec![asr.clone(), tts.clone()]
+        );
+        // Five-minute slots where recorded, hourly before.
+        let r = server.usage_recent(Some(&tts), since).await.unwrap();
+        assert_eq!(r.len(), 3, "{r:#?}");
+        assert!(r.iter().all(|p| p.secs == history::RECENT_SLOT_SECS));
+        assert_eq!(r[1].denials, 2);
+        assert!(r[2].open && !r[0].open);
+
+        // The history survives a restart and outlives acknowledgement (buckets are deleted on
+        // ack, the history is not); hourly only after a restart.
+        server.store.apply_bundle(&[], u64::MAX).await.unwrap();
+        server.close().await;
+        drop(server);
+        let server = LicenseServer::open(options.clone(), clock.clone())
+            .await
+            .unwrap();
+        let h = server.usage_history(Some(&tts), since).await.unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[0].peak_in_use, h[0].licensed), (7, 8));
+        assert_eq!(server.usage_recent(Some(&tts), since).await.unwrap(), h);
+
+        // Pruned after 35 days.
+        clock.advance(chrono::Duration::days(36));
+        lock(&server.ledger).record(&tts, clock.now(), 1, 1, 0, 0);
+        server.flush().await.unwrap();
+        clock.advance(chrono::Duration::hours(1));
+        server.flush().await.unwrap();
+        let h = server.usage_history(Some(&tts), since).await.unwrap();
+        assert_eq!(h.len(), 1, "{h:#?}");
+        assert_eq!(
+            h[0].start,
+            hour_of_test(clock.now() - chrono::Duration::hours(1))
+        );
+        server.close().await;
+    }
+
+    fn hour_of_test(t: DateTime<Utc>) -> DateTime<Utc> {
+        leasehold_proto::usage::hour_of(t)
     }
 }

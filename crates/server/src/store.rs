@@ -12,6 +12,7 @@ use leasehold_proto::{Feature, UsageBucket};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::history::{HistoryPoint, HOUR_SECS};
 use crate::ledger::{Counts, HourKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -156,10 +157,15 @@ impl ServerStore {
     }
 
     /// Writes the open hours and closes the finished ones into numbered buckets, atomically.
+    /// Closed hours also go into `usage_history` (with `licensed`, the licensed count of each
+    /// feature now, 0 for a feature not in it), which is pruned to hours from
+    /// `history_from` on.
     pub async fn flush_usage(
         &self,
         open: &BTreeMap<HourKey, Counts>,
         close: &[(HourKey, Counts)],
+        licensed: &BTreeMap<Feature, u32>,
+        history_from: DateTime<Utc>,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for ((feature, hour), c) in open {
@@ -197,6 +203,20 @@ impl ServerStore {
                 .bind(i64_of(c.backup_use_ms / 1000))
                 .execute(&mut *tx)
                 .await?;
+                sqlx::query(
+                    "INSERT INTO usage_history (feature, hour, peak_in_use, grants, denials, licensed, backup_use_secs) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = max(peak_in_use, excluded.peak_in_use), grants = grants + excluded.grants, \
+                     denials = denials + excluded.denials, licensed = excluded.licensed, backup_use_secs = backup_use_secs + excluded.backup_use_secs",
+                )
+                .bind(feature.as_str())
+                .bind(hour.timestamp())
+                .bind(i64::from(c.peak_in_use))
+                .bind(i64_of(c.grants))
+                .bind(i64_of(c.denials))
+                .bind(i64::from(licensed.get(feature).copied().unwrap_or(0)))
+                .bind(i64_of(c.backup_use_ms / 1000))
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query("DELETE FROM open_usage WHERE feature = ? AND hour = ?")
                     .bind(feature.as_str())
                     .bind(hour.to_rfc3339())
@@ -207,6 +227,10 @@ impl ServerStore {
             sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                 .bind(keys::NEXT_SEQ)
                 .bind(seq.to_string())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM usage_history WHERE hour < ?")
+                .bind(history_from.timestamp())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -265,6 +289,57 @@ impl ServerStore {
             });
         }
         Ok(out)
+    }
+
+    /// Closed hours from `since` on (hours starting before `since` but ending after it
+    /// included), of one feature or all, oldest first.
+    pub async fn usage_history(
+        &self,
+        feature: Option<&Feature>,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<HistoryPoint>> {
+        let from = since.timestamp() - i64::from(HOUR_SECS) + 1;
+        let rows = sqlx::query(
+            "SELECT feature, hour, peak_in_use, grants, denials, licensed, backup_use_secs FROM usage_history \
+             WHERE hour >= ? AND (? IS NULL OR feature = ?) ORDER BY hour, feature",
+        )
+        .bind(from)
+        .bind(feature.map(Feature::as_str))
+        .bind(feature.map(Feature::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (Ok(feature), Some(start)) = (
+                Feature::parse(&r.get::<String, _>("feature")),
+                DateTime::from_timestamp(r.get::<i64, _>("hour"), 0),
+            ) else {
+                continue;
+            };
+            out.push(HistoryPoint {
+                feature,
+                start,
+                secs: HOUR_SECS,
+                peak_in_use: u32::try_from(r.get::<i64, _>("peak_in_use")).unwrap_or(0),
+                grants: u64_of(r.get("grants")),
+                denials: u64_of(r.get("denials")),
+                licensed: u32::try_from(r.get::<i64, _>("licensed")).unwrap_or(0),
+                backup_use_secs: u64_of(r.get("backup_use_secs")),
+                open: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every feature with stored history.
+    pub async fn history_features(&self) -> StoreResult<Vec<Feature>> {
+        let rows = sqlx::query("SELECT DISTINCT feature FROM usage_history ORDER BY feature")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Feature::parse(&r.get::<String, _>("feature")).ok())
+            .collect())
     }
 
     pub async fn close(&self) {

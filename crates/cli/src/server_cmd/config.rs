@@ -12,49 +12,17 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use leasehold_proto::{parse_public_key, ServerGuid, TrustedKeys};
+use leasehold_proto::{ServerGuid, TrustedKeys};
 use rand::rngs::OsRng;
 use rand::RngCore;
-use reqwest::Url;
-use serde::Deserialize;
 
 use super::{RunArgs, Secret};
 
-pub const DEFAULT_DATA_DIR: &str = "./leasehold-server";
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:7569";
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(30);
+pub use leasehold_server::config::{
+    FileConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_NODE_TIMEOUT,
+};
 /// Name of the generated admin token's file in the data directory.
 pub const TOKEN_FILE: &str = "admin-token";
-
-/// The `--config` file. Unknown keys are an error, so a typo never silently does nothing.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub data_dir: Option<PathBuf>,
-    pub listen: Option<String>,
-    pub admin_listen: Option<String>,
-    pub nodes: Option<Vec<String>>,
-    pub vendor_keys: Option<Vec<String>>,
-    pub guid: Option<String>,
-    pub admin_token: Option<String>,
-    pub node_timeout: Option<String>,
-}
-
-impl FileConfig {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!("cannot read the config file {} (--config)", path.display())
-        })?;
-        toml::from_str(&text).map_err(|e| {
-            anyhow!(
-                "config file {}: {}",
-                path.display(),
-                e.to_string().trim_end()
-            )
-        })
-    }
-}
 
 /// The checked settings of one `server run`.
 #[derive(Debug, Clone)]
@@ -221,12 +189,7 @@ pub fn resolve(args: &RunArgs, file: Option<(&Path, &FileConfig)>) -> anyhow::Re
 
 /// A node base URL: http(s), normalized without a trailing slash.
 fn check_node_url(text: &str) -> anyhow::Result<String> {
-    let url = Url::parse(text.trim())
-        .map_err(|e| anyhow!("{text:?} is not a URL like https://lic.example.com ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        bail!("{text:?} must be an http:// or https:// URL with a host");
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    leasehold_server::config::check_node_url(text).map_err(|e| anyhow!(e))
 }
 
 /// A public key given inline or as a file holding one.
@@ -236,48 +199,10 @@ fn load_vendor_key(
     file: Option<&FileLayer<'_>>,
     origin: &str,
 ) -> anyhow::Result<()> {
-    let text = text.trim();
-    if text.is_empty() {
-        bail!("{origin}: a vendor key must not be empty");
-    }
-    let inline_error = match parse_public_key(text) {
-        Ok(key) => {
-            keys.insert(key);
-            return Ok(());
-        }
-        Err(e) => e,
-    };
-    let path = match file {
-        Some(l) => l.resolve(Path::new(text)),
-        None => PathBuf::from(text),
-    };
-    let content = match std::fs::read_to_string(&path) {
-        Ok(c) => c,
-        Err(e) if e.kind() == ErrorKind::NotFound => bail!(
-            "{origin}: {text:?} is neither a vendor public key ({inline_error}) nor an existing file"
-        ),
-        Err(e) => bail!("{origin}: cannot read the key file {}: {e}", path.display()),
-    };
-    if content.contains("PRIVATE KEY") {
-        bail!(
-            "{origin}: {} holds a private signing key; give the server the public key that \
-             `leasehold vendor keygen` printed, never the private key",
-            path.display()
-        );
-    }
-    let line = content
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .unwrap_or("");
-    let key = parse_public_key(line).map_err(|e| {
-        anyhow!(
-            "{origin}: the key file {} does not hold a vendor public key: {e}",
-            path.display()
-        )
-    })?;
-    keys.insert(key);
-    Ok(())
+    let base_dir = file.and_then(|l| l.path.parent());
+    leasehold_server::config::load_vendor_key(keys, text, base_dir)
+        .map(|_| ())
+        .map_err(|e| anyhow!("{origin}: {e}"))
 }
 
 /// Where the admin token came from, for the start-up log.

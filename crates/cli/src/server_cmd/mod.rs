@@ -62,6 +62,14 @@ enum ServerCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Set the dashboard password: reads it from stdin (the first line) and stores its
+    /// Argon2 hash in DATA_DIR/dashboard-password (mode 0600). Needs no running server; a
+    /// running one uses the new password at the next sign-in.
+    SetPassword {
+        /// The server's data directory. [default: ./leasehold-server]
+        #[arg(long, env = "LEASEHOLD_SERVER_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// Settings of `leasehold server run`. Each flag may also come from its environment variable
@@ -69,7 +77,9 @@ enum ServerCommand {
 #[derive(Args)]
 struct RunArgs {
     /// TOML file with any of the keys data_dir, listen, admin_listen, nodes, vendor_keys,
-    /// guid, admin_token, node_timeout. Relative paths in it are relative to the file.
+    /// guid, admin_token, node_timeout. Relative paths in it are relative to the file. The
+    /// dashboard's configuration page edits this file. Without it, DATA_DIR/leasehold-server.toml
+    /// is read if it exists (the dashboard writes it when the server has no --config).
     #[arg(long, env = "LEASEHOLD_SERVER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -209,12 +219,7 @@ impl FromStr for Secret {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration like 30s or 2m: {e}"))?;
-    if d.is_zero() {
-        return Err("the duration must be more than zero".into());
-    }
-    Ok(d)
+    leasehold_server::config::parse_duration(text)
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -230,6 +235,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         ServerCommand::ImportBundle { file, admin: a } => {
             admin::block_on(admin::import_bundle(&a, &file))
         }
+        ServerCommand::SetPassword { data_dir } => run::set_password(data_dir),
     }
 }
 
@@ -275,6 +281,15 @@ mod tests {
         assert_eq!(r.vendor_keys, ["k1"]);
         assert_eq!(r.agent_tick, Duration::from_millis(100));
         assert!(!format!("{r:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn set_password_takes_a_data_dir() {
+        let a = parse(&["set-password", "--data-dir", "/srv/lh"]).unwrap();
+        let ServerCommand::SetPassword { data_dir } = a.command else {
+            panic!("not set-password")
+        };
+        assert_eq!(data_dir, Some(PathBuf::from("/srv/lh")));
     }
 
     #[test]

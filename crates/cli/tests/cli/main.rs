@@ -2,6 +2,7 @@
 //! binary, against a real `leasehold node serve` child process where a node is needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod client;
 mod server;
 mod support;
 mod vendor;

@@ -23,6 +23,8 @@ pub fn leasehold() -> Command {
     let mut cmd = Command::new(leasehold_path());
     cmd.env_remove("LEASEHOLD_NODE")
         .env_remove("LEASEHOLD_ADMIN_TOKEN")
+        .env_remove("LEASEHOLD_SERVERS")
+        .env_remove("LEASEHOLD_BACKUP_SERVERS")
         .env("RUST_LOG", "warn")
         .timeout(Duration::from_secs(60));
     for (name, _) in std::env::vars_os() {
@@ -282,6 +284,94 @@ impl Node {
 }
 
 impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SERVER_READY: &str = "leasehold server listening on ";
+pub const SERVER_TOKEN: &str = "license-server-token-0123456789";
+
+/// A `leasehold server run` child process on free loopback ports, syncing with the fixture's
+/// node under a given GUID; killed when dropped. Logs to `NAME.log` in the fixture.
+#[derive(Debug)]
+pub struct LicenseServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of the lease API.
+    pub lease_url: String,
+    pub admin_url: String,
+    log: PathBuf,
+}
+
+impl LicenseServer {
+    /// Starts the server and waits for its ready line (it is not synced yet: see `sync`).
+    pub fn start(f: &Fixture, name: &str, guid: &str) -> Self {
+        let log = f.path(&format!("{name}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = StdCommand::new(leasehold_path());
+        cmd.args(["server", "run", "--data-dir"])
+            .arg(f.path(name))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--agent-tick", "1s", "--admin-token", SERVER_TOKEN])
+            .args(["--vendor-key", &f.key.public_key])
+            .args(["--node", &f.node().url, "--guid", guid])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(log_file);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LEASEHOLD_") {
+                cmd.env_remove(name);
+            }
+        }
+        match spawn_until_ready(cmd, SERVER_READY, Duration::from_secs(20)) {
+            Ok((child, rest)) => {
+                // "http://LEASE (admin http://ADMIN)"
+                let (lease, admin) = rest
+                    .strip_suffix(')')
+                    .and_then(|r| r.split_once(" (admin "))
+                    .unwrap_or_else(|| panic!("unexpected ready line: {rest:?}"));
+                Self {
+                    child,
+                    lease_url: lease.to_owned(),
+                    admin_url: admin.to_owned(),
+                    log,
+                }
+            }
+            Err(status) => panic!(
+                "server did not print {SERVER_READY:?} (exit status {status:?}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// `host:port` of the lease API, as a client's server list takes it.
+    pub fn lease_addr(&self) -> &str {
+        self.lease_url.trim_start_matches("http://")
+    }
+
+    /// `leasehold server sync-now`, expecting success.
+    pub fn sync(&self) {
+        let out = leasehold()
+            .args(["server", "sync-now", "--json", "--admin", &self.admin_url])
+            .args(["--token", SERVER_TOKEN])
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .success();
+        let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        assert_eq!(v["ok"], true, "{v}\nserver log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for LicenseServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -13,7 +13,7 @@ use leasehold_proto::{
     ManualClock, ServerGuid, TrustedKeys, VendorSigningKey,
 };
 use leasehold_server::api::{Status, SyncOutcome};
-use leasehold_server::{Listeners, RunningServer, ServerOptions};
+use leasehold_server::{DashboardSettings, Listeners, RunningServer, ServerOptions};
 use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "server-admin-token";
@@ -132,7 +132,16 @@ pub fn options(dir: &Path, nodes: Vec<String>, guid: Option<ServerGuid>) -> Serv
 
 impl TestServer {
     pub async fn start(options: ServerOptions, clock: Arc<ManualClock>) -> Self {
-        let running = leasehold_server::start(
+        Self::start_with_dashboard(options, clock, DashboardSettings::default()).await
+    }
+
+    /// A server whose dashboard knows its config file (`--config`).
+    pub async fn start_with_dashboard(
+        options: ServerOptions,
+        clock: Arc<ManualClock>,
+        dashboard: DashboardSettings,
+    ) -> Self {
+        let running = leasehold_server::start_with_dashboard(
             options,
             Listeners {
                 lease: "127.0.0.1:0".parse().unwrap(),
@@ -140,6 +149,7 @@ impl TestServer {
                 admin_token: TOKEN.into(),
                 agent_tick: Duration::from_millis(20),
             },
+            dashboard,
             clock,
         )
         .await
@@ -154,6 +164,16 @@ impl TestServer {
 
     pub async fn stop(mut self) {
         self.running.take().unwrap().stop().await;
+    }
+
+    /// The dashboard password generated at start.
+    pub fn dashboard_password(&self) -> String {
+        self.running
+            .as_ref()
+            .unwrap()
+            .dashboard_password
+            .clone()
+            .expect("a password was generated at start")
     }
 
     pub async fn status(&self) -> Status {

@@ -2,5 +2,6 @@
 //! with time moved by an injected clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod dashboard;
 mod harness;
 mod server;

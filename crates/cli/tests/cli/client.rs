@@ -1,0 +1,208 @@
+//! `leasehold client ...` end to end: the real binary as a client of real `leasehold server
+//! run` processes synced with a real `leasehold node serve`. Every wait is bounded and
+//! generous; no timing is asserted.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{leasehold, Fixture, LicenseServer};
+
+/// A node with an installation: a production server with 5 `tts`, and a backup server with
+/// the 5 `tts` that back them up. Returns the fixture and both GUIDs.
+fn installation() -> (Fixture, String, String) {
+    let f = Fixture::start();
+    let inst = f.create_installation("ACME");
+    let prod = f.add_server(&inst, "production");
+    let backup = f.add_server(&inst, "backup");
+    let lic = f.grant(&prod, "tts", 5, &[]);
+    f.grant(&backup, "tts", 5, &["--backs-up", &lic]);
+    (f, prod, backup)
+}
+
+/// `leasehold client --servers SERVERS --product-release 2026-10-01 ARGS...`
+fn client(servers: &str, args: &[&str]) -> assert_cmd::Command {
+    let mut cmd = leasehold();
+    cmd.args([
+        "client",
+        "--servers",
+        servers,
+        "--product-release",
+        "2026-10-01",
+    ])
+    .args(args)
+    .timeout(Duration::from_secs(30));
+    cmd
+}
+
+fn json_line(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not one JSON object ({e}): {text:?}"))
+}
+
+/// The JSON lines `watch --json` printed (it exits by itself with `--duration`).
+fn watch_lines(cmd: &mut assert_cmd::Command) -> Vec<Value> {
+    let out = cmd.assert().success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let lines: Vec<Value> = stdout.lines().map(json_line).collect();
+    assert!(!lines.is_empty(), "watch printed nothing");
+    lines
+}
+
+#[test]
+fn acquire_and_watch_against_a_license_server() {
+    let (f, prod, _) = installation();
+    let server = LicenseServer::start(&f, "prod", &prod);
+    server.sync();
+    let addr = server.lease_addr();
+
+    let out = client(addr, &["acquire", "tts", "--json"])
+        .assert()
+        .success();
+    let v = json_line(String::from_utf8_lossy(&out.get_output().stdout).trim());
+    assert_eq!(v["feature"], "tts", "{v}");
+    assert_eq!(v["granted"], true, "{v}");
+    assert_eq!(v["denial"], Value::Null, "{v}");
+    assert_eq!(v["server"], "primary", "{v}");
+    assert_eq!(v["server_addr"], server.lease_url.as_str(), "{v}");
+
+    // The text form, with the servers from the environment.
+    let out = leasehold()
+        .args(["client", "acquire", "tts", "--refresh", "500ms"])
+        .env("LEASEHOLD_SERVERS", addr)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.starts_with("granted: tts") && text.contains("primary"),
+        "{text}"
+    );
+
+    // A feature without a license: denied, says why, exits non-zero.
+    let out = client(addr, &["acquire", "ocr", "--json"])
+        .assert()
+        .failure();
+    let v = json_line(String::from_utf8_lossy(&out.get_output().stdout).trim());
+    assert_eq!(v["granted"], false, "{v}");
+    assert_eq!(v["denial"], "not_licensed", "{v}");
+    assert_eq!(v["server"], "primary", "{v}");
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("error: ocr: license denied") && stderr.contains("no license"),
+        "{stderr}"
+    );
+    let out = client(addr, &["acquire", "ocr"]).assert().failure();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.starts_with("denied: ocr: not_licensed"), "{text}");
+
+    let lines = watch_lines(&mut client(
+        addr,
+        &[
+            "watch",
+            "--feature",
+            "tts",
+            "--hold",
+            "3",
+            "--json",
+            "--duration",
+            "3s",
+            "--refresh",
+            "200ms",
+        ],
+    ));
+    let last = lines.last().unwrap();
+    assert_eq!(last["server"], "primary", "{lines:?}");
+    assert_eq!(last["server_addr"], server.lease_url.as_str(), "{lines:?}");
+    assert_eq!(last["held"], 3, "{lines:?}");
+    assert!(last["quota"].as_u64().unwrap() >= 3, "{lines:?}");
+    assert!(
+        last["since_last_ok_ms"].as_u64().unwrap() < 2_000,
+        "{lines:?}"
+    );
+    for line in &lines {
+        for key in ["server", "server_addr", "quota", "held", "denied"] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+}
+
+#[test]
+fn watch_uses_the_backup_server_when_the_primary_is_dead() {
+    let (f, _, backup) = installation();
+    let server = LicenseServer::start(&f, "backup", &backup);
+    server.sync();
+    // A loopback port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+
+    let lines = watch_lines(&mut client(
+        &dead,
+        &[
+            "--backup-servers",
+            server.lease_addr(),
+            "watch",
+            "--feature",
+            "tts",
+            "--hold",
+            "2",
+            "--json",
+            "--duration",
+            "4s",
+            "--refresh",
+            "200ms",
+            "--failover-after",
+            "600ms",
+        ],
+    ));
+    let last = lines.last().unwrap();
+    assert_eq!(
+        last["server"],
+        "backup",
+        "{lines:?}\nserver log:\n{}",
+        server.log_text()
+    );
+    assert_eq!(last["server_addr"], server.lease_url.as_str(), "{lines:?}");
+    assert_eq!(last["held"], 2, "{lines:?}");
+    assert!(
+        last["last_error"].as_str().unwrap().contains(&dead),
+        "why the primary is not used: {lines:?}"
+    );
+}
+
+#[test]
+fn without_a_reachable_server_acquire_is_denied_and_bad_settings_are_refused() {
+    let out = leasehold()
+        .args(["client", "acquire", "tts"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("--servers"), "{stderr}");
+
+    let out = client("bad host", &["acquire", "tts"]).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("\"bad host\""), "{stderr}");
+
+    let out = client(
+        "127.0.0.1:9",
+        &["acquire", "tts", "--refresh", "5s", "--flush-after", "1s"],
+    )
+    .assert()
+    .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("--flush-after"), "{stderr}");
+
+    // Nothing answers on port 9: after the bounded wait the license is denied as such.
+    let out = client(
+        "127.0.0.1:9",
+        &["acquire", "tts", "--json", "--wait", "300ms"],
+    )
+    .assert()
+    .failure();
+    let v = json_line(String::from_utf8_lossy(&out.get_output().stdout).trim());
+    assert_eq!(v["denial"], "not_connected", "{v}");
+    assert_eq!(v["server"], "none", "{v}");
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("127.0.0.1:9"), "the last error: {stderr}");
+}

@@ -1,0 +1,456 @@
+//! What the templates show: one struct per template (askama checks them at compile time) and
+//! the words, marks and times the pages share. Values are formatted here so the templates
+//! stay plain.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::auth::{Flash, FlashKind, Session};
+use crate::api::{ServerState, Status};
+
+/// Renders a template into a page with `status`.
+pub fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a dashboard page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the dashboard could not render this page; see the server log",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+const NAV: [(&str, &str); 7] = [
+    ("/licenses", "Licenses"),
+    ("/sync", "Sync"),
+    ("/clients", "Clients"),
+    ("/usage", "Usage"),
+    ("/config", "Configuration"),
+    ("/diagnostics", "Diagnostics"),
+    ("/setup", "Setup"),
+];
+
+#[derive(Debug, Clone)]
+pub struct FlashView {
+    pub class: &'static str,
+    pub label: &'static str,
+    pub text: String,
+}
+
+impl From<Flash> for FlashView {
+    fn from(f: Flash) -> Self {
+        let (class, label) = match f.kind {
+            FlashKind::Success => ("flash-ok", "✔ Done:"),
+            FlashKind::Error => ("flash-error", "✖ Failed:"),
+            FlashKind::Info => ("flash-info", "ℹ Note:"),
+        };
+        Self {
+            class,
+            label,
+            text: f.text,
+        }
+    }
+}
+
+/// The frame of every page: navigation, the server's GUID and state, the flash message.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub title: String,
+    pub signed_in: bool,
+    pub csrf: String,
+    pub nav: Vec<NavItem>,
+    pub guid: String,
+    pub state: StateView,
+    pub flash: Option<FlashView>,
+}
+
+impl Layout {
+    pub fn new(
+        title: &str,
+        current: &str,
+        session: Option<&Session>,
+        status: Option<&Status>,
+        flash: Option<Flash>,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            signed_in: session.is_some(),
+            csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
+            nav: NAV
+                .iter()
+                .map(|(href, label)| NavItem {
+                    href,
+                    label,
+                    current: *href == current,
+                })
+                .collect(),
+            guid: status
+                .and_then(|s| s.guid)
+                .map_or_else(|| "no GUID set".into(), |g| g.to_string()),
+            state: status.map_or_else(StateView::unknown, |s| StateView::of(s.state)),
+            flash: flash.map(FlashView::from),
+        }
+    }
+}
+
+/// A server state in words with an icon, never in colour alone.
+#[derive(Debug, Clone)]
+pub struct StateView {
+    pub icon: &'static str,
+    pub words: &'static str,
+    pub class: &'static str,
+}
+
+impl StateView {
+    pub fn of(state: ServerState) -> Self {
+        let (icon, words, class) = match state {
+            ServerState::Ok => ("✔", "Serving licenses", "good"),
+            ServerState::Unconfigured => ("○", "Not set up: no server GUID", "warn"),
+            ServerState::NotSynced => ("…", "Not synced yet: no licenses", "warn"),
+            ServerState::Expired => ("✖", "Suspended: no sync for too long", "bad"),
+            ServerState::ClockTampered => ("✖", "Suspended: the clock was set back", "bad"),
+        };
+        Self { icon, words, class }
+    }
+
+    fn unknown() -> Self {
+        Self {
+            icon: "?",
+            words: "State unknown",
+            class: "warn",
+        }
+    }
+}
+
+pub fn time(t: Option<DateTime<Utc>>, none: &str) -> String {
+    t.map_or_else(
+        || none.into(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// "in 3 h 5 min" / "12 min ago", for a time near `now`.
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    let text = span(secs.unsigned_abs());
+    if secs >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+pub fn span(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+/// A mark for a date that ends something: expired, soon, or nothing.
+pub fn date_mark(date: NaiveDate, today: NaiveDate, what: &str) -> Option<String> {
+    let days = (date - today).num_days();
+    if days < 0 {
+        Some(format!("✖ {what} ended {}", date.format("%Y-%m-%d")))
+    } else if days <= 30 {
+        Some(format!(
+            "⚠ {what} ends in {days} day{}",
+            if days == 1 { "" } else { "s" }
+        ))
+    } else {
+        None
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub layout: Layout,
+    pub next: String,
+    pub login_csrf: String,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub layout: Layout,
+    pub heading: String,
+    pub message: String,
+    pub back: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LicenseRow {
+    pub id: String,
+    pub feature: String,
+    pub context: String,
+    pub count: u32,
+    pub in_use: u32,
+    pub reserved: u32,
+    pub maintenance_until: String,
+    pub expires: String,
+    pub backs_up: String,
+    pub marks: Vec<String>,
+    pub flagged: bool,
+}
+
+#[derive(Template)]
+#[template(path = "licenses.html")]
+pub struct LicensesPage {
+    pub layout: Layout,
+    pub rows: Vec<LicenseRow>,
+    pub context: String,
+    pub reason: Option<String>,
+    pub unconfigured: bool,
+    pub learning_until: Option<String>,
+    pub flagged: usize,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage {
+    pub layout: Layout,
+    pub guid: Option<String>,
+    pub context: String,
+    pub installation: String,
+    pub state: StateView,
+    pub reason: Option<String>,
+    pub value: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub url: String,
+    pub last_ok: String,
+    pub last_error: String,
+}
+
+#[derive(Template)]
+#[template(path = "sync.html")]
+pub struct SyncPage {
+    pub layout: Layout,
+    pub state: StateView,
+    pub reason: Option<String>,
+    pub last_sync: String,
+    pub last_node: String,
+    pub last_error: Option<String>,
+    pub next_sync: String,
+    pub grace: String,
+    pub not_after: String,
+    pub serial: u64,
+    pub pending: usize,
+    pub air_gapped: bool,
+    pub nodes: Vec<NodeRow>,
+    pub upload_json: Option<String>,
+    pub upload_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    pub client: String,
+    pub feature: String,
+    pub quota: String,
+    pub in_use: String,
+    pub failover: &'static str,
+    pub last_seen: String,
+}
+
+#[derive(Template)]
+#[template(path = "clients.html")]
+pub struct ClientsPage {
+    pub layout: Layout,
+    /// The rendered `clients_table.html` (escaped there), shared with the live refresh.
+    pub table_html: String,
+}
+
+#[derive(Template)]
+#[template(path = "clients_table.html")]
+pub struct ClientsTable {
+    pub rows: Vec<ClientRow>,
+    pub clients: usize,
+    pub as_of: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeatureUsageRow {
+    pub feature: String,
+    pub count: u32,
+    pub in_use: u32,
+    pub reserved: u32,
+    pub free: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct HourRow {
+    pub feature: String,
+    pub hour: String,
+    pub peak: u32,
+    pub grants: u64,
+    pub denials: u64,
+}
+
+/// One chart on the usage page: an inline SVG made by the server.
+#[derive(Debug, Clone)]
+pub struct ChartView {
+    pub title: String,
+    /// Trusted markup rendered as is (made by `crate::charts`, never from user input).
+    pub svg: String,
+    /// The same data in words, for readers who cannot see the chart.
+    pub summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "usage.html")]
+pub struct UsagePage {
+    pub layout: Layout,
+    pub features: Vec<FeatureUsageRow>,
+    pub hours: Vec<HourRow>,
+    pub hours_note: Option<String>,
+    pub charts: Vec<ChartView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckView {
+    pub name: String,
+    pub result: &'static str,
+    pub class: &'static str,
+    pub detail: String,
+}
+
+impl CheckView {
+    pub fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::with("✔ OK", "good", name, detail)
+    }
+
+    pub fn warning(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::with("⚠ Warning", "warn", name, detail)
+    }
+
+    pub fn problem(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::with("✖ Problem", "bad", name, detail)
+    }
+
+    fn with(
+        result: &'static str,
+        class: &'static str,
+        name: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            result,
+            class,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One recent log line on the diagnostics page.
+#[derive(Debug, Clone)]
+pub struct LogLineView {
+    pub time: String,
+    pub level: String,
+    pub text: String,
+}
+
+#[derive(Template)]
+#[template(path = "diagnostics.html")]
+pub struct DiagnosticsPage {
+    pub layout: Layout,
+    pub checks: Vec<CheckView>,
+    pub log_lines: Vec<LogLineView>,
+    /// Where the support bundle is downloaded, once the server offers one.
+    pub support_bundle_url: Option<String>,
+    /// Whether the node network checks ran for this page.
+    pub ran_node_checks: bool,
+    pub instance: String,
+    pub version: &'static str,
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConfigForm {
+    pub nodes: String,
+    pub listen: String,
+    pub admin_listen: String,
+    pub node_timeout: String,
+    pub vendor_keys: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConfigErrors {
+    pub nodes: Option<String>,
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub node_timeout: Option<String>,
+    pub vendor_keys: Option<String>,
+    pub file: Option<String>,
+}
+
+impl ConfigErrors {
+    pub fn any(&self) -> bool {
+        self.nodes.is_some()
+            || self.listen.is_some()
+            || self.admin_listen.is_some()
+            || self.node_timeout.is_some()
+            || self.vendor_keys.is_some()
+            || self.file.is_some()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "config.html")]
+pub struct ConfigPage {
+    pub layout: Layout,
+    pub config_file: Option<String>,
+    pub target: String,
+    pub target_exists: bool,
+    pub data_dir: String,
+    pub form: ConfigForm,
+    pub errors: ConfigErrors,
+    pub restart_needed: Vec<&'static str>,
+    pub running_listen: String,
+    pub running_admin_listen: String,
+    pub running_nodes: String,
+    pub running_node_timeout: String,
+    pub vendor_key_ids: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_marked_in_words() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap_or_default();
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default();
+        assert_eq!(date_mark(d(2027, 6, 30), today, "maintenance"), None);
+        assert_eq!(
+            date_mark(d(2026, 11, 3), today, "license").as_deref(),
+            Some("⚠ license ends in 1 day")
+        );
+        assert_eq!(
+            date_mark(d(2026, 11, 1), today, "license").as_deref(),
+            Some("✖ license ended 2026-11-01")
+        );
+        assert_eq!(span(59), "59 s");
+        assert_eq!(span(3700), "1 h 1 min");
+    }
+}

@@ -1,0 +1,616 @@
+//! The dashboard through real HTTP with a cookie jar: sign-in and its limits, sessions,
+//! CSRF, and each page's action.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use leasehold_node::api::GrantLicense;
+use leasehold_proto::{Feature, ManualClock, ServerGuid};
+use leasehold_server::api::ServerState;
+use leasehold_server::config::FileConfig;
+use leasehold_server::DashboardSettings;
+use reqwest::header::LOCATION;
+use reqwest::redirect::Policy;
+use reqwest::{Client, StatusCode};
+
+use crate::harness::*;
+
+/// A browser: keeps cookies, shows redirects instead of following them.
+fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of the first hidden `name` field in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in {html}"))
+        + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+async fn get(b: &Client, url: &str) -> Page {
+    page(b.get(url).send().await.unwrap()).await
+}
+
+async fn post(b: &Client, url: &str, form: &[(&str, &str)]) -> Page {
+    page(b.post(url).form(form).send().await.unwrap()).await
+}
+
+async fn page(r: reqwest::Response) -> Page {
+    Page {
+        status: r.status(),
+        location: r
+            .headers()
+            .get(LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned()),
+        body: r.text().await.unwrap(),
+    }
+}
+
+/// Signs in and returns the session's CSRF token.
+async fn login(b: &Client, admin: &str, password: &str) -> String {
+    let form = get(b, &format!("{admin}/login?next=/licenses")).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let csrf = hidden(&form.body, "csrf");
+    let r = post(
+        b,
+        &format!("{admin}/login"),
+        &[
+            ("csrf", &csrf),
+            ("password", password),
+            ("next", "/licenses"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location.as_deref(), Some("/licenses"));
+    let page = get(b, &format!("{admin}/licenses")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    hidden(&page.body, "csrf")
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_failed_logins_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let server = TestServer::start(options(&dir.path().join("s"), vec![], None), clock).await;
+    let admin = server.admin_url.clone();
+    let b = browser();
+
+    for path in [
+        "/licenses",
+        "/sync",
+        "/clients",
+        "/clients/table",
+        "/config",
+        "/usage",
+        "/diagnostics",
+        "/setup",
+        "/",
+    ] {
+        let r = get(&b, &format!("{admin}{path}")).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            r.location.as_deref().unwrap().starts_with("/login?next=/"),
+            "{path}: {:?}",
+            r.location
+        );
+    }
+    let r = get(&b, &format!("{admin}/sync?x=1")).await;
+    assert_eq!(r.location.as_deref(), Some("/login?next=/sync%3Fx%3D1"));
+    // A form posted without a session changes nothing and goes to the sign-in page.
+    let r = post(
+        &b,
+        &format!("{admin}/setup"),
+        &[("guid", "DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(server.status().await.guid.is_none());
+    // What stays open: the sign-in page, the stylesheet, metrics, health and the token API.
+    assert_eq!(
+        get(&b, &format!("{admin}/login")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&b, &format!("{admin}/static/dashboard.css"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&b, &format!("{admin}/metrics")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&b, &format!("{admin}/v1/health")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(server.status().await.state, ServerState::Unconfigured);
+
+    // A sign-in form without its token is refused.
+    let r = post(&b, &format!("{admin}/login"), &[("password", "whatever")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    for attempt in 1..=5 {
+        let form = get(&b, &format!("{admin}/login")).await;
+        let csrf = hidden(&form.body, "csrf");
+        let r = post(
+            &b,
+            &format!("{admin}/login"),
+            &[("csrf", &csrf), ("password", "wrong password")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert!(r.body.contains("Wrong password"), "{}", r.body);
+    }
+    let form = get(&b, &format!("{admin}/login")).await;
+    let csrf = hidden(&form.body, "csrf");
+    // Refused for now even with the right password.
+    let password = server.dashboard_password();
+    let r = post(
+        &b,
+        &format!("{admin}/login"),
+        &[("csrf", &csrf), ("password", &password)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("Too many failed sign-ins"), "{}", r.body);
+    assert_eq!(
+        get(&b, &format!("{admin}/licenses")).await.status,
+        StatusCode::SEE_OTHER
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn login_shows_the_licenses_and_logout_ends_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    // Expires within 30 days: marked in words.
+    node.node
+        .grant_license(&GrantLicense {
+            server: prod,
+            feature: Feature::parse("asr.de-DE").unwrap(),
+            count: 3,
+            context: None,
+            maintenance_until: NaiveDate::from_ymd_opt(2027, 6, 30).unwrap(),
+            expires: NaiveDate::from_ymd_opt(2026, 11, 20),
+            backs_up: None,
+        })
+        .await
+        .unwrap();
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("first sync", |s| s.state == ServerState::Ok)
+        .await;
+    let admin = server.admin_url.clone();
+    let b = browser();
+    let csrf = login(&b, &admin, &server.dashboard_password()).await;
+
+    let page = get(&b, &format!("{admin}/licenses")).await;
+    for text in [
+        "tts",
+        "asr.en-US",
+        "2027-06-30",
+        "⚠ license ends in 18 days",
+        "1 license needs attention",
+        "production",
+        &prod.to_string(),
+        "Serving licenses",
+        "Log out",
+    ] {
+        assert!(
+            page.body.contains(text),
+            "{text} missing from {}",
+            page.body
+        );
+    }
+    assert!(get(&b, &format!("{admin}/")).await.location.as_deref() == Some("/licenses"));
+    // Every page renders.
+    for path in [
+        "/sync",
+        "/clients",
+        "/clients/table",
+        "/usage",
+        "/diagnostics",
+        "/setup",
+        "/config",
+    ] {
+        let r = get(&b, &format!("{admin}{path}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+    }
+    let setup = get(&b, &format!("{admin}/setup")).await;
+    assert!(setup.body.contains("production") && setup.body.contains("Change the server GUID"));
+    // Clients: one client leases, the table fragment shows it.
+    server.lease(&request(7, "tts", 1, 2, 0)).await.unwrap();
+    let table = get(&b, &format!("{admin}/clients/table")).await;
+    assert!(
+        table.body.contains("tts") && !table.body.contains("<html"),
+        "{}",
+        table.body
+    );
+    let clients = get(&b, &format!("{admin}/clients")).await;
+    assert!(
+        clients.body.contains("/clients/table") && clients.body.contains("1 client "),
+        "{}",
+        clients.body
+    );
+
+    let r = post(&b, &format!("{admin}/logout"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location.as_deref(), Some("/login?signed_out=1"));
+    let r = get(&b, &format!("{admin}/licenses")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(get(&b, &format!("{admin}/login?signed_out=1"))
+        .await
+        .body
+        .contains("signed out"));
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn forms_need_the_csrf_token_and_a_bad_guid_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], None),
+        clock.clone(),
+    )
+    .await;
+    let admin = server.admin_url.clone();
+    let b = browser();
+    let csrf = login(&b, &admin, &server.dashboard_password()).await;
+    let guid = prod.to_string();
+
+    let setup = get(&b, &format!("{admin}/setup")).await;
+    assert!(
+        setup.body.contains("Enter the server GUID"),
+        "{}",
+        setup.body
+    );
+    for form in [
+        vec![("guid", guid.as_str())],
+        vec![("guid", guid.as_str()), ("csrf", "0000")],
+    ] {
+        let r = post(&b, &format!("{admin}/setup"), &form).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert!(
+            r.body.contains("CSRF") && r.body.contains("Nothing was changed"),
+            "{}",
+            r.body
+        );
+    }
+    assert!(server.status().await.guid.is_none());
+    let r = post(&b, &format!("{admin}/sync"), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post(&b, &format!("{admin}/logout"), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&b, &format!("{admin}/licenses")).await.status,
+        StatusCode::OK
+    );
+
+    let r = post(
+        &b,
+        &format!("{admin}/setup"),
+        &[("csrf", &csrf), ("guid", "not-a-guid")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("guid-error") && r.body.contains("not-a-guid"),
+        "{}",
+        r.body
+    );
+    assert!(server.status().await.guid.is_none());
+
+    let r = post(
+        &b,
+        &format!("{admin}/setup"),
+        &[("csrf", &csrf), ("guid", &guid)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = get(&b, &format!("{admin}/setup")).await;
+    assert!(page.body.contains("Server GUID set to"), "{}", page.body);
+    assert_eq!(server.status().await.guid, Some(prod));
+    // The flash shows once.
+    assert!(!get(&b, &format!("{admin}/setup"))
+        .await
+        .body
+        .contains("Server GUID set to"));
+    let s = server
+        .wait_for("sync after setup", |s| s.state == ServerState::Ok)
+        .await;
+    assert_eq!(s.guid, Some(ServerGuid::parse(&guid).unwrap()));
+    let page = get(&b, &format!("{admin}/setup")).await;
+    assert!(page.body.contains("production"), "{}", page.body);
+
+    // Started without --config: the configuration page says where settings come from.
+    let config = get(&b, &format!("{admin}/config")).await;
+    assert!(
+        config
+            .body
+            .contains("started without <code>--config</code>"),
+        "{}",
+        config.body
+    );
+    assert!(config.body.contains("leasehold-server.toml"));
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn sync_now_shows_the_outcome_and_what_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("first sync", |s| s.state == ServerState::Ok)
+        .await;
+    let admin = server.admin_url.clone();
+    let b = browser();
+    let csrf = login(&b, &admin, &server.dashboard_password()).await;
+
+    let r = post(&b, &format!("{admin}/sync"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location.as_deref(), Some("/sync"));
+    let page = get(&b, &format!("{admin}/sync")).await;
+    assert!(
+        page.body.contains(&format!("Synced with {}", node.url)),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("bundle serial 2"), "{}", page.body);
+    assert!(
+        page.body.contains("What we send") && page.body.contains("server_guid"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("60 days"), "{}", page.body);
+    assert_eq!(server.status().await.bundle_serial, 2);
+
+    // A failing sync says so.
+    node.stop().await;
+    let r = post(&b, &format!("{admin}/sync"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = get(&b, &format!("{admin}/sync")).await;
+    assert!(page.body.contains("Sync did not succeed"), "{}", page.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn config_edits_are_checked_written_atomically_and_the_node_list_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let key = vendor_key().public_key_string();
+    let conf_dir = dir.path().join("etc");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let path = conf_dir.join("server.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "nodes = [\"{dead}\"]\nvendor_keys = [\"{key}\"]\nadmin_token = \"kept-secret\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with_dashboard(
+        options(&dir.path().join("s"), vec![dead.clone()], Some(prod)),
+        clock.clone(),
+        DashboardSettings {
+            config_path: Some(path.clone()),
+            vendor_keys: vec![key.clone()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = server.admin_url.clone();
+    let b = browser();
+    let csrf = login(&b, &admin, &server.dashboard_password()).await;
+    assert!(!server.sync_now().await.ok, "only a dead node so far");
+
+    let page = get(&b, &format!("{admin}/config")).await;
+    assert!(
+        page.body.contains(&dead) && page.body.contains(&path.display().to_string()),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("kept-secret"));
+    let before = std::fs::read_to_string(&path).unwrap();
+
+    // Wrong values: named next to their field, nothing written, nothing applied.
+    let r = post(
+        &b,
+        &format!("{admin}/config"),
+        &[
+            ("csrf", &csrf),
+            ("nodes", "ftp://nope"),
+            ("listen", "localhost"),
+            ("admin_listen", "127.0.0.1:0"),
+            ("node_timeout", "soon"),
+            ("vendor_keys", &key),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    for id in ["nodes-error", "listen-error", "timeout-error"] {
+        assert!(r.body.contains(id), "{id}: {}", r.body);
+    }
+    assert!(r.body.contains("ftp://nope"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    // Without the CSRF token: refused, unchanged.
+    let r = post(
+        &b,
+        &format!("{admin}/config"),
+        &[("nodes", node.url.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+
+    let nodes = format!("{}/\n\n", node.url);
+    let r = post(
+        &b,
+        &format!("{admin}/config"),
+        &[
+            ("csrf", &csrf),
+            ("nodes", &nodes),
+            ("listen", "127.0.0.1:0"),
+            ("admin_listen", "127.0.0.1:18080"),
+            ("node_timeout", "5s"),
+            ("vendor_keys", &key),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = get(&b, &format!("{admin}/config")).await;
+    assert!(
+        page.body.contains("Saved to") && page.body.contains("Restart needed"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("admin_listen"), "{}", page.body);
+
+    let written = FileConfig::load(&path).unwrap();
+    assert_eq!(written.nodes, Some(vec![node.url.clone()]));
+    assert_eq!(written.admin_listen.as_deref(), Some("127.0.0.1:18080"));
+    assert_eq!(written.admin_token.as_deref(), Some("kept-secret"));
+    assert_eq!(written.vendor_keys, Some(vec![key.clone()]));
+    let names: Vec<_> = std::fs::read_dir(&conf_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["server.toml"], "no temporary file is left");
+
+    // The node list is in force without a restart.
+    let o = server.sync_now().await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.node.as_deref(), Some(node.url.as_str()));
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn usage_charts_node_checks_and_the_support_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("first sync", |s| s.state == ServerState::Ok)
+        .await;
+    // Some use this hour, then an hour later more, with a denial.
+    server.lease(&request(1, "tts", 0, 4, 0)).await.unwrap();
+    server.lease(&request(1, "tts", 3, 4, 4)).await.unwrap();
+    clock.advance(chrono::Duration::hours(1));
+    let mut r = request(1, "tts", 4, 5, 4);
+    r.features.values_mut().for_each(|f| f.denied = 2);
+    server.lease(&r).await.unwrap();
+    server
+        .running
+        .as_ref()
+        .unwrap()
+        .server
+        .flush()
+        .await
+        .unwrap();
+
+    let admin = server.admin_url.clone();
+    let b = browser();
+    login(&b, &admin, &server.dashboard_password()).await;
+    let usage = get(&b, &format!("{admin}/usage")).await;
+    assert_eq!(usage.status, StatusCode::OK);
+    assert!(usage.body.contains("<svg"), "{}", usage.body);
+    assert!(usage.body.contains("tts: concurrent use, last 24 hours"));
+    assert!(usage.body.contains("tts: concurrent use, last 30 days"));
+    assert!(
+        usage
+            .body
+            .contains("Highest use 4 of 10 licensed; 2 requests denied."),
+        "{}",
+        usage.body
+    );
+
+    let diag = get(&b, &format!("{admin}/diagnostics?check=nodes")).await;
+    assert_eq!(diag.status, StatusCode::OK);
+    for step in ["DNS", "TCP connect", "HTTP health", "clock"] {
+        assert!(
+            diag.body.contains(&format!("{} — {step}", node.url)),
+            "{step}: {}",
+            diag.body
+        );
+    }
+    assert!(diag.body.contains("Data directory"));
+
+    let bundle = b
+        .get(format!("{admin}/diagnostics/bundle"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+    assert!(bundle
+        .headers()
+        .get("content-disposition")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let text = bundle.text().await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["status"]["guid"], serde_json::json!(prod.to_string()));
+    assert_eq!(json["node_checks"][0]["url"], serde_json::json!(node.url));
+    assert!(
+        !text.contains(TOKEN),
+        "the admin token leaked into the support bundle"
+    );
+
+    // Without a session the bundle is not served.
+    let anonymous = browser()
+        .get(format!("{admin}/diagnostics/bundle"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    server.stop().await;
+    node.stop().await;
+}
