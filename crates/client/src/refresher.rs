@@ -394,9 +394,14 @@ impl Refresher {
                 .unwrap_or_else(|_| body.chars().take(200).collect());
             return Err(format!("HTTP {status}: {msg}"));
         }
-        resp.json::<LeaseResponse>()
+        let answer = resp
+            .json::<LeaseResponse>()
             .await
-            .map_err(|e| format!("bad answer: {}", error_chain(&e)))
+            .map_err(|e| format!("bad answer: {}", error_chain(&e)))?;
+        match suspended(&answer) {
+            Some(why) => Err(why),
+            None => Ok(answer),
+        }
     }
 
     async fn delete(&self, server: usize) {
@@ -421,6 +426,23 @@ impl Refresher {
     }
 }
 
+/// A server that answers but serves no licenses at all (grace over, clock set back) leaves
+/// its licenses unavailable: for failover that is no good answer, so the client moves to a
+/// backup as it would from a server that is down.
+pub(crate) fn suspended(answer: &LeaseResponse) -> Option<String> {
+    let mut reasons = answer.features.values();
+    let first = reasons.next()?;
+    let all = std::iter::once(first)
+        .chain(reasons)
+        .all(|f| f.code == Some(QuotaReason::Suspended));
+    all.then(|| {
+        format!(
+            "server serves no licenses: {}",
+            first.reason.as_deref().unwrap_or("suspended")
+        )
+    })
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -438,6 +460,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_serving_no_licenses_is_not_a_good_answer() {
+        use leasehold_proto::{Context, Feature, FeatureQuota, ServerGuid};
+        let fq = |code| FeatureQuota {
+            quota: 0,
+            code,
+            reason: Some("grace over".into()),
+        };
+        let answer = |codes: &[Option<QuotaReason>]| LeaseResponse {
+            server_guid: ServerGuid::from_bytes([1; 16]),
+            context: Context::Production,
+            lease_secs: 120,
+            features: codes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (Feature::parse(&format!("f{i}")).unwrap(), fq(*c)))
+                .collect(),
+        };
+        let s = Some(QuotaReason::Suspended);
+        assert!(suspended(&answer(&[s, s])).unwrap().contains("grace over"));
+        assert!(suspended(&answer(&[s, Some(QuotaReason::Exhausted)])).is_none());
+        assert!(suspended(&answer(&[None])).is_none());
+        assert!(suspended(&answer(&[])).is_none());
+    }
 
     #[test]
     fn want_adds_bounded_headroom() {
