@@ -415,6 +415,7 @@ impl SimClient {
             })
             .collect::<BTreeMap<_, _>>();
         LeaseRequest {
+            seq: 0,
             client_id: self.id.clone(),
             product_release,
             features,

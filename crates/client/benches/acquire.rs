@@ -58,6 +58,7 @@ fn acquire(c: &mut Criterion) {
 /// One lease request as a client sends it: holding `in_use` of `tts`, wanting `want`.
 fn lease_request(client: &ClientId, in_use: u32, want: u32) -> LeaseRequest {
     LeaseRequest {
+        seq: 0,
         client_id: client.clone(),
         product_release: harness::release_date(),
         features: [(

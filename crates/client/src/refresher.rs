@@ -101,6 +101,12 @@ pub(crate) struct Refresher {
     http: reqwest::Client,
     mode: Mode,
     primary_ok_at: Instant,
+    /// The server whose answer the current quotas came from.
+    granted_by: Option<usize>,
+    /// Sequence number of the last request sent, and of the last one sent to each server
+    /// (a release names it, so a late release cannot free a newer grant).
+    seq: u64,
+    last_seq_to: Vec<u64>,
     features: Vec<FeatState>,
     flushed: bool,
 }
@@ -113,6 +119,7 @@ impl Refresher {
         http: reqwest::Client,
     ) -> Self {
         let n = shared.slots.len();
+        let servers = cfg.servers.len();
         Self {
             shared,
             info,
@@ -120,6 +127,9 @@ impl Refresher {
             http,
             mode: Mode::Primary,
             primary_ok_at: Instant::now(),
+            granted_by: None,
+            seq: 0,
+            last_seq_to: vec![0; servers],
             features: vec![FeatState::default(); n],
             flushed: false,
         }
@@ -200,7 +210,7 @@ impl Refresher {
         match self.mode {
             Mode::Primary => {
                 let send = Instant::now();
-                let req = self.request(false, send);
+                let req = self.request(0, false, send);
                 match self.post(0, &req).await {
                     Ok(resp) => {
                         self.primary_ok_at = send;
@@ -227,10 +237,15 @@ impl Refresher {
             }
             Mode::Failover(cur) => {
                 let send = Instant::now();
-                let probe = self.request(false, send);
-                let mut on_backup = probe.clone();
-                on_backup.failover = true;
+                let probe = self.request(0, false, send);
+                let on_backup = self.request(cur, true, send);
                 let (p, b) = tokio::join!(self.post(0, &probe), self.post(cur, &on_backup));
+                // A primary still relearning its leases after a restart cannot cover what the
+                // backup granted: stay on the backup until the primary can.
+                let p = p.and_then(|resp| match relearning_short(&probe, &resp) {
+                    Some(why) => Err(why),
+                    None => Ok(resp),
+                });
                 match p {
                     Ok(resp) => {
                         self.primary_ok_at = send;
@@ -273,7 +288,7 @@ impl Refresher {
     async fn try_backups(&mut self, order: &[usize]) -> Option<usize> {
         for &i in order {
             let send = Instant::now();
-            let req = self.request(true, send);
+            let req = self.request(i, true, send);
             match self.post(i, &req).await {
                 Ok(resp) => {
                     self.install(i, send, &resp);
@@ -285,7 +300,15 @@ impl Refresher {
         None
     }
 
-    fn request(&mut self, failover: bool, now: Instant) -> LeaseRequest {
+    /// The request for server `to`. It reports a held quota only to the server that granted
+    /// it: another server (a restarted primary relearning its leases, say) must not confirm
+    /// a quota it never gave, on top of leases it granted before that are still valid.
+    fn request(&mut self, to: usize, failover: bool, now: Instant) -> LeaseRequest {
+        let ours = self.granted_by == Some(to);
+        self.seq += 1;
+        if let Some(last) = self.last_seq_to.get_mut(to) {
+            *last = self.seq;
+        }
         let mut features = std::collections::BTreeMap::new();
         for (slot, st) in self.shared.slots.iter().zip(self.features.iter_mut()) {
             let in_use = slot.in_use.load(Ordering::Acquire);
@@ -294,7 +317,7 @@ impl Refresher {
             let denied = slot.denied.load(Ordering::Relaxed);
             st.denied_pending = denied;
             let quota = match st.valid_until {
-                Some(v) if now < v => st.granted,
+                Some(v) if ours && now < v => st.granted,
                 _ => 0,
             };
             features.insert(
@@ -311,12 +334,14 @@ impl Refresher {
         LeaseRequest {
             client_id: self.cfg.client_id.clone(),
             product_release: self.cfg.product_release,
+            seq: self.seq,
             features,
             failover,
         }
     }
 
     fn install(&mut self, server: usize, send: Instant, resp: &LeaseResponse) {
+        self.granted_by = Some(server);
         let lease = Duration::from_secs(resp.lease_secs).min(self.cfg.flush_after);
         let valid = send + lease;
         let valid_nanos = self.shared.nanos_at(valid);
@@ -406,8 +431,10 @@ impl Refresher {
 
     async fn delete(&self, server: usize) {
         let url = format!(
-            "{}/v1/lease/{}",
-            self.cfg.servers[server], self.cfg.client_id
+            "{}/v1/lease/{}?seq={}",
+            self.cfg.servers[server],
+            self.cfg.client_id,
+            self.last_seq_to.get(server).copied().unwrap_or(u64::MAX)
         );
         match self
             .http
@@ -424,6 +451,17 @@ impl Refresher {
             }
         }
     }
+}
+
+/// Why an answer that is relearning after a restart would leave licenses the client holds
+/// uncovered, if it would.
+pub(crate) fn relearning_short(req: &LeaseRequest, answer: &LeaseResponse) -> Option<String> {
+    answer.features.iter().find_map(|(feature, q)| {
+        let held = req.features.get(feature).map_or(0, |f| f.in_use);
+        (q.code == Some(QuotaReason::Relearning) && q.quota < held).then(|| {
+            format!("primary is relearning its leases after a restart and cannot yet cover the {held} {feature} licenses held")
+        })
+    })
 }
 
 /// A server that answers but serves no licenses at all (grace over, clock set back) leaves

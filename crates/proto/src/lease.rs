@@ -20,6 +20,10 @@ pub struct LeaseRequest {
     /// True when the client has given up on its primary and talks to a backup.
     #[serde(default)]
     pub failover: bool,
+    /// Increases with every request the client sends (to any server). A release names the
+    /// last one it covers, so a release that arrives late cannot free a newer grant.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

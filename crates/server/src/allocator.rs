@@ -175,6 +175,8 @@ struct ClientLease {
     expires_ms: u64,
     /// Time of this client's one entry in the expiry heap.
     heap_at: u64,
+    /// Highest request sequence number seen from this client.
+    last_seq: u64,
     features: BTreeMap<Feature, Holding>,
 }
 
@@ -333,6 +335,35 @@ impl Allocator {
         }
     }
 
+    /// [`Allocator::request`] for a request carrying the client's sequence number.
+    pub fn request_with_seq(
+        &mut self,
+        now_ms: u64,
+        req: &ClientRequest<'_>,
+        serving: &Serving,
+        seq: u64,
+    ) -> (
+        BTreeMap<Feature, FeatureQuota>,
+        BTreeMap<Feature, UsageDelta>,
+    ) {
+        let answer = self.request(now_ms, req, serving);
+        if let Some(lease) = self.clients.get_mut(req.client) {
+            lease.last_seq = lease.last_seq.max(seq);
+        }
+        answer
+    }
+
+    /// A release that covers the client's requests up to `seq`: ignored (false) when a later
+    /// request already arrived, so a release delayed in the network cannot free a grant the
+    /// client is using.
+    pub fn release_upto(&mut self, client: &ClientId, seq: u64) -> bool {
+        match self.clients.get(client) {
+            Some(lease) if lease.last_seq > seq => false,
+            Some(_) => self.release(client),
+            None => false,
+        }
+    }
+
     /// A clean shutdown: the client has stopped using its quota and gives it back.
     pub fn release(&mut self, client: &ClientId) -> bool {
         let Some(lease) = self.clients.remove(client) else {
@@ -372,6 +403,7 @@ impl Allocator {
                 last_seen_ms: now_ms,
                 expires_ms: until,
                 heap_at: until,
+                last_seq: 0,
                 features: BTreeMap::new(),
             });
         let elapsed = now_ms.saturating_sub(lease.last_seen_ms).min(LEASE_MS);

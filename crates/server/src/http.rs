@@ -169,17 +169,26 @@ async fn lease(
     state.server.lease(&req).map(Json)
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct ReleaseQuery {
+    /// The client's last request sequence number this release covers.
+    seq: Option<u64>,
+}
+
 async fn release(
     State(state): State<AppState>,
     Path(client): Path<String>,
+    query: Result<axum::extract::Query<ReleaseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ServerError> {
     let client = ClientId::parse(&client).map_err(|e| ServerError::bad_request(e.to_string()))?;
-    if state.server.release(&client) {
+    let axum::extract::Query(query) =
+        query.map_err(|e| ServerError::bad_request(format!("query: {}", e.body_text())))?;
+    if state.server.release(&client, query.seq) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ServerError::new(
             ErrorCode::NotFound,
-            format!("client {client} holds no lease here"),
+            format!("client {client} holds no lease here, or a later request of it arrived"),
         ))
     }
 }

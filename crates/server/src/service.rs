@@ -352,7 +352,7 @@ impl LicenseServer {
         };
         let (answers, usage, in_use) = {
             let mut a = lock(&self.alloc);
-            let (answers, usage) = a.request(mono, &request, &serving);
+            let (answers, usage) = a.request_with_seq(mono, &request, &serving, req.seq);
             let in_use: Vec<u32> = usage.keys().map(|f| a.in_use(f)).collect();
             (answers, usage, in_use)
         };
@@ -389,9 +389,14 @@ impl LicenseServer {
         })
     }
 
-    /// `DELETE /v1/lease/{client_id}`.
-    pub fn release(&self, client: &leasehold_proto::ClientId) -> bool {
-        lock(&self.alloc).release(client)
+    /// `DELETE /v1/lease/{client_id}[?seq=N]`: with `seq`, only if no later request of the
+    /// client arrived.
+    pub fn release(&self, client: &leasehold_proto::ClientId, seq: Option<u64>) -> bool {
+        let mut a = lock(&self.alloc);
+        match seq {
+            Some(seq) => a.release_upto(client, seq),
+            None => a.release(client),
+        }
     }
 
     /// Sets the server GUID. A different GUID drops the bundle of the old one.

@@ -41,21 +41,20 @@ impl PlantedBug {
     }
 }
 
-/// Changes to the modelled client or servers that fix issues the simulation found in the
-/// real code, so the other invariants can be soaked meanwhile. All off by default: the
-/// default models the code as it is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Changes to the modelled client or servers that fix issues the simulation found. The
+/// default models the code as it is: `quota_per_server` and `release_ordered` are fixed in
+/// the real client and server (so on by default), `sync_delay_after_restart` is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fixes {
-    /// A client reports its `quota` only to the server that granted it (0 to any other). The
-    /// real refresher reports its installed quota to every server, including the backup's
-    /// quota in its probe of the primary; a restarted primary in learning mode then confirms
-    /// a quota it never granted, on top of leases it granted before the restart.
+    /// A client reports its `quota` only to the server that granted it (0 to any other).
+    /// Found by this simulation (seed 3): a client reporting the backup's quota in its probe
+    /// of a restarted primary in learning mode made it confirm a quota it never granted, on
+    /// top of leases granted before the restart. Fixed in the real refresher.
     pub quota_per_server: bool,
     /// A server ignores a `DELETE` that a client sent before its latest lease request the
-    /// server has seen (the `DELETE` would need the client's send time or a sequence number).
-    /// The real server frees whatever the client holds when a `DELETE` arrives, so a late
-    /// `DELETE` from a client's earlier return to the primary frees the grant of its next
-    /// failover while the client uses it.
+    /// server has seen. Found by this simulation (seed 958): a late `DELETE` from a client's
+    /// earlier return to the primary freed the grant of its next failover while the client
+    /// used it. Fixed: requests carry `seq`, `DELETE ?seq=N` is ignored after a later request.
     pub release_ordered: bool,
     /// A restarted server waits out the longest network delay before its first sync. The
     /// real server may sync at once; an upload sent just before a crash that reaches the
@@ -64,11 +63,28 @@ pub struct Fixes {
     pub sync_delay_after_restart: bool,
 }
 
+impl Default for Fixes {
+    fn default() -> Self {
+        Self {
+            quota_per_server: true,
+            release_ordered: true,
+            sync_delay_after_restart: false,
+        }
+    }
+}
+
 impl Fixes {
+    /// The fixes named in `list`, on top of the default ones.
     pub fn parse(list: &str) -> Option<Self> {
         let mut f = Fixes::default();
         for name in list.split(',').filter(|s| !s.is_empty()) {
             match name {
+                // The code before the fixes: every fix off.
+                "none" => {
+                    f.quota_per_server = false;
+                    f.release_ordered = false;
+                    f.sync_delay_after_restart = false;
+                }
                 "quota-per-server" => f.quota_per_server = true,
                 "release-ordered" => f.release_ordered = true,
                 "sync-delay-after-restart" => f.sync_delay_after_restart = true,

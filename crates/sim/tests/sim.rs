@@ -85,12 +85,12 @@ fn without(fix: fn(&mut Fixes), seed: u64) -> Option<Invariant> {
 }
 
 // Issues the simulation found in the real code. Each test replays a seed that breaks an
-// invariant when the code is modelled as it is; when the real code is fixed, turn the fix on
-// in the model by default and delete the test. (After a change to the simulator the seeds
+// invariant without the fix. `fixed_issue_*`: the real code has the fix (and the model has
+// it by default); the test shows what it prevents. `known_issue_*`: not fixed yet. (After a change to the simulator the seeds
 // may move: find new ones with `--fix <the other fixes> --keep-going`.)
 
 #[test]
-fn known_issue_learning_mode_trusts_a_quota_another_server_granted() {
+fn fixed_issue_learning_mode_trusted_a_quota_another_server_granted() {
     assert_eq!(
         without(|f| f.quota_per_server = false, 3),
         Some(Invariant::NeverOverAllocate)
@@ -98,7 +98,7 @@ fn known_issue_learning_mode_trusts_a_quota_another_server_granted() {
 }
 
 #[test]
-fn known_issue_a_late_delete_frees_the_grant_of_a_later_failover() {
+fn fixed_issue_a_late_delete_freed_the_grant_of_a_later_failover() {
     assert_eq!(
         without(|f| f.release_ordered = false, 958),
         Some(Invariant::NeverOverAllocate)

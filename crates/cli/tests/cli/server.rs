@@ -144,6 +144,7 @@ impl Server {
     /// One lease refresh as a client sends it; returns the HTTP status and the answer.
     fn lease(&self, client: &ClientId, feature: &str, held: Held) -> (u16, Value) {
         let request = LeaseRequest {
+            seq: 0,
             client_id: client.clone(),
             product_release: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
             features: [(

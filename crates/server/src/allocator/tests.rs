@@ -396,3 +396,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_late_release_does_not_free_a_newer_grant() {
+    let mut a = Allocator::new(0, false, false);
+    a.set_licenses(&[lic("tts", 5, d(2027, 1, 1))]);
+    let c = client(1);
+    let mut features = BTreeMap::new();
+    features.insert(
+        f("tts"),
+        FeatureRequest {
+            in_use: 0,
+            want: 3,
+            quota: 0,
+            acquired: 0,
+            denied: 0,
+        },
+    );
+    let req = ClientRequest {
+        client: &c,
+        product_release: d(2026, 1, 1),
+        features: &features,
+        failover: true,
+    };
+    a.request_with_seq(0, &req, &Serving::Yes, 7);
+    // A release covering requests up to 5 was sent before request 7: ignored.
+    assert!(!a.release_upto(&c, 5));
+    assert_eq!(a.reserved(&f("tts")), 3);
+    // One covering request 7 frees it.
+    assert!(a.release_upto(&c, 7));
+    assert_eq!(a.reserved(&f("tts")), 0);
+    assert!(!a.release_upto(&c, 7));
+}

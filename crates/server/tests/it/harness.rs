@@ -243,6 +243,7 @@ pub fn request(client: u8, feature: &str, in_use: u32, want: u32, quota: u32) ->
         },
     );
     LeaseRequest {
+        seq: 0,
         client_id: ClientId::from_random([client; 16]),
         product_release: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
         features,

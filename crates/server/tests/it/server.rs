@@ -659,3 +659,54 @@ async fn bad_lease_requests_are_refused_clearly() {
     let _ = SignedEnvelope::from_json(b"{}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_release_that_arrives_after_a_later_request_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+    let mut req = request(1, "tts", 0, 4, 0);
+    req.seq = 5;
+    assert_eq!(quota(&server.lease(&req).await.unwrap(), "tts"), 4);
+    let url = |q: &str| format!("{}/v1/lease/{}{q}", server.lease_url, req.client_id);
+    let r = server.http.delete(url("?seq=3")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(
+        server
+            .status()
+            .await
+            .licenses
+            .iter()
+            .find(|l| l.feature.as_str() == "tts")
+            .unwrap()
+            .reserved,
+        4
+    );
+    let r = server.http.delete(url("?seq=nope")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("bad_request"));
+    let r = server.http.delete(url("?seq=5")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        server
+            .status()
+            .await
+            .licenses
+            .iter()
+            .find(|l| l.feature.as_str() == "tts")
+            .unwrap()
+            .reserved,
+        0
+    );
+    server.stop().await;
+    node.stop().await;
+}
