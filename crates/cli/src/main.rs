@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod client_cmd;
+mod demo;
 mod http_util;
 mod loadgen;
 mod logging;
@@ -36,6 +37,9 @@ enum Command {
     Client(client_cmd::ClientArgs),
     /// Measured load against a running node or server (benchmarks, not tests).
     Loadgen(loadgen::LoadgenArgs),
+    /// Run a whole Leasehold system in one process: a node, a production and a backup
+    /// server, and simulated clients.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server_cmd::run(args),
         Command::Client(args) => client_cmd::run(args),
         Command::Loadgen(args) => loadgen::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

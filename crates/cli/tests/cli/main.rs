@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+mod demo;
 mod server;
 mod support;
 mod vendor;
