@@ -177,11 +177,27 @@ impl LicenseServer {
             .as_ref()
             .is_some_and(|p| p.context == Context::Backup);
         let ledger = Ledger::restore(store.open_usage().await?);
+        let last_success = meta
+            .get(keys::LAST_SYNC)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc));
+        // A process that synced before may have left an upload in flight when it stopped.
+        // Syncing again before that one can have reached the node would present the same
+        // token twice, and the node would take the late one for a copy of this server
+        // (found by the simulation, seed 633). So the first sync after a restart waits out
+        // one node timeout.
+        let next_due = bundle.payload.as_ref().map(|p| {
+            let interval =
+                chrono::Duration::seconds(i64::try_from(p.sync_interval_secs).unwrap_or(86_400));
+            let scheduled = last_success.map_or(now, |l| l + interval);
+            let settled = now
+                + chrono::Duration::from_std(options.node_timeout)
+                    .unwrap_or(chrono::Duration::seconds(30));
+            scheduled.max(settled)
+        });
         let mut sync = SyncState {
-            last_success: meta
-                .get(keys::LAST_SYNC)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc)),
+            last_success,
+            next_due,
             ..Default::default()
         };
         for url in &options.nodes {
@@ -599,8 +615,17 @@ impl LicenseServer {
                     let body = resp.text().await.unwrap_or_default();
                     let (msg, authoritative) =
                         match serde_json::from_str::<leasehold_proto::ErrorBody>(&body) {
-                            // Every node shares one database: a refusal is the same everywhere.
-                            Ok(e) if status.is_client_error() => {
+                            // Every node shares one database: its refusal of this server
+                            // is the same everywhere. Anything else (a proxy's 404, say)
+                            // concerns this node only.
+                            Ok(e)
+                                if matches!(
+                                    e.error,
+                                    ErrorCode::GuidInUse
+                                        | ErrorCode::UnknownServer
+                                        | ErrorCode::ContextMismatch
+                                ) =>
+                            {
                                 (format!("{node}: {}: {}", e.error, e.message), true)
                             }
                             Ok(e) => (format!("{node}: {}: {}", e.error, e.message), false),

@@ -43,7 +43,7 @@ impl PlantedBug {
 
 /// Changes to the modelled client or servers that fix issues the simulation found. The
 /// default models the code as it is: `quota_per_server` and `release_ordered` are fixed in
-/// the real client and server (so on by default), `sync_delay_after_restart` is not.
+/// the real client and server, and so is `sync_delay_after_restart`: all on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fixes {
     /// A client reports its `quota` only to the server that granted it (0 to any other).
@@ -56,8 +56,8 @@ pub struct Fixes {
     /// earlier return to the primary freed the grant of its next failover while the client
     /// used it. Fixed: requests carry `seq`, `DELETE ?seq=N` is ignored after a later request.
     pub release_ordered: bool,
-    /// A restarted server waits out the longest network delay before its first sync. The
-    /// real server may sync at once; an upload sent just before a crash that reaches the
+    /// A restarted server waits out the longest network delay before its first sync (fixed:
+    /// the real server waits one node timeout). Before the fix it could sync at once; an upload sent just before a crash that reaches the
     /// node after the restarted server's first upload makes the node branch the token chain
     /// and revoke the token it just issued, so the next sync is refused as a fork.
     pub sync_delay_after_restart: bool,
@@ -68,7 +68,7 @@ impl Default for Fixes {
         Self {
             quota_per_server: true,
             release_ordered: true,
-            sync_delay_after_restart: false,
+            sync_delay_after_restart: true,
         }
     }
 }
@@ -152,7 +152,12 @@ impl Config {
             cmd.push_str(&format!(" --minutes {}", self.duration_ms / 60_000));
         }
         if self.fixes != Fixes::default() {
-            cmd.push_str(&format!(" --fix {}", self.fixes.names()));
+            // `--fix` adds to the defaults, so name the exact set from nothing.
+            let names = self.fixes.names();
+            cmd.push_str(&format!(
+                " --fix none{}{names}",
+                if names.is_empty() { "" } else { "," }
+            ));
         }
         if let Some(bug) = self.planted_bug {
             cmd.push_str(&format!(" --planted-bug {}", bug.name()));

@@ -59,7 +59,7 @@ fn planted_bug_freeing_leases_at_100_s_is_found_with_a_replayable_seed() {
     assert_eq!(failure.invariant, Invariant::NeverOverAllocate);
     let text = failure.to_string();
     let replay = format!(
-        "replay: cargo run -p leasehold-sim --release -- --seed {} --minutes 10 --fix quota-per-server,release-ordered,sync-delay-after-restart --planted-bug hold-100s",
+        "replay: cargo run -p leasehold-sim --release -- --seed {} --minutes 10 --planted-bug hold-100s",
         failure.seed
     );
     assert!(text.contains(&replay), "{text}");
@@ -106,7 +106,7 @@ fn fixed_issue_a_late_delete_freed_the_grant_of_a_later_failover() {
 }
 
 #[test]
-fn known_issue_an_upload_sent_before_a_crash_revokes_the_token_issued_after_restart() {
+fn fixed_issue_an_upload_sent_before_a_crash_revoked_the_token_issued_after_restart() {
     assert_eq!(
         without(|f| f.sync_delay_after_restart = false, 633),
         Some(Invariant::OneInstance)

@@ -4,6 +4,7 @@
 
 mod client;
 mod demo;
+mod faults;
 mod server;
 mod support;
 mod vendor;

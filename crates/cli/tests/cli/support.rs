@@ -377,3 +377,91 @@ impl Drop for LicenseServer {
         let _ = self.child.wait();
     }
 }
+
+/// A free loopback address (`127.0.0.1:PORT`): bound once and released, for a process that
+/// must come back on the same address after a restart. Another process could take the port
+/// in between; on loopback in a test run that is rare enough.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+impl LicenseServer {
+    /// Like [`LicenseServer::start`], on given lease and admin addresses (`127.0.0.1:PORT`),
+    /// so that a restarted server is found where its clients look for it.
+    pub fn start_on(f: &Fixture, name: &str, guid: &str, listen: &str, admin: &str) -> Self {
+        let log = f.path(&format!("{name}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = StdCommand::new(leasehold_path());
+        cmd.args(["server", "run", "--data-dir"])
+            .arg(f.path(name))
+            .args(["--listen", listen, "--admin-listen", admin])
+            .args(["--agent-tick", "1s", "--admin-token", SERVER_TOKEN])
+            .args(["--vendor-key", &f.key.public_key])
+            .args(["--node", &f.node().url, "--guid", guid])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(log_file);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LEASEHOLD_") {
+                cmd.env_remove(name);
+            }
+        }
+        match spawn_until_ready(cmd, SERVER_READY, Duration::from_secs(20)) {
+            Ok((child, rest)) => {
+                let (lease, admin_url) = rest
+                    .strip_suffix(')')
+                    .and_then(|r| r.split_once(" (admin "))
+                    .unwrap_or_else(|| panic!("unexpected ready line: {rest:?}"));
+                Self {
+                    child,
+                    lease_url: lease.to_owned(),
+                    admin_url: admin_url.to_owned(),
+                    log,
+                }
+            }
+            Err(status) => panic!(
+                "server did not print {SERVER_READY:?} (exit status {status:?}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// `leasehold server ARGS --admin URL --token TOKEN`
+    pub fn admin(&self, args: &[&str]) -> Command {
+        let mut cmd = leasehold();
+        cmd.arg("server")
+            .args(args)
+            .args(["--admin", &self.admin_url, "--token", SERVER_TOKEN])
+            .timeout(Duration::from_secs(30));
+        cmd
+    }
+
+    /// `leasehold server status --json`.
+    pub fn status(&self) -> Value {
+        let out = self.admin(&["status", "--json"]).assert().success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    }
+
+    /// `leasehold server sync-now --json`: the outcome when it succeeded, else its stderr.
+    pub fn try_sync(&self) -> Result<Value, String> {
+        let out = self.admin(&["sync-now", "--json"]).output().unwrap();
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["ok"], true, "{v}");
+            Ok(v)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// SIGKILL, as a crash or power loss would; waits until the process is gone.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}

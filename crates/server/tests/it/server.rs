@@ -53,11 +53,15 @@ async fn tries_every_node_and_moves_past_a_dead_one() {
     let clock = Arc::new(ManualClock::new(start_time()));
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
     let (prod, _, _) = node.installation().await;
-    // A port nothing listens on.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    // A "node" that takes connections and drops them at once. (A port merely left closed
+    // could be taken by another test's server while the tests run in parallel.)
+    let dead_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}", dead_listener.local_addr().unwrap());
+    let dropper = tokio::spawn(async move {
+        while let Ok((conn, _)) = dead_listener.accept().await {
+            drop(conn);
+        }
+    });
     let server = TestServer::start(
         options(
             &dir.path().join("s"),
@@ -92,6 +96,7 @@ async fn tries_every_node_and_moves_past_a_dead_one() {
         .unwrap()
         .last_ok
         .is_some());
+    dropper.abort();
     server.stop().await;
     node.stop().await;
 }
