@@ -37,7 +37,12 @@ struct SyncArgs {
     #[arg(long, env = "LEASEHOLD_NODE", default_value = "http://127.0.0.1:8470")]
     node: String,
     /// Admin token, used once to create the simulated servers.
-    #[arg(long, env = "LEASEHOLD_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LEASEHOLD_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     token: String,
     /// Number of simulated license servers (each its own installation).
     #[arg(long, default_value_t = 200)]

@@ -37,7 +37,12 @@ struct ServeArgs {
     #[arg(long, env = "LEASEHOLD_SIGNING_KEY")]
     signing_key: PathBuf,
     /// Bearer token the vendor admin API requires.
-    #[arg(long, env = "LEASEHOLD_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LEASEHOLD_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     admin_token: String,
 }
 

@@ -114,6 +114,8 @@ struct RunArgs {
     /// environment variable takes a comma-separated list.
     #[arg(
         long = "vendor-key",
+        // A base64url key may start with `-`.
+        allow_hyphen_values = true,
         env = "LEASEHOLD_SERVER_VENDOR_KEY",
         value_delimiter = ',',
         value_name = "KEY|FILE"
@@ -130,6 +132,7 @@ struct RunArgs {
         long,
         env = "LEASEHOLD_SERVER_TOKEN",
         hide_env_values = true,
+        allow_hyphen_values = true,
         value_name = "TOKEN"
     )]
     admin_token: Option<Secret>,
@@ -177,6 +180,7 @@ struct AdminArgs {
         long,
         env = "LEASEHOLD_SERVER_TOKEN",
         hide_env_values = true,
+        allow_hyphen_values = true,
         value_name = "TOKEN"
     )]
     token: Option<Secret>,
@@ -254,6 +258,17 @@ mod tests {
         let mut all = vec!["server"];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|c| c.server)
+    }
+
+    #[test]
+    fn keys_and_tokens_may_start_with_a_hyphen() {
+        // base64url keys and tokens start with `-` about one time in 32.
+        let a = parse(&["run", "--vendor-key", "-jAbc", "--admin-token", "-tok"]).unwrap();
+        let ServerCommand::Run(r) = a.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.vendor_keys, ["-jAbc"]);
+        assert!(parse(&["status", "--token", "-tok"]).is_ok());
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub struct VendorArgs {
         global = true,
         env = "LEASEHOLD_ADMIN_TOKEN",
         hide_env_values = true,
+        allow_hyphen_values = true,
         value_name = "TOKEN"
     )]
     token: Option<AdminToken>,
