@@ -121,11 +121,7 @@ impl ServerStore {
     pub async fn put(&self, set: &[(&str, String)], remove: &[&str]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for (k, v) in set {
-            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
+            upsert_meta(&mut tx, k, v).await?;
         }
         for k in remove {
             sqlx::query("DELETE FROM meta WHERE key = ?")
@@ -142,11 +138,7 @@ impl ServerStore {
     pub async fn apply_bundle(&self, set: &[(&str, String)], acked_seq: u64) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for (k, v) in set {
-            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
+            upsert_meta(&mut tx, k, v).await?;
         }
         sqlx::query("DELETE FROM usage_buckets WHERE seq <= ?")
             .bind(i64::try_from(acked_seq).unwrap_or(i64::MAX))
@@ -224,11 +216,7 @@ impl ServerStore {
                     .await?;
                 seq += 1;
             }
-            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .bind(keys::NEXT_SEQ)
-                .bind(seq.to_string())
-                .execute(&mut *tx)
-                .await?;
+            upsert_meta(&mut tx, keys::NEXT_SEQ, &seq.to_string()).await?;
             sqlx::query("DELETE FROM usage_history WHERE hour < ?")
                 .bind(history_from.timestamp())
                 .execute(&mut *tx)
@@ -345,6 +333,20 @@ impl ServerStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Sets one `meta` value inside a transaction.
+async fn upsert_meta(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key: &str,
+    value: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(key)
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn i64_of(v: u64) -> i64 {
