@@ -12,6 +12,7 @@ pub mod lease;
 pub mod license;
 pub mod rules;
 pub mod sync;
+pub mod traffic;
 pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -12,10 +12,12 @@
 //!
 //! `cargo run -p leasehold-sim --release -- --seeds 100000` runs a soak; see docs/testing.md.
 
+pub mod calls;
 mod world;
 
 use std::fmt;
 
+pub use leasehold_proto::traffic::erlang_b;
 pub use world::Stats;
 
 /// A deliberately broken variant of the system, to show the simulation finds it.
@@ -114,6 +116,37 @@ impl Fixes {
     }
 }
 
+/// A measured workload instead of random faults: calls arrive as a Poisson process split at
+/// random across the clients, each holds one license of one feature for an exponential
+/// time; no faults, a LAN-like network. Blocking and false denials are measured against
+/// Erlang B (see [`Stats`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallsLoad {
+    /// Licenses of the one feature (N).
+    pub licenses: u32,
+    /// Client processes.
+    pub processes: usize,
+    /// Offered load in Erlangs.
+    pub erlangs: f64,
+    /// Mean hold (ms).
+    pub hold_ms: u64,
+    /// Calls before this time (ms after the first call) are placed but not counted.
+    pub warmup_ms: u64,
+    /// Counted calls; the run ends after about this many.
+    pub calls: u64,
+}
+
+impl CallsLoad {
+    /// Simulated time the run needs for its warm-up and counted calls.
+    pub fn duration_ms(&self) -> u64 {
+        let rate_per_ms = self.erlangs / self.hold_ms.max(1) as f64;
+        CALLS_START_MS + self.warmup_ms + (self.calls as f64 / rate_per_ms.max(1e-12)) as u64
+    }
+}
+
+/// When the first call of a [`CallsLoad`] arrives: every client has started and connected.
+pub const CALLS_START_MS: u64 = 5_000;
+
 /// What one run simulates.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -126,6 +159,8 @@ pub struct Config {
     pub fixes: Fixes,
     /// Print every event (for replaying one seed).
     pub verbose: bool,
+    /// A measured workload instead of random faults.
+    pub calls: Option<CallsLoad>,
 }
 
 impl Default for Config {
@@ -136,6 +171,19 @@ impl Default for Config {
             planted_bug: None,
             fixes: Fixes::default(),
             verbose: false,
+            calls: None,
+        }
+    }
+}
+
+impl Config {
+    /// A run of a calls workload, long enough for its calls.
+    pub fn for_calls(load: CallsLoad) -> Self {
+        Self {
+            steps: u64::MAX,
+            duration_ms: load.duration_ms(),
+            calls: Some(load),
+            ..Self::default()
         }
     }
 }

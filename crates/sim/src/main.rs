@@ -5,11 +5,14 @@
 //! cargo run -p leasehold-sim --release -- --seeds 1000 --start 5000  # seeds 5000..6000
 //! cargo run -p leasehold-sim --release -- --seed 42                  # replay one, verbose
 //! cargo run -p leasehold-sim --release -- --seeds 200 --planted-bug hold-100s
+//! cargo run -p leasehold-sim --release -- --bench                    # blocking vs Erlang B
+//! cargo run -p leasehold-sim --release -- --case 50:4:0.8:30s        # one calls case
 //! ```
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use leasehold_sim::calls::{issue_cases, measure, table_row, Case, TABLE_HEADER};
 use leasehold_sim::{run, Config, Fixes, PlantedBug};
 
 const USAGE: &str = "\
@@ -20,6 +23,7 @@ invariants of DESIGN.md §4 after every event; a failing seed prints how to repl
 USAGE:
     leasehold-sim [--seeds N] [--start S] [--seed S] [--steps N] [--minutes M]
                   [--planted-bug hold-100s] [--fix LIST] [--keep-going] [--quiet]
+    leasehold-sim --bench | --case N:P:LOAD:HOLD ... [--calls K] [--seeds N]
 
 OPTIONS:
     --seeds N         run N seeds, from --start (default 1000)
@@ -39,6 +43,13 @@ OPTIONS:
                       all = all of the above
     --keep-going      with --seeds: report every failing seed, not just the first
     --quiet           with --seed: do not print every event
+    --bench           allocation quality: every case of issue 9 as a calls load (Poisson
+                      calls, exponential holds, no faults), blocking against Erlang B
+    --case C          one calls case N:P:LOAD:HOLD (licenses, client processes, load as a
+                      share of N, mean hold), e.g. 50:4:0.8:30s; repeatable
+    --calls K         counted calls per seed of a calls case (default 2000 per license,
+                      at least 20000); with
+                      --bench or --case, --seeds is the number of seeds per case (default 10)
     -h, --help        this text
 ";
 
@@ -60,6 +71,9 @@ fn real_main() -> Result<ExitCode, String> {
     let mut one: Option<u64> = None;
     let mut quiet = false;
     let mut keep_going = false;
+    let mut cases: Vec<Case> = Vec::new();
+    let mut calls: Option<u64> = None;
+    let mut seeds_given = false;
     let num = |v: Option<String>, flag: &str| -> Result<u64, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
         v.parse()
@@ -67,7 +81,18 @@ fn real_main() -> Result<ExitCode, String> {
     };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--seeds" => seeds = num(args.next(), "--seeds")?,
+            "--seeds" => {
+                seeds = num(args.next(), "--seeds")?;
+                seeds_given = true;
+            }
+            "--bench" => cases.extend(issue_cases()),
+            "--case" => {
+                let v = args.next().ok_or("--case needs a value")?;
+                cases.push(Case::parse(&v).ok_or_else(|| {
+                    format!("--case: {v:?} is not N:P:LOAD:HOLD (e.g. 50:4:0.8:30s)")
+                })?);
+            }
+            "--calls" => calls = Some(num(args.next(), "--calls")?),
             "--start" => start = num(args.next(), "--start")?,
             "--seed" => one = Some(num(args.next(), "--seed")?),
             "--steps" => cfg.steps = num(args.next(), "--steps")?,
@@ -92,6 +117,28 @@ fn real_main() -> Result<ExitCode, String> {
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+
+    if !cases.is_empty() {
+        let seeds = if seeds_given { seeds } else { 10 };
+        println!("{TABLE_HEADER}");
+        let started = Instant::now();
+        for case in cases {
+            match measure(
+                case,
+                calls.unwrap_or_else(|| case.default_calls()),
+                seeds,
+                &cfg,
+            ) {
+                Ok(m) => println!("{}", table_row(&m)),
+                Err(f) => {
+                    eprintln!("{f}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        eprintln!("{:.1} s", started.elapsed().as_secs_f64());
+        return Ok(ExitCode::SUCCESS);
     }
 
     if let Some(seed) = one {

@@ -78,6 +78,34 @@ pub struct Stats {
     /// True time during which clients used licenses under both primary and backup leases.
     pub overlap_ms: u64,
     pub backup_use_ms_reported: u64,
+    /// Calls (acquire attempts) counted: all of them, or after the warm-up of a calls load.
+    pub calls: u64,
+    /// Calls denied by the client's cache.
+    pub denied: u64,
+    /// Denials made while fewer licenses than the count were in use on the client's server.
+    pub false_denials: u64,
+    /// Most licenses ever in use at once on one server (calls load: must stay <= count).
+    pub max_in_use: u32,
+}
+
+impl Stats {
+    /// Denied calls / calls.
+    pub fn blocking(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.denied as f64 / self.calls as f64
+        }
+    }
+
+    /// False denials / calls.
+    pub fn false_denial_share(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.false_denials as f64 / self.calls as f64
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -246,6 +274,10 @@ struct Client {
     checked_in_use: Vec<u32>,
     phase: Phase,
     tick_start: u64,
+    /// True time of the next scheduled tick (a queued tick at another time is stale).
+    next_tick: u64,
+    /// A denial asked for an early refresh while a request was in flight.
+    early_wanted: bool,
     target: Vec<u32>,
     /// True time since which each server has been unreachable (down, link cut or slow).
     unreach_since: [Option<u64>; 2],
@@ -328,16 +360,50 @@ enum Msg {
 
 #[derive(Debug, Clone)]
 enum Ev {
-    ClientTick { slot: usize, gen: u64 },
-    ClientWork { slot: usize, gen: u64 },
-    ClientTimeout { slot: usize, gen: u64, req: u64 },
-    ClientStart { slot: usize },
-    ServerHousekeep { s: usize, gen: u64 },
-    ServerStart { s: usize },
-    SyncTimeout { s: usize, gen: u64, id: u64 },
-    Deliver { link: LinkId, msg: Msg },
+    ClientTick {
+        slot: usize,
+        gen: u64,
+    },
+    ClientWork {
+        slot: usize,
+        gen: u64,
+    },
+    /// A call of the calls load arrives (at a client picked at random).
+    CallArrive,
+    /// A call of the calls load ends and releases its license.
+    CallEnd {
+        slot: usize,
+        gen: u64,
+    },
+    ClientTimeout {
+        slot: usize,
+        gen: u64,
+        req: u64,
+    },
+    ClientStart {
+        slot: usize,
+    },
+    ServerHousekeep {
+        s: usize,
+        gen: u64,
+    },
+    ServerStart {
+        s: usize,
+    },
+    SyncTimeout {
+        s: usize,
+        gen: u64,
+        id: u64,
+    },
+    Deliver {
+        link: LinkId,
+        msg: Msg,
+    },
     Chaos,
-    Heal { link: LinkId, epoch: u64 },
+    Heal {
+        link: LinkId,
+        epoch: u64,
+    },
 }
 
 type Broken = (Invariant, String);
@@ -369,6 +435,12 @@ pub(crate) struct World<'a> {
     refused: Option<String>,
 }
 
+/// Exponentially distributed with the given mean, in whole ms (at least 1).
+fn exp_ms(rng: &mut StdRng, mean: f64) -> u64 {
+    let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+    ((-u.ln() * mean) as u64).max(1)
+}
+
 fn feature(name: &str) -> Feature {
     Feature::parse(name).unwrap_or_else(|e| panic!("bad feature {name}: {e}"))
 }
@@ -385,13 +457,21 @@ fn want(in_use: u32, peak: u32, recent_denials: u64) -> u32 {
 impl<'a> World<'a> {
     pub(crate) fn new(seed: u64, cfg: &'a Config) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let features = vec![feature("tts"), feature("asr.en-US")];
+        let load = cfg.calls;
+        let features = if load.is_some() {
+            vec![feature("calls")]
+        } else {
+            vec![feature("tts"), feature("asr.en-US")]
+        };
         let nf = features.len();
         let clock = |rng: &mut StdRng| Clock {
             drift_ppm: rng.gen_range(-DRIFT_MAX_PPM..=DRIFT_MAX_PPM),
             skew: rng.gen_range(0..1_000_000_000),
         };
-        let primary_counts: Vec<u32> = (0..nf).map(|_| rng.gen_range(1..=8)).collect();
+        let primary_counts: Vec<u32> = match load {
+            Some(l) => vec![l.licenses],
+            None => (0..nf).map(|_| rng.gen_range(1..=8)).collect(),
+        };
         let backup_counts: Vec<u32> = primary_counts
             .iter()
             .map(|c| {
@@ -425,7 +505,10 @@ impl<'a> World<'a> {
                 inflight: None,
             });
         }
-        let n_clients = rng.gen_range(3..=8);
+        let n_clients = match load {
+            Some(l) => l.processes,
+            None => rng.gen_range(3..=8),
+        };
         let clients = (0..n_clients)
             .map(|_| Client {
                 up: false,
@@ -445,6 +528,8 @@ impl<'a> World<'a> {
                 checked_in_use: vec![0; nf],
                 phase: Phase::Idle,
                 tick_start: 0,
+                next_tick: 0,
+                early_wanted: false,
                 target: vec![0; nf],
                 unreach_since: [None; 2],
                 good_since: [None; 2],
@@ -522,8 +607,12 @@ impl<'a> World<'a> {
             let t = self.rng.gen_range(0..3_000);
             self.at(t, Ev::ClientStart { slot: c });
         }
-        let t = self.chaos_delay();
-        self.at(t, Ev::Chaos);
+        if self.cfg.calls.is_some() {
+            self.at(crate::CALLS_START_MS, Ev::CallArrive);
+        } else {
+            let t = self.chaos_delay();
+            self.at(t, Ev::Chaos);
+        }
         while let Some(((t, _), ev)) = self.queue.pop_first() {
             if t > self.cfg.duration_ms || self.step >= self.cfg.steps {
                 break;
@@ -612,6 +701,8 @@ impl<'a> World<'a> {
     fn send(&mut self, link: LinkId, msg: Msg) {
         let state = self.links.get(&link).map_or(LinkState::Cut, |l| l.state);
         let delay = match state {
+            // A calls load runs on a LAN: sub-millisecond, nothing lost.
+            LinkState::Good if self.cfg.calls.is_some() => Some(self.rng.gen_range(0..=1)),
             LinkState::Cut => None,
             LinkState::Good => {
                 if self.rng.gen_ratio(DROP_PER_MILLE, 1000) {
@@ -646,8 +737,16 @@ impl<'a> World<'a> {
         match ev {
             Ev::ClientStart { slot } => self.start_client(slot),
             Ev::ClientTick { slot, gen } => {
-                if self.clients[slot].up && self.clients[slot].gen == gen {
+                let c = &self.clients[slot];
+                if c.up && c.gen == gen && c.next_tick == self.now {
                     self.tick(slot);
+                }
+            }
+            Ev::CallArrive => self.call_arrive(),
+            Ev::CallEnd { slot, gen } => {
+                let c = &mut self.clients[slot];
+                if c.up && c.gen == gen && c.in_use[0] > 0 {
+                    c.in_use[0] -= 1;
                 }
             }
             Ev::ClientWork { slot, gen } => {
@@ -1068,9 +1167,13 @@ impl<'a> World<'a> {
         c.target = targets;
         c.backup_episode = None;
         let gen = c.gen;
+        c.next_tick = now;
+        c.early_wanted = false;
         self.at(now, Ev::ClientTick { slot, gen });
-        let t = now + self.rng.gen_range(100..1_000);
-        self.at(t, Ev::ClientWork { slot, gen });
+        if self.cfg.calls.is_none() {
+            let t = now + self.rng.gen_range(100..1_000);
+            self.at(t, Ev::ClientWork { slot, gen });
+        }
     }
 
     fn stop_client(&mut self, slot: usize, clean: bool) {
@@ -1120,6 +1223,7 @@ impl<'a> World<'a> {
             let down = c.in_use[f] > c.target[f] || (c.in_use[f] == c.target[f] && r >= 7);
             if up {
                 // §4.1(b): only under an unexpired lease and within the quota.
+                self.stats.calls += 1;
                 if c.in_use[f] < c.valid_quota(local, f) {
                     c.in_use[f] += 1;
                     c.peak[f] = c.peak[f].max(c.in_use[f]);
@@ -1127,6 +1231,11 @@ impl<'a> World<'a> {
                     self.stats.acquisitions += 1;
                 } else {
                     c.denied[f] += 1;
+                    self.stats.denied += 1;
+                    let s = c.lease_from(local).unwrap_or(PRIMARY);
+                    if self.in_use_under(s, f) < self.servers[s].counts[f] {
+                        self.stats.false_denials += 1;
+                    }
                 }
             } else if down && c.in_use[f] > 0 {
                 c.in_use[f] -= 1;
@@ -1136,6 +1245,76 @@ impl<'a> World<'a> {
         let d = self.rng.gen_range(200..=1_500);
         let t = now + self.clients[slot].clock.true_dur(d);
         self.at(t, Ev::ClientWork { slot, gen });
+    }
+
+    /// Licenses of feature `f` in use at clients whose lease is from server `s`.
+    fn in_use_under(&self, s: usize, f: usize) -> u32 {
+        let now = self.now;
+        self.clients
+            .iter()
+            .filter(|c| c.up && c.lease_from(c.clock.local(now)) == Some(s))
+            .map(|c| c.in_use[f])
+            .sum()
+    }
+
+    /// A call of the calls load: acquire at a random client, hold for an exponential time.
+    fn call_arrive(&mut self) {
+        let Some(load) = self.cfg.calls else {
+            return;
+        };
+        let now = self.now;
+        let counted = now >= crate::CALLS_START_MS + load.warmup_ms;
+        let slot = self.rng.gen_range(0..self.clients.len());
+        let hold = exp_ms(&mut self.rng, load.hold_ms as f64);
+        let c = &mut self.clients[slot];
+        let local = c.clock.local(now);
+        if c.up {
+            if c.in_use[0] < c.valid_quota(local, 0) {
+                c.in_use[0] += 1;
+                c.peak[0] = c.peak[0].max(c.in_use[0]);
+                c.acquired[0] += 1;
+                self.stats.acquisitions += 1;
+                let gen = c.gen;
+                self.at(now + hold, Ev::CallEnd { slot, gen });
+                let total: u32 = self.clients.iter().map(|c| c.in_use[0]).sum();
+                self.stats.max_in_use = self.stats.max_in_use.max(total);
+                if counted {
+                    self.stats.calls += 1;
+                }
+            } else {
+                c.denied[0] += 1;
+                if counted {
+                    self.stats.calls += 1;
+                    self.stats.denied += 1;
+                    let total: u32 = self.clients.iter().map(|c| c.in_use[0]).sum();
+                    if total < load.licenses {
+                        self.stats.false_denials += 1;
+                    }
+                }
+                self.early_refresh(slot);
+            }
+        }
+        let gap = exp_ms(&mut self.rng, load.hold_ms as f64 / load.erlangs);
+        self.at(now + gap, Ev::CallArrive);
+    }
+
+    /// The client library refreshes early when the cache is full (no sooner than a quarter
+    /// of the refresh period after the last one started).
+    fn early_refresh(&mut self, slot: usize) {
+        let now = self.now;
+        let c = &mut self.clients[slot];
+        if !matches!(c.phase, Phase::Idle) {
+            c.early_wanted = true;
+            return;
+        }
+        let local = c.clock.local(now);
+        let at_local = c.tick_start + REFRESH_MS / 4;
+        let t = now + c.clock.true_dur(at_local.saturating_sub(local));
+        if t < c.next_tick {
+            c.next_tick = t;
+            let gen = c.gen;
+            self.at(t, Ev::ClientTick { slot, gen });
+        }
     }
 
     fn lease_request(&mut self, slot: usize, server: usize, failover: bool, send: u64) -> Pending {
@@ -1303,9 +1482,15 @@ impl<'a> World<'a> {
         let c = &mut self.clients[slot];
         c.phase = Phase::Idle;
         let local = c.clock.local(self.now);
-        let next = c.tick_start + REFRESH_MS;
+        let gap = if std::mem::take(&mut c.early_wanted) {
+            REFRESH_MS / 4
+        } else {
+            REFRESH_MS
+        };
+        let next = c.tick_start + gap;
         let t = self.now + c.clock.true_dur(next.saturating_sub(local));
         let gen = c.gen;
+        c.next_tick = t;
         self.at(t, Ev::ClientTick { slot, gen });
     }
 

@@ -1,6 +1,8 @@
 //! `leasehold loadgen`: measured load against a running node or license server. Bounded in
 //! time and count, loopback only by intent; it prints what it measured.
 
+mod calls;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +31,9 @@ enum LoadgenCommand {
     Sync(SyncArgs),
     /// Many simulated clients refreshing their leases with a license server as fast as they can.
     Lease(LeaseArgs),
+    /// Calls placed through real library clients at a given load: blocking and false
+    /// denials against Erlang B.
+    Calls(calls::CallsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +135,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     match args.command {
         LoadgenCommand::Sync(a) => rt.block_on(sync_load(a)),
         LoadgenCommand::Lease(a) => rt.block_on(lease_load(a)),
+        LoadgenCommand::Calls(a) => rt.block_on(calls::calls_load(a)),
     }
 }
 
