@@ -52,7 +52,7 @@ for c in "${CASES[@]}"; do
   $B server sync-now --admin "$ADMIN" --token bench >/dev/null
   A=$(python3 -c "print($n*$l)")
   $B loadgen calls --server "$LEASE" --feature calls --licenses "$n" --processes "$p" \
-    --erlangs "$A" --hold "$hold" --duration "$DURATION" ${DENY_FLAG:-} --json \
+    --erlangs "$A" --hold "$hold" --duration "$DURATION" --deny-wait "$DENY_WAIT" --json \
     >"$D/case$i.json" 2>"$D/case$i.log" &
   LG+=($!)
   i=$((i + 1))

@@ -40,6 +40,11 @@ pub struct ClientArgs {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     flush_after: Option<Duration>,
 
+    /// With the local quota used up, ask the server and wait at most this long for a license
+    /// before denying (e.g. 50ms). [default: 0, answer from the local cache only]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    deny_wait: Option<Duration>,
+
     /// How long to wait for the first answer of a server before asking for licenses, so
     /// that a fresh process is not denied only because it has not connected yet.
     #[arg(long, global = true, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
@@ -141,6 +146,9 @@ fn build(args: &ClientArgs, feature: &str) -> anyhow::Result<Client> {
     if let Some(d) = args.flush_after {
         builder = builder.flush_after(d);
     }
+    if let Some(d) = args.deny_wait {
+        builder = builder.deny_wait(d);
+    }
     builder
         .build()
         .map_err(|e| anyhow::anyhow!(flag_words(&e.to_string())))
@@ -151,6 +159,7 @@ fn flag_words(text: &str) -> String {
     text.replace(" (in servers)", " (in --servers)")
         .replace(" (in backup_servers)", " (in --backup-servers)")
         .replace("flush_after", "--flush-after")
+        .replace("deny_wait", "--deny-wait")
         .replace("failover_after", "--failover-after")
         .replace("refresh must", "--refresh must")
         .replace("than refresh", "than --refresh")

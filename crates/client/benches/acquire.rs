@@ -67,13 +67,15 @@ fn lease_request(client: &ClientId, in_use: u32, want: u32) -> LeaseRequest {
                 in_use,
                 want,
                 quota: want,
-                acquired: 0,
-                denied: 0,
+                ..FeatureRequest::default()
             },
         )]
         .into_iter()
         .collect(),
         failover: false,
+        epoch: 0,
+        asks: false,
+        release: false,
     }
 }
 

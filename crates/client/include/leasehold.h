@@ -80,6 +80,11 @@
 #define LEASEHOLD_ERR_INTERNAL (0 - 4)
 
 /**
+ * A numeric argument was out of range (a deny-wait over 60000 ms).
+ */
+#define LEASEHOLD_ERR_OUT_OF_RANGE (0 - 5)
+
+/**
  * A license client: the local cache and its background refresher thread. Opaque; created by
  * `leasehold_client_new`, destroyed by `leasehold_client_free`.
  */
@@ -179,6 +184,18 @@ int32_t leasehold_acquire(const struct LeaseholdClient *client,
 int32_t leasehold_release(const struct LeaseholdClient *client, struct LeaseholdLicense license);
 
 /**
+ * Sets how long `leasehold_acquire` may wait for the server when the local quota is used up
+ * (deny-wait), in milliseconds; 0 (the default) means never: every call is answered from
+ * the cache. With a wait, a call that finds the quota used up asks the server at once and
+ * is refused only when the server has no license to give within that time. At most 60000.
+ * Returns 0, `LEASEHOLD_ERR_NULL_ARGUMENT` or `LEASEHOLD_ERR_OUT_OF_RANGE`.
+ *
+ * # Safety
+ * `client` is NULL or a live client. Thread-safe like `leasehold_acquire`.
+ */
+int32_t leasehold_client_set_deny_wait(const struct LeaseholdClient *client, uint32_t ms);
+
+/**
  * Waits (blocking) until a license server has answered, at most `timeout_ms` milliseconds,
  * for program start-up. Returns 0 when connected, else `LEASEHOLD_DENIED_NOT_CONNECTED`.
  *
@@ -210,8 +227,8 @@ void leasehold_string_free(char *s);
 
 /**
  * A stable snake_case name for a result code: `ok`, the denial names (`quota_exhausted`,
- * `not_licensed`, ...), `null_argument`, `invalid_utf8`, `not_held`, `internal_error`, or
- * `unknown`. The string is static: never free it.
+ * `not_licensed`, ...), `null_argument`, `invalid_utf8`, `not_held`, `internal_error`,
+ * `out_of_range`, or `unknown`. The string is static: never free it.
  */
 const char *leasehold_denial_name(int32_t code);
 

@@ -44,6 +44,8 @@ pub const LEASEHOLD_ERR_INVALID_UTF8: i32 = 0 - 2;
 pub const LEASEHOLD_ERR_NOT_HELD: i32 = 0 - 3;
 /// An internal error (a Rust panic, caught at the boundary).
 pub const LEASEHOLD_ERR_INTERNAL: i32 = 0 - 4;
+/// A numeric argument was out of range (a deny-wait over 60000 ms).
+pub const LEASEHOLD_ERR_OUT_OF_RANGE: i32 = 0 - 5;
 
 /// A license client: the local cache and its background refresher thread. Opaque; created by
 /// `leasehold_client_new`, destroyed by `leasehold_client_free`.
@@ -350,6 +352,34 @@ pub unsafe extern "C" fn leasehold_release(
     })
 }
 
+/// Sets how long `leasehold_acquire` may wait for the server when the local quota is used up
+/// (deny-wait), in milliseconds; 0 (the default) means never: every call is answered from
+/// the cache. With a wait, a call that finds the quota used up asks the server at once and
+/// is refused only when the server has no license to give within that time. At most 60000.
+/// Returns 0, `LEASEHOLD_ERR_NULL_ARGUMENT` or `LEASEHOLD_ERR_OUT_OF_RANGE`.
+///
+/// # Safety
+/// `client` is NULL or a live client. Thread-safe like `leasehold_acquire`.
+#[no_mangle]
+pub unsafe extern "C" fn leasehold_client_set_deny_wait(
+    client: *const LeaseholdClient,
+    ms: u32,
+) -> i32 {
+    no_unwind(LEASEHOLD_ERR_INTERNAL, || {
+        // SAFETY: NULL or a live client, by the caller's contract.
+        let Some(handle) = (unsafe { client.as_ref() }) else {
+            return LEASEHOLD_ERR_NULL_ARGUMENT;
+        };
+        match handle
+            .client
+            .set_deny_wait(Duration::from_millis(u64::from(ms)))
+        {
+            Ok(()) => LEASEHOLD_OK,
+            Err(_) => LEASEHOLD_ERR_OUT_OF_RANGE,
+        }
+    })
+}
+
 /// Waits (blocking) until a license server has answered, at most `timeout_ms` milliseconds,
 /// for program start-up. Returns 0 when connected, else `LEASEHOLD_DENIED_NOT_CONNECTED`.
 ///
@@ -416,8 +446,8 @@ pub unsafe extern "C" fn leasehold_string_free(s: *mut c_char) {
 }
 
 /// A stable snake_case name for a result code: `ok`, the denial names (`quota_exhausted`,
-/// `not_licensed`, ...), `null_argument`, `invalid_utf8`, `not_held`, `internal_error`, or
-/// `unknown`. The string is static: never free it.
+/// `not_licensed`, ...), `null_argument`, `invalid_utf8`, `not_held`, `internal_error`,
+/// `out_of_range`, or `unknown`. The string is static: never free it.
 #[no_mangle]
 pub extern "C" fn leasehold_denial_name(code: i32) -> *const c_char {
     let name = match code {
@@ -426,6 +456,7 @@ pub extern "C" fn leasehold_denial_name(code: i32) -> *const c_char {
         LEASEHOLD_ERR_INVALID_UTF8 => c"invalid_utf8",
         LEASEHOLD_ERR_NOT_HELD => c"not_held",
         LEASEHOLD_ERR_INTERNAL => c"internal_error",
+        LEASEHOLD_ERR_OUT_OF_RANGE => c"out_of_range",
         _ => DENIALS
             .iter()
             .find(|d| i32::from(d.code()) == code)
@@ -517,6 +548,7 @@ mod tests {
         assert_eq!(name(LEASEHOLD_ERR_INVALID_UTF8), "invalid_utf8");
         assert_eq!(name(LEASEHOLD_ERR_NOT_HELD), "not_held");
         assert_eq!(name(LEASEHOLD_ERR_INTERNAL), "internal_error");
+        assert_eq!(name(LEASEHOLD_ERR_OUT_OF_RANGE), "out_of_range");
         assert_eq!(name(99), "unknown");
         assert_eq!(name(i32::MIN), "unknown");
     }

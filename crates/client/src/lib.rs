@@ -15,19 +15,26 @@
 //! # Ok(()) }
 //! ```
 //!
-//! How it behaves (DESIGN.md §3.2, §4.1, §4.2):
-//! - [`Client::acquire`] answers from the local cache only: a lookup in an immutable sorted
-//!   table of the configured features, a monotonic clock read and a compare-and-swap loop on
-//!   the feature's atomics. No network, no await, no allocation, no lock; safe from any
-//!   number of threads. A full cache may ask the refresher for an early refresh (an atomic
-//!   flag and `Thread::unpark`) but never waits for it.
+//! How it behaves (DESIGN.md §3.2, §4.1, §4.2, §4.2a):
+//! - [`Client::acquire`] answers from the local cache: a lookup in an immutable sorted table
+//!   of the configured features, a monotonic clock read and a compare-and-swap loop on the
+//!   feature's atomics. No network, no await, no allocation, no lock; safe from any number of
+//!   threads. When headroom runs low, or calls end and more is held than the server lets the
+//!   client keep, it wakes the refresher (an atomic flag and a notification) but never waits
+//!   for it.
+//! - With [`ClientBuilder::deny_wait`] set (default 0: never), a call that finds the quota
+//!   used up asks the server at once and waits at most that long for more, so it is refused
+//!   only when the server has none to give: one round trip on the exhausted path, blocking
+//!   close to a checkout system's.
 //! - A background thread owned by the client (its own current-thread tokio runtime; callers
-//!   need no runtime) sends `POST /v1/lease` every `refresh` (2 s) and installs the quotas it
-//!   gets back. A quota is used only until `send time + min(lease, flush_after)` by
-//!   [`std::time::Instant`], so the cache never grants after the server could have freed it.
-//! - After `failover_after` (10 s) without a good answer from the primary the client moves to
-//!   the first backup that answers, says `failover: true` there, keeps probing the primary
-//!   and returns to it when it answers (then gives the backup its grant back).
+//!   need no runtime) runs the client [`policy`]: `POST /v1/lease` every `refresh` (2 s),
+//!   early when headroom runs low, and giving back what it does not need. A quota is used
+//!   only until `send time + min(lease, flush_after)` by [`std::time::Instant`], so the cache
+//!   never grants after the server could have freed it.
+//! - An answer within the request timeout (at most 10 s) is good, however slow. After
+//!   `failover_after` (10 s) without a good answer from the primary the client moves to the
+//!   first backup that answers, says `failover: true` there, keeps probing the primary and
+//!   returns to it when it answers (then gives the backup its grant back).
 //! - After `flush_after` (120 s) without any server, counted from the send time of the last
 //!   good request, the cache is flushed: new requests are denied with [`Denied::Flushed`],
 //!   licenses held stay held (they show as `held_without_lease` in [`Client::status`] and are
@@ -45,12 +52,13 @@
 mod cache;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod policy;
 mod refresher;
 pub mod servers;
 mod status;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -61,7 +69,7 @@ pub use cache::{Denied, LicenseGuard, RawLicense};
 pub use servers::{parse_server_list, Scheme, ServerAddr, ServerListError, DEFAULT_PORT};
 pub use status::{FeatureStatus, ServerRole, Status};
 
-use cache::{Shared, Slot};
+use cache::{Asks, Shared, Slot, Wake};
 use refresher::{Config, Info, Refresher};
 
 /// Environment variable with the server list (first = primary, rest = backups).
@@ -112,6 +120,7 @@ pub struct ClientBuilder {
     failover_after: Option<Duration>,
     flush_after: Option<Duration>,
     request_timeout: Option<Duration>,
+    deny_wait: Duration,
 }
 
 impl ClientBuilder {
@@ -189,10 +198,19 @@ impl ClientBuilder {
         self
     }
 
-    /// Timeout of one lease request (default `min(2 × refresh, failover_after / 2)`); a
-    /// slower answer counts as a failure.
+    /// Timeout of one lease request (default `min(failover_after, 10 s)`, at most 10 s): an
+    /// answer within it is good however slow; a slower one counts as a failure.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How long `acquire` may wait for the server when the local quota is used up (default
+    /// 0: never; every request is answered from the cache in nanoseconds). With a wait set,
+    /// such a call asks the server at once and is refused only when the server has no
+    /// license to give within that time. See [`Client::set_deny_wait`].
+    pub fn deny_wait(mut self, wait: Duration) -> Self {
+        self.deny_wait = wait;
         self
     }
 
@@ -236,9 +254,16 @@ impl ClientBuilder {
         let refresh = self.refresh.unwrap_or(DEFAULT_REFRESH);
         let failover_after = self.failover_after.unwrap_or(DEFAULT_FAILOVER_AFTER);
         let flush_after = self.flush_after.unwrap_or(DEFAULT_FLUSH_AFTER);
+        let max_timeout = Duration::from_millis(policy::MAX_REQUEST_TIMEOUT_MS);
         let request_timeout = self
             .request_timeout
-            .unwrap_or_else(|| (refresh * 2).min(failover_after / 2));
+            .unwrap_or_else(|| failover_after.min(max_timeout));
+        if request_timeout > max_timeout {
+            return Err(BuildError::Timing(format!(
+                "the request timeout may be at most {max_timeout:?} (the server's safety margin for answers it gave)"
+            )));
+        }
+        let deny_wait_ms = deny_wait_millis(self.deny_wait).map_err(BuildError::Timing)?;
         if refresh < Duration::from_millis(10) {
             return Err(BuildError::Timing("refresh must be at least 10 ms".into()));
         }
@@ -271,10 +296,11 @@ impl ClientBuilder {
             slots: features.into_iter().map(Slot::new).collect(),
             epoch: Instant::now(),
             connected: AtomicBool::new(false),
-            refresh_wanted: AtomicBool::new(false),
+            wake: AtomicU8::new(0),
+            wake_notify: tokio::sync::Notify::new(),
             stop: AtomicBool::new(false),
-            stop_notify: tokio::sync::Notify::new(),
-            refresher: OnceLock::new(),
+            deny_wait_ms: AtomicU32::new(deny_wait_ms),
+            asks: Asks::default(),
         });
         let info = Arc::new(Mutex::new(Info {
             reasons: vec![None; shared.slots.len()],
@@ -306,7 +332,6 @@ impl ClientBuilder {
             .name("leasehold-refresh".into())
             .spawn(move || refresher.run(rt))
             .map_err(|e| BuildError::Start(e.to_string()))?;
-        let _ = shared.refresher.set(thread.thread().clone());
         tracing::debug!(client = %client_id, servers = cfg.servers.len(), "license client started");
         Ok(Client {
             shared,
@@ -333,8 +358,10 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// Takes one license of `feature` from the local cache. Never touches the network and
-    /// never blocks. The license is held until the guard is dropped.
+    /// Takes one license of `feature` from the local cache. Without deny-wait it never
+    /// touches the network and never blocks; with it, a call that finds the quota used up
+    /// asks the server and waits at most the deny-wait for more. The license is held until
+    /// the guard is dropped.
     pub fn acquire(&self, feature: &str) -> Result<LicenseGuard<'_>, Denied> {
         match self.shared.index_of(feature) {
             Some(i) => self.acquire_at(i),
@@ -354,12 +381,40 @@ impl Client {
 
     fn acquire_at(&self, i: usize) -> Result<LicenseGuard<'_>, Denied> {
         let slot = &self.shared.slots[i];
-        self.shared.try_acquire(slot)?;
-        Ok(LicenseGuard {
-            slot,
-            // `build` refuses more than u32::MAX features.
-            index: u32::try_from(i).unwrap_or(u32::MAX),
-        })
+        let wait = self.shared.deny_wait_ms.load(Ordering::Relaxed);
+        // `build` refuses more than u32::MAX features.
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        match self.shared.try_acquire(slot, wait > 0) {
+            Ok(()) => Ok(LicenseGuard {
+                shared: &self.shared,
+                index,
+                waited: false,
+            }),
+            Err(Denied::QuotaExhausted) if wait > 0 => {
+                self.shared
+                    .ask_and_wait(slot, Duration::from_millis(u64::from(wait)))?;
+                Ok(LicenseGuard {
+                    shared: &self.shared,
+                    index,
+                    waited: true,
+                })
+            }
+            Err(d) => Err(d),
+        }
+    }
+
+    /// Changes how long `acquire` may wait for the server when the quota is used up (0:
+    /// never). Takes effect for the next calls; at most one minute.
+    pub fn set_deny_wait(&self, wait: Duration) -> Result<(), BuildError> {
+        let ms = deny_wait_millis(wait).map_err(BuildError::Timing)?;
+        self.shared.deny_wait_ms.store(ms, Ordering::Relaxed);
+        self.shared.wake(Wake::EARLY);
+        Ok(())
+    }
+
+    /// The current deny-wait.
+    pub fn deny_wait(&self) -> Duration {
+        Duration::from_millis(u64::from(self.shared.deny_wait_ms.load(Ordering::Relaxed)))
     }
 
     /// Gives back a license kept with [`LicenseGuard::into_raw`]. Returns false (and changes
@@ -368,7 +423,7 @@ impl Client {
         usize::try_from(raw.index())
             .ok()
             .and_then(|i| self.shared.slots.get(i))
-            .is_some_and(Slot::release_one)
+            .is_some_and(|s| s.release_one(&self.shared))
     }
 
     /// The configured features, sorted; a feature's position is its index.
@@ -393,10 +448,10 @@ impl Client {
         &self.cfg.servers
     }
 
-    /// Asks the refresher to refresh now (it still keeps a minimum gap of refresh/4 between
+    /// Asks the refresher to refresh now (it still keeps a minimum gap of refresh/8 between
     /// two refreshes); does not wait.
     pub fn refresh_now(&self) {
-        self.shared.want_refresh();
+        self.shared.wake(Wake::EARLY);
     }
 
     /// Waits (blocking, polling) until a server has answered, at most `timeout`. For
@@ -428,8 +483,8 @@ impl Client {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let in_use = s.in_use.load(Ordering::Acquire);
-                let quota = s.quota.load(Ordering::Acquire);
+                let in_use = s.in_use();
+                let quota = s.quota();
                 FeatureStatus {
                     feature: s.name.to_string(),
                     quota,
@@ -441,6 +496,7 @@ impl Client {
                     },
                     acquired: s.acquired.load(Ordering::Relaxed),
                     denied: s.denied.load(Ordering::Relaxed),
+                    waited: s.waited.load(Ordering::Relaxed),
                     reason: info.reasons.get(i).cloned().flatten(),
                 }
             })
@@ -470,14 +526,23 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        self.shared.stop_notify.notify_one();
+        self.shared.wake(Wake::STOP);
         if let Some(t) = self.thread.take() {
-            t.thread().unpark();
             if t.join().is_err() {
                 tracing::error!("the license refresher thread panicked");
             }
         }
     }
+}
+
+/// A deny-wait in whole milliseconds, at most a minute.
+fn deny_wait_millis(wait: Duration) -> Result<u32, String> {
+    if wait > Duration::from_secs(60) {
+        return Err(format!("deny_wait may be at most 60 s, not {wait:?}"));
+    }
+    // Sub-millisecond waits round up: a wait was asked for.
+    let ms = wait.as_micros().div_ceil(1000);
+    Ok(u32::try_from(ms).unwrap_or(60_000))
 }
 
 // Keep the types the fast path uses honest about their cost.

@@ -1,32 +1,25 @@
 //! The background refresher: one thread per client, owning a small current-thread tokio
-//! runtime for its HTTP requests. It sends the lease request every refresh period (or early,
-//! when `acquire` found the cache full), installs the answers in the cache, fails over to the
-//! backups and back, and notices the flush.
-//!
-//! Failover: while on the primary, each refresh goes to the primary. When no good answer came
-//! from it for `failover_after` (errors, refusals and requests that outlive the request
-//! timeout all count), the refresher tries the backups in order and stays with the first
-//! that answers, saying `failover: true`. From then on each refresh probes the primary and
-//! asks the backup at the same time; the first good answer of the primary brings the client
-//! back, and the backup is told to free its grant (`DELETE`, best effort). A backup that fails
-//! is replaced by the next one that answers.
+//! runtime. It runs the client [`Policy`](crate::policy::Policy) against the network and
+//! the cache: it polls the policy when the policy's timer is due or the cache wakes it
+//! (headroom low, licenses to give back, calls waiting for the server), sends the requests
+//! the policy asks for (several may be in flight, one per server), hands every answer back
+//! to the policy, and installs what the policy says to install. Every decision is in the
+//! policy; this module only does I/O, logs and keeps the status.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use leasehold_proto::{
-    ClientId, ErrorBody, FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason,
-};
+use leasehold_proto::{ClientId, ErrorBody, Feature, LeaseRequest, LeaseResponse};
+use tokio::task::{AbortHandle, JoinSet};
 
-use crate::cache::{Reason, Shared};
+use crate::cache::{Reason, Shared, Wake};
+use crate::policy::{self, Action, Event, Holding, Policy, PolicyConfig};
 use crate::servers::ServerAddr;
 
-/// How long the `DELETE` on shutdown or after a return to the primary may take.
-pub(crate) const DELETE_TIMEOUT: Duration = Duration::from_millis(750);
-/// Headroom above what is held is at least 1, and at most `max(MIN_HEADROOM_CAP, held)`.
-pub(crate) const MIN_HEADROOM_CAP: u32 = 8;
+/// How long the final request on shutdown may take.
+pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(750);
 
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -38,13 +31,6 @@ pub(crate) struct Config {
     pub(crate) failover_after: Duration,
     pub(crate) flush_after: Duration,
     pub(crate) request_timeout: Duration,
-}
-
-impl Config {
-    /// Shortest gap between two refreshes when `acquire` asks for an early one.
-    fn min_gap(&self) -> Duration {
-        self.refresh / 4
-    }
 }
 
 /// What the refresher knows, for `status()`. Never touched by `acquire`.
@@ -67,48 +53,58 @@ pub(crate) fn lock(info: &Mutex<Info>) -> MutexGuard<'_, Info> {
     info.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How many licenses to ask for: what is held (the peak since the last answer) plus headroom
-/// `max(1, held/4) + denials since the last answer`, the headroom capped at
-/// `max(8, held)`. So an idle feature asks for 1, a steady load for 25 % more than it uses, a
-/// burst of denials for up to twice what is held, and the fair share on the server stays
-/// proportional to real use.
-pub(crate) fn want(in_use: u32, peak: u32, recent_denials: u64) -> u32 {
-    let held = in_use.max(peak);
-    let base = u64::from((held / 4).max(1));
-    let cap = u64::from(held.max(MIN_HEADROOM_CAP));
-    let headroom = u32::try_from((base + recent_denials).min(cap)).unwrap_or(u32::MAX);
-    held.saturating_add(headroom)
+/// The cache's atomics, as the policy sees them.
+struct SlotCache<'a>(&'a Shared);
+
+impl policy::Cache for SlotCache<'_> {
+    fn holding(&mut self, i: usize) -> Holding {
+        let slot = &self.0.slots[i];
+        let in_use = slot.in_use();
+        Holding {
+            in_use,
+            peak: slot.peak.swap(in_use, Ordering::Relaxed).max(in_use),
+            acquired: slot.acquired.load(Ordering::Relaxed),
+            denied: slot.denied.load(Ordering::Relaxed),
+            waiting: slot.waiting.load(Ordering::Acquire),
+        }
+    }
+
+    fn held(&self, i: usize) -> u32 {
+        self.0.slots[i].in_use()
+    }
+
+    fn lower(&mut self, i: usize, keep: u32) -> (u32, u32) {
+        self.0.slots[i].lower(keep)
+    }
+
+    fn install(&mut self, features: &[policy::InstallFeature], valid_until_ms: u64) {
+        let valid_nanos = valid_until_ms.saturating_mul(1_000_000);
+        for (slot, f) in self.0.slots.iter().zip(features) {
+            slot.install(
+                f.quota,
+                Reason::classify(f.code),
+                valid_nanos,
+                f.low_water,
+                f.give_back_above,
+            );
+        }
+        self.0.connected.store(true, Ordering::Release);
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Primary,
-    Failover(usize),
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct FeatState {
-    granted: u32,
-    valid_until: Option<Instant>,
-    denied_seen: u64,
-    denied_pending: u64,
-}
+type Reply = (usize, u64, Result<LeaseResponse, String>);
 
 pub(crate) struct Refresher {
     shared: Arc<Shared>,
     info: Arc<Mutex<Info>>,
     cfg: Arc<Config>,
     http: reqwest::Client,
-    mode: Mode,
-    primary_ok_at: Instant,
-    /// The server whose answer the current quotas came from.
-    granted_by: Option<usize>,
-    /// Sequence number of the last request sent, and of the last one sent to each server
-    /// (a release names it, so a late release cannot free a newer grant).
-    seq: u64,
-    last_seq_to: Vec<u64>,
-    features: Vec<FeatState>,
-    flushed: bool,
+    policy: Policy,
+    inflight: JoinSet<Reply>,
+    /// Per server: the request in flight, and the deny-wait registrations it covers.
+    sent: Vec<Option<(u64, AbortHandle, u64)>>,
+    /// Per server: GUID and context of its last answer.
+    answered_by: Vec<Option<(String, String)>>,
 }
 
 impl Refresher {
@@ -118,367 +114,270 @@ impl Refresher {
         cfg: Arc<Config>,
         http: reqwest::Client,
     ) -> Self {
-        let n = shared.slots.len();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let policy = Policy::new(
+            PolicyConfig {
+                servers: cfg.servers.len(),
+                refresh_ms: ms(cfg.refresh),
+                failover_after_ms: ms(cfg.failover_after),
+                flush_after_ms: ms(cfg.flush_after),
+                request_timeout_ms: ms(cfg.request_timeout),
+            },
+            cfg.client_id.clone(),
+            cfg.product_release,
+            shared
+                .slots
+                .iter()
+                .map(|s| s.feature.clone())
+                .collect::<Vec<Feature>>(),
+            0,
+        );
         let servers = cfg.servers.len();
         Self {
             shared,
             info,
             cfg,
             http,
-            mode: Mode::Primary,
-            primary_ok_at: Instant::now(),
-            granted_by: None,
-            seq: 0,
-            last_seq_to: vec![0; servers],
-            features: vec![FeatState::default(); n],
-            flushed: false,
+            policy,
+            inflight: JoinSet::new(),
+            sent: (0..servers).map(|_| None).collect(),
+            answered_by: vec![None; servers],
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.shared.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, ms: u64) -> Instant {
+        self.shared.epoch + Duration::from_millis(ms)
     }
 
     /// The thread's body: refresh until told to stop, then give the quota back.
     pub(crate) fn run(mut self, rt: tokio::runtime::Runtime) {
-        let shared = self.shared.clone();
-        while !shared.stop.load(Ordering::Acquire) {
-            let started = Instant::now();
-            shared.refresh_wanted.store(false, Ordering::Release);
-            rt.block_on(async {
-                tokio::select! {
-                    () = self.tick() => {}
-                    () = shared.stop_notify.notified() => {}
-                }
-            });
-            self.check_flush();
-            self.wait_next(started);
-        }
-        let current = lock(&self.info).current;
-        if let Some(i) = current {
-            rt.block_on(self.delete(i));
-        }
+        rt.block_on(self.serve());
+        rt.block_on(self.shutdown());
         tracing::debug!(client = %self.cfg.client_id, "license refresher stopped");
     }
 
-    fn wait_next(&mut self, started: Instant) {
+    async fn serve(&mut self) {
         let shared = self.shared.clone();
         loop {
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
-            let now = Instant::now();
-            let regular = started + self.cfg.refresh;
-            if now >= regular {
-                return;
-            }
-            let early = started + self.cfg.min_gap();
-            let wanted = shared.refresh_wanted.load(Ordering::Acquire);
-            if wanted && now >= early {
-                return;
-            }
-            let until = if wanted { early } else { regular };
-            // Wake in time to notice the flush, too.
-            let flush_at = lock(&self.info).valid_until.filter(|_| !self.flushed);
-            let until = flush_at.map_or(until, |f| until.min(f.max(now)));
-            if until > now {
-                std::thread::park_timeout(until - now);
-            } else {
-                self.check_flush();
+            let now = self.now_ms();
+            self.policy
+                .set_asks(shared.deny_wait_ms.load(Ordering::Relaxed) > 0);
+            let woken = shared.take_wake() & !Wake::STOP;
+            let actions = self.policy.poll(now, woken, &mut SlotCache(&shared));
+            self.execute(actions);
+            let wake_at = self.instant(self.policy.next_wake(self.now_ms()));
+            tokio::select! {
+                Some(done) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    if let Ok((server, seq, result)) = done {
+                        self.answer(server, seq, result);
+                    }
+                }
+                () = tokio::time::sleep_until(wake_at.into()) => {}
+                () = shared.wake_notify.notified() => {}
             }
         }
     }
 
-    fn check_flush(&mut self) {
+    fn answer(&mut self, server: usize, seq: u64, result: Result<LeaseResponse, String>) {
+        let covers = match self.sent[server] {
+            Some((s, _, covers)) if s == seq => {
+                self.sent[server] = None;
+                Some(covers)
+            }
+            _ => None,
+        };
+        if let Ok(a) = &result {
+            self.answered_by[server] = Some((a.server_guid.to_string(), a.context.to_string()));
+        }
+        let now = self.now_ms();
+        let shared = self.shared.clone();
+        let actions = self.policy.on_answer(
+            now,
+            server,
+            seq,
+            result.as_ref().map_err(Clone::clone),
+            &mut SlotCache(&shared),
+        );
+        let installed = actions
+            .iter()
+            .any(|a| matches!(a, Action::Install { server: s, .. } if *s == server));
+        self.execute(actions);
+        if let (true, Some(covers)) = (installed, covers) {
+            // What the server could give for calls that asked before this request left is
+            // installed now: those still without a license are denied.
+            self.shared.answered(covers);
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { server, request } => self.send(server, request),
+                Action::Abandon { server } => {
+                    if let Some((_, handle, _)) = self.sent[server].take() {
+                        handle.abort();
+                    }
+                }
+                Action::Install {
+                    server,
+                    features,
+                    valid_until_ms,
+                } => self.installed(server, &features, valid_until_ms),
+                Action::Event(e) => self.event(e),
+            }
+        }
+    }
+
+    fn send(&mut self, server: usize, request: LeaseRequest) {
+        let seq = request.seq;
+        let covers = self.shared.asks.registered.load(Ordering::Acquire);
+        let http = self.http.clone();
+        let url = format!("{}/v1/lease", self.cfg.servers[server]);
+        let handle = self.inflight.spawn(async move {
+            let result = post(&http, &url, &request).await;
+            (server, seq, result)
+        });
+        if let Some((_, old, _)) = self.sent[server].replace((seq, handle, covers)) {
+            old.abort();
+        }
+    }
+
+    /// The status after an answer was installed (the policy installed it in the cache).
+    fn installed(
+        &mut self,
+        server: usize,
+        features: &[policy::InstallFeature],
+        valid_until_ms: u64,
+    ) {
+        let valid = self.instant(valid_until_ms);
+        let send = valid.checked_sub(
+            Duration::from_secs(leasehold_proto::LEASE_SECS).min(self.cfg.flush_after),
+        );
+        let reasons = features.iter().map(|f| f.reason.clone()).collect();
         let mut info = lock(&self.info);
-        if self.flushed {
-            return;
-        }
-        if let (Some(valid), Some(sent)) = (info.valid_until, info.last_good_send) {
-            if Instant::now() >= valid {
-                self.flushed = true;
-                let server = info.current.map(|i| self.cfg.servers[i].to_string());
-                info.current = None;
-                drop(info);
-                tracing::warn!(
-                    client = %self.cfg.client_id,
-                    last_server = server.as_deref().unwrap_or("none"),
-                    since_last_good_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    "no license server answered for the flush period: license cache flushed, new license requests are denied until a server answers"
-                );
-            }
-        }
-    }
-
-    async fn tick(&mut self) {
-        match self.mode {
-            Mode::Primary => {
-                let send = Instant::now();
-                let req = self.request(0, false, send);
-                match self.post(0, &req).await {
-                    Ok(resp) => {
-                        self.primary_ok_at = send;
-                        self.install(0, send, &resp);
-                    }
-                    Err(e) => {
-                        self.note_error(0, e);
-                        let silent = self.primary_ok_at.elapsed();
-                        if self.cfg.servers.len() > 1 && silent >= self.cfg.failover_after {
-                            let order: Vec<usize> = (1..self.cfg.servers.len()).collect();
-                            if let Some(i) = self.try_backups(&order).await {
-                                tracing::warn!(
-                                    client = %self.cfg.client_id,
-                                    primary = %self.cfg.servers[0],
-                                    backup = %self.cfg.servers[i],
-                                    primary_silent_ms = u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
-                                    "primary license server not answering: switched to backup"
-                                );
-                                self.mode = Mode::Failover(i);
-                            }
-                        }
-                    }
-                }
-            }
-            Mode::Failover(cur) => {
-                let send = Instant::now();
-                let probe = self.request(0, false, send);
-                let on_backup = self.request(cur, true, send);
-                let (p, b) = tokio::join!(self.post(0, &probe), self.post(cur, &on_backup));
-                // A primary still relearning its leases after a restart cannot cover what the
-                // backup granted: stay on the backup until the primary can.
-                let p = p.and_then(|resp| match relearning_short(&probe, &resp) {
-                    Some(why) => Err(why),
-                    None => Ok(resp),
-                });
-                match p {
-                    Ok(resp) => {
-                        self.primary_ok_at = send;
-                        self.install(0, send, &resp);
-                        self.mode = Mode::Primary;
-                        tracing::info!(
-                            client = %self.cfg.client_id,
-                            primary = %self.cfg.servers[0],
-                            backup = %self.cfg.servers[cur],
-                            "primary license server answers again: switched back from backup"
-                        );
-                        // Free the backup's grant; ours is now the primary's.
-                        self.delete(cur).await;
-                        return;
-                    }
-                    Err(e) => self.note_error(0, e),
-                }
-                match b {
-                    Ok(resp) => self.install(cur, send, &resp),
-                    Err(e) => {
-                        self.note_error(cur, e);
-                        let order: Vec<usize> =
-                            (1..self.cfg.servers.len()).filter(|i| *i != cur).collect();
-                        if let Some(i) = self.try_backups(&order).await {
-                            tracing::warn!(
-                                client = %self.cfg.client_id,
-                                from = %self.cfg.servers[cur],
-                                to = %self.cfg.servers[i],
-                                "backup license server not answering: switched to another backup"
-                            );
-                            self.mode = Mode::Failover(i);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Asks each backup in `order` until one answers; installs its answer.
-    async fn try_backups(&mut self, order: &[usize]) -> Option<usize> {
-        for &i in order {
-            let send = Instant::now();
-            let req = self.request(i, true, send);
-            match self.post(i, &req).await {
-                Ok(resp) => {
-                    self.install(i, send, &resp);
-                    return Some(i);
-                }
-                Err(e) => self.note_error(i, e),
-            }
-        }
-        None
-    }
-
-    /// The request for server `to`. It reports a held quota only to the server that granted
-    /// it: another server (a restarted primary relearning its leases, say) must not confirm
-    /// a quota it never gave, on top of leases it granted before that are still valid.
-    fn request(&mut self, to: usize, failover: bool, now: Instant) -> LeaseRequest {
-        let ours = self.granted_by == Some(to);
-        self.seq += 1;
-        if let Some(last) = self.last_seq_to.get_mut(to) {
-            *last = self.seq;
-        }
-        let mut features = std::collections::BTreeMap::new();
-        for (slot, st) in self.shared.slots.iter().zip(self.features.iter_mut()) {
-            let in_use = slot.in_use.load(Ordering::Acquire);
-            let peak = slot.peak.load(Ordering::Relaxed);
-            let acquired = slot.acquired.load(Ordering::Relaxed);
-            let denied = slot.denied.load(Ordering::Relaxed);
-            st.denied_pending = denied;
-            let quota = match st.valid_until {
-                Some(v) if ours && now < v => st.granted,
-                _ => 0,
-            };
-            features.insert(
-                slot.feature.clone(),
-                FeatureRequest {
-                    in_use,
-                    want: want(in_use, peak, denied.saturating_sub(st.denied_seen)),
-                    quota,
-                    acquired,
-                    denied,
-                },
-            );
-        }
-        LeaseRequest {
-            client_id: self.cfg.client_id.clone(),
-            product_release: self.cfg.product_release,
-            seq: self.seq,
-            features,
-            failover,
-        }
-    }
-
-    fn install(&mut self, server: usize, send: Instant, resp: &LeaseResponse) {
-        self.granted_by = Some(server);
-        let lease = Duration::from_secs(resp.lease_secs).min(self.cfg.flush_after);
-        let valid = send + lease;
-        let valid_nanos = self.shared.nanos_at(valid);
-        let mut reasons = Vec::with_capacity(self.shared.slots.len());
-        for (slot, st) in self.shared.slots.iter().zip(self.features.iter_mut()) {
-            let (quota, code, reason) = match resp.features.get(&slot.feature) {
-                Some(fq) => (fq.quota, fq.code, fq.reason.clone()),
-                None => (
-                    0,
-                    Some(QuotaReason::NoLicense),
-                    Some(format!(
-                        "the server did not answer for feature {}",
-                        slot.feature
-                    )),
-                ),
-            };
-            slot.install(quota, Reason::classify(code), valid_nanos);
-            slot.peak
-                .store(slot.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
-            st.granted = quota;
-            st.valid_until = Some(valid);
-            st.denied_seen = st.denied_pending;
-            reasons.push(reason);
-        }
-        self.shared.connected.store(true, Ordering::Release);
-        let mut info = lock(&self.info);
-        let first = info.last_good_send.is_none();
         info.current = Some(server);
         info.failover = server != 0;
-        info.last_good_send = Some(send);
+        info.last_good_send = send;
         info.valid_until = Some(valid);
-        info.server_guid = Some(resp.server_guid.to_string());
-        info.server_context = Some(resp.context.to_string());
+        if let Some((guid, context)) = self.answered_by[server].clone() {
+            info.server_guid = Some(guid);
+            info.server_context = Some(context);
+        }
         if server == 0 {
             // On a backup the primary's last error stays visible: it is why we are there.
             info.last_error = None;
         }
         info.reasons = reasons;
-        drop(info);
-        if self.flushed {
-            self.flushed = false;
-            tracing::info!(
-                client = %self.cfg.client_id,
-                server = %self.cfg.servers[server],
+    }
+
+    fn event(&mut self, e: Event) {
+        let client = &self.cfg.client_id;
+        let name = |i: usize| self.cfg.servers[i].to_string();
+        match e {
+            Event::Connected { server } => {
+                tracing::info!(%client, server = %name(server), "connected to license server");
+            }
+            Event::FailedOver {
+                backup,
+                primary_silent_ms,
+            } => {
+                let mut info = lock(&self.info);
+                if info.last_error.is_none() {
+                    info.last_error = Some(format!(
+                        "{}: no good answer for {primary_silent_ms} ms",
+                        name(0)
+                    ));
+                }
+                drop(info);
+                tracing::warn!(
+                    %client,
+                    primary = %name(0),
+                    backup = %name(backup),
+                    primary_silent_ms,
+                    "primary license server not answering: switched to backup"
+                );
+            }
+            Event::BackupChanged { from, to } => tracing::warn!(
+                %client,
+                from = %name(from),
+                to = %name(to),
+                "backup license server not answering: switched to another backup"
+            ),
+            Event::Returned { from } => tracing::info!(
+                %client,
+                primary = %name(0),
+                backup = %name(from),
+                "primary license server answers again: switched back from backup"
+            ),
+            Event::Flushed { last_server } => {
+                lock(&self.info).current = None;
+                tracing::warn!(
+                    %client,
+                    last_server = last_server.map(name).as_deref().unwrap_or("none"),
+                    "no license server answered for the flush period: license cache flushed, new license requests are denied until a server answers"
+                );
+            }
+            Event::Resumed { server } => tracing::info!(
+                %client,
+                server = %name(server),
                 "license server answers again: license cache restored, serving requests"
-            );
-        } else if first {
-            tracing::info!(
-                client = %self.cfg.client_id,
-                server = %self.cfg.servers[server],
-                "connected to license server"
-            );
+            ),
+            Event::Failed { server, error } => {
+                tracing::debug!(%client, server = %name(server), %error, "lease refresh failed");
+                lock(&self.info).last_error = Some(format!("{}: {error}", name(server)));
+            }
         }
     }
 
-    fn note_error(&self, server: usize, e: String) {
-        tracing::debug!(client = %self.cfg.client_id, server = %self.cfg.servers[server], error = %e, "lease refresh failed");
-        lock(&self.info).last_error = Some(format!("{}: {e}", self.cfg.servers[server]));
-    }
-
-    async fn post(&self, server: usize, req: &LeaseRequest) -> Result<LeaseResponse, String> {
-        let url = format!("{}/v1/lease", self.cfg.servers[server]);
-        let resp = self
-            .http
-            .post(url)
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| error_chain(&e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            let msg = serde_json::from_str::<ErrorBody>(&body)
-                .map(|b| format!("{}: {}", b.error, b.message))
-                .unwrap_or_else(|_| body.chars().take(200).collect());
-            return Err(format!("HTTP {status}: {msg}"));
-        }
-        let answer = resp
-            .json::<LeaseResponse>()
-            .await
-            .map_err(|e| format!("bad answer: {}", error_chain(&e)))?;
-        match suspended(&answer) {
-            Some(why) => Err(why),
-            None => Ok(answer),
-        }
-    }
-
-    async fn delete(&self, server: usize) {
-        let url = format!(
-            "{}/v1/lease/{}?seq={}",
-            self.cfg.servers[server],
-            self.cfg.client_id,
-            self.last_seq_to.get(server).copied().unwrap_or(u64::MAX)
-        );
-        match self
-            .http
-            .delete(url)
-            .timeout(DELETE_TIMEOUT.min(self.cfg.request_timeout))
-            .send()
-            .await
+    /// Gives everything back to the server whose answer is installed (best effort, short).
+    async fn shutdown(&mut self) {
+        self.inflight.abort_all();
+        let now = self.now_ms();
+        let shared = self.shared.clone();
+        if let Some(Action::Send { server, request }) =
+            self.policy.shutdown(now, &mut SlotCache(&shared))
         {
-            Ok(r) => {
-                tracing::debug!(server = %self.cfg.servers[server], status = %r.status(), "lease given back")
-            }
-            Err(e) => {
-                tracing::debug!(server = %self.cfg.servers[server], error = %error_chain(&e), "giving the lease back failed")
+            let url = format!("{}/v1/lease", self.cfg.servers[server]);
+            match tokio::time::timeout(SHUTDOWN_TIMEOUT, post(&self.http, &url, &request)).await {
+                Ok(Ok(_)) => tracing::debug!(server = %url, "lease given back"),
+                Ok(Err(e)) => {
+                    tracing::debug!(server = %url, error = %e, "giving the lease back failed")
+                }
+                Err(_) => tracing::debug!(server = %url, "giving the lease back timed out"),
             }
         }
     }
 }
 
-/// Why an answer that is relearning after a restart would leave licenses the client holds
-/// uncovered, if it would.
-pub(crate) fn relearning_short(req: &LeaseRequest, answer: &LeaseResponse) -> Option<String> {
-    answer.features.iter().find_map(|(feature, q)| {
-        let held = req.features.get(feature).map_or(0, |f| f.in_use);
-        (q.code == Some(QuotaReason::Relearning) && q.quota < held).then(|| {
-            format!("primary is relearning its leases after a restart and cannot yet cover the {held} {feature} licenses held")
-        })
-    })
-}
-
-/// A server that answers but serves no licenses at all (grace over, clock set back) leaves
-/// its licenses unavailable: for failover that is no good answer, so the client moves to a
-/// backup as it would from a server that is down.
-pub(crate) fn suspended(answer: &LeaseResponse) -> Option<String> {
-    let mut reasons = answer.features.values();
-    let first = reasons.next()?;
-    let all = std::iter::once(first)
-        .chain(reasons)
-        .all(|f| f.code == Some(QuotaReason::Suspended));
-    all.then(|| {
-        format!(
-            "server serves no licenses: {}",
-            first.reason.as_deref().unwrap_or("suspended")
-        )
-    })
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    req: &LeaseRequest,
+) -> Result<LeaseResponse, String> {
+    let resp = http
+        .post(url)
+        .json(req)
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<ErrorBody>(&body)
+            .map(|b| format!("{}: {}", b.error, b.message))
+            .unwrap_or_else(|_| body.chars().take(200).collect());
+        return Err(format!("HTTP {status}: {msg}"));
+    }
+    resp.json::<LeaseResponse>()
+        .await
+        .map_err(|e| format!("bad answer: {}", error_chain(&e)))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -493,50 +392,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_server_serving_no_licenses_is_not_a_good_answer() {
-        use leasehold_proto::{Context, Feature, FeatureQuota, ServerGuid};
-        let fq = |code| FeatureQuota {
-            quota: 0,
-            code,
-            reason: Some("grace over".into()),
-        };
-        let answer = |codes: &[Option<QuotaReason>]| LeaseResponse {
-            server_guid: ServerGuid::from_bytes([1; 16]),
-            context: Context::Production,
-            lease_secs: 120,
-            features: codes
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (Feature::parse(&format!("f{i}")).unwrap(), fq(*c)))
-                .collect(),
-        };
-        let s = Some(QuotaReason::Suspended);
-        assert!(suspended(&answer(&[s, s])).unwrap().contains("grace over"));
-        assert!(suspended(&answer(&[s, Some(QuotaReason::Exhausted)])).is_none());
-        assert!(suspended(&answer(&[None])).is_none());
-        assert!(suspended(&answer(&[])).is_none());
-    }
-
-    #[test]
-    fn want_adds_bounded_headroom() {
-        assert_eq!(want(0, 0, 0), 1);
-        assert_eq!(want(4, 0, 0), 5);
-        assert_eq!(want(2, 9, 0), 11, "the peak since the last answer counts");
-        assert_eq!(want(40, 0, 0), 50);
-        assert_eq!(want(1, 0, 3), 5);
-        assert_eq!(
-            want(1, 0, 1_000_000),
-            9,
-            "denials are capped at max(8, held)"
-        );
-        assert_eq!(want(100, 0, 1_000_000), 200);
-        assert_eq!(want(u32::MAX, 0, 5), u32::MAX);
-    }
 }

@@ -54,6 +54,9 @@ pub struct FeatureStatus {
     /// Grants and denials from the cache since the client started.
     pub acquired: u64,
     pub denied: u64,
+    /// Acquires that found the quota used up and asked the server (deny-wait), granted or not.
+    #[serde(default)]
+    pub waited: u64,
     /// The server's words when the quota is below what was wanted.
     pub reason: Option<String>,
 }

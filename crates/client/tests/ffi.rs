@@ -53,6 +53,7 @@ fn the_checked_in_header_is_generated_from_the_source() {
         "leasehold_status_json(",
         "leasehold_string_free(",
         "leasehold_denial_name(",
+        "leasehold_client_set_deny_wait(",
         "leasehold_wait_connected(",
     ] {
         assert!(generated.contains(function), "{function} missing");

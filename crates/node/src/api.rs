@@ -122,6 +122,9 @@ pub struct UsageRow {
     pub peak_in_use: u32,
     pub grants: u64,
     pub denials: u64,
+    /// Of `denials`: reported while the server had licenses neither in use nor reserved.
+    #[serde(default)]
+    pub denials_while_free: u64,
     pub backup_use_secs: u64,
     pub received_at: DateTime<Utc>,
 }

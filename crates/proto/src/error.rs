@@ -17,6 +17,8 @@ pub enum ErrorCode {
     GuidInUse,
     PayloadTooLarge,
     NotReady,
+    /// A lease request older than one the server already answered for the same client.
+    StaleRequest,
     Internal,
 }
 
@@ -32,6 +34,7 @@ impl ErrorCode {
             ErrorCode::GuidInUse => "guid_in_use",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotReady => "not_ready",
+            ErrorCode::StaleRequest => "stale_request",
             ErrorCode::Internal => "internal",
         }
     }
@@ -44,7 +47,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound | ErrorCode::UnknownServer => 404,
-            ErrorCode::GuidInUse => 409,
+            ErrorCode::GuidInUse | ErrorCode::StaleRequest => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ContextMismatch | ErrorCode::InstallationShape => 422,
             ErrorCode::Internal => 500,

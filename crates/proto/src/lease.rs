@@ -20,30 +20,62 @@ pub struct LeaseRequest {
     /// True when the client has given up on its primary and talks to a backup.
     #[serde(default)]
     pub failover: bool,
-    /// Increases with every request the client sends (to any server). A release names the
-    /// last one it covers, so a release that arrives late cannot free a newer grant.
+    /// Increases with every request the client sends (to any server). A server acts on a
+    /// request's `quota` promises only if no later request of the client arrived before it;
+    /// a release names the last request it covers, so one that arrives late cannot free a
+    /// newer grant.
     #[serde(default)]
     pub seq: u64,
+    /// The `epoch` of this server's last answer the client received (0 if none). A server
+    /// frees what a request gives back only when the epoch is its own: a request sent to an
+    /// earlier process of the server (delayed on the way, say) cannot give back a grant the
+    /// client holds.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The client asks the server before it denies a call (deny-wait): it needs little
+    /// headroom, since a call beyond its quota costs a round trip rather than a denial.
+    #[serde(default)]
+    pub asks: bool,
+    /// The client's last request to this server: it gives back everything it holds here
+    /// and leaves (clean shutdown, or back to the primary from a backup).
+    #[serde(default)]
+    pub release: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureRequest {
     /// Licenses the client holds now, with or without a valid lease.
     pub in_use: u32,
     /// Licenses it would like to be able to hold (in use plus head room).
     pub want: u32,
-    /// The quota the client holds under a lease that has not expired by its own clock; 0 when
-    /// it has none. A restarted server confirms at most this much while it relearns leases.
+    /// The most the client will hold under this server's earlier answers from now on: the
+    /// quota of its installed lease from this server, lowered before sending to what it
+    /// keeps (0 when its lease is from another server or has expired). The server frees
+    /// the rest of its reservation on receipt. A restarted server relearning its leases
+    /// confirms at most this much.
     #[serde(default)]
     pub quota: u32,
-    /// Acquisitions granted from the cache since the client started (a running total, so a
-    /// re-sent report is never counted twice).
+    /// Calls waiting now for a license of this feature (deny-wait): part of `want`, to be
+    /// granted before any headroom.
+    #[serde(default)]
+    pub waiting: u32,
+    /// Acquisitions granted from the cache that the client has reported to this server, a
+    /// running total over its reports to this server only (re-sending a report changes
+    /// nothing; calls reported to another server are never in it).
     #[serde(default)]
     pub acquired: u64,
-    /// Acquisitions denied by the cache since the client started (a running total).
+    /// Acquisitions denied by the cache, reported to this server (a running total, as
+    /// `acquired`).
     #[serde(default)]
     pub denied: u64,
+    /// What this server last confirmed as durably counted of `acquired` (its answer's
+    /// `counted_acquired`). A server that lost track of the client counts only beyond it.
+    #[serde(default)]
+    pub counted_acquired: u64,
+    /// What this server last confirmed as durably counted of `denied`.
+    #[serde(default)]
+    pub counted_denied: u64,
 }
 
 /// What the server grants.
@@ -54,9 +86,12 @@ pub struct LeaseResponse {
     pub context: Context,
     pub lease_secs: u64,
     pub features: BTreeMap<Feature, FeatureQuota>,
+    /// Random per server process: the client sends it back as its request's `epoch`.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureQuota {
     /// How many the client may hold at once until its lease expires.
@@ -68,6 +103,17 @@ pub struct FeatureQuota {
     /// (no such license, maintenance expired, backup not in failover, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Headroom (quota beyond what is held) the client may keep: when calls end and it
+    /// holds more than `keep` beyond its use, it gives the rest back at once rather than at
+    /// its next refresh. Small when the pool is tight.
+    #[serde(default)]
+    pub keep: u32,
+    /// The client's `acquired` total as this server has durably counted it.
+    #[serde(default)]
+    pub counted_acquired: u64,
+    /// The client's `denied` total as this server has durably counted it.
+    #[serde(default)]
+    pub counted_denied: u64,
 }
 
 /// Why a quota is below what a client wanted.

@@ -20,6 +20,10 @@ pub struct UsageBucket {
     pub peak_in_use: u32,
     pub grants: u64,
     pub denials: u64,
+    /// Of `denials`: those clients reported while the server had licenses neither in use
+    /// nor reserved (a measure of allocation quality; a count only).
+    #[serde(default)]
+    pub denials_while_free: u64,
     /// On a backup server: seconds of license use by clients in failover.
     pub backup_use_secs: u64,
 }

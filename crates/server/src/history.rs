@@ -37,6 +37,9 @@ pub struct HistoryPoint {
     pub peak_in_use: u32,
     pub grants: u64,
     pub denials: u64,
+    /// Of `denials`: reported while licenses were neither in use nor reserved.
+    #[serde(default)]
+    pub denials_while_free: u64,
     /// Licensed count of the feature: when the hour closed, or now for open periods.
     pub licensed: u32,
     /// License time used by clients in failover (backup servers only), in seconds.
@@ -65,6 +68,7 @@ impl HistoryPoint {
             peak_in_use: c.peak_in_use,
             grants: c.grants,
             denials: c.denials,
+            denials_while_free: c.denials_while_free,
             licensed,
             backup_use_secs: c.backup_use_ms / 1000,
             open,
@@ -97,6 +101,7 @@ pub fn merge(
                 q.peak_in_use = q.peak_in_use.max(p.peak_in_use);
                 q.grants = q.grants.saturating_add(p.grants);
                 q.denials = q.denials.saturating_add(p.denials);
+                q.denials_while_free = q.denials_while_free.saturating_add(p.denials_while_free);
                 q.backup_use_secs = q.backup_use_secs.saturating_add(p.backup_use_secs);
                 if p.open {
                     q.licensed = p.licensed;
@@ -162,6 +167,7 @@ pub fn total_by_period(points: &[HistoryPoint]) -> Vec<HistoryPoint> {
                 q.peak_in_use = q.peak_in_use.saturating_add(p.peak_in_use);
                 q.grants = q.grants.saturating_add(p.grants);
                 q.denials = q.denials.saturating_add(p.denials);
+                q.denials_while_free = q.denials_while_free.saturating_add(p.denials_while_free);
                 q.licensed = q.licensed.saturating_add(p.licensed);
                 q.backup_use_secs = q.backup_use_secs.saturating_add(p.backup_use_secs);
                 q.open |= p.open;
@@ -184,6 +190,7 @@ mod tests {
             peak_in_use: peak,
             grants: 1,
             denials: 0,
+            denials_while_free: 0,
             licensed: 10,
             backup_use_secs: 0,
             open,

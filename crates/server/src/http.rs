@@ -166,13 +166,15 @@ async fn lease(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LeaseRequest>,
 ) -> Result<Json<LeaseResponse>, ServerError> {
-    state.server.lease(&req).map(Json)
+    state.server.lease(&req).await.map(Json)
 }
 
 #[derive(Debug, serde::Deserialize)]
 struct ReleaseQuery {
     /// The client's last request sequence number this release covers.
-    seq: Option<u64>,
+    seq: u64,
+    /// The epoch of this server's last answer to the client.
+    epoch: u64,
 }
 
 async fn release(
@@ -183,12 +185,12 @@ async fn release(
     let client = ClientId::parse(&client).map_err(|e| ServerError::bad_request(e.to_string()))?;
     let axum::extract::Query(query) =
         query.map_err(|e| ServerError::bad_request(format!("query: {}", e.body_text())))?;
-    if state.server.release(&client, query.seq) {
+    if state.server.release(&client, query.seq, query.epoch) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ServerError::new(
             ErrorCode::NotFound,
-            format!("client {client} holds no lease here, or a later request of it arrived"),
+            format!("client {client} holds no lease here, a later request of it arrived, or the epoch is not this server process's"),
         ))
     }
 }

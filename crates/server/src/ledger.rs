@@ -1,6 +1,6 @@
 //! The usage ledger: per feature, per hour, the peak number in use (summed over clients),
-//! grants, denials and, on a backup server, license time used by clients in failover.
-//! Nothing per client leaves this module.
+//! grants, denials (and of them, denials while licenses were free) and, on a backup server,
+//! license time used by clients in failover. Nothing per client leaves this module.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +20,20 @@ pub struct Counts {
     pub peak_in_use: u32,
     pub grants: u64,
     pub denials: u64,
+    /// Of `denials`: reported while the server had licenses neither in use nor reserved.
+    pub denials_while_free: u64,
     pub backup_use_ms: u64,
+}
+
+impl Counts {
+    /// Adds the counters of `d` (its peak is ignored) and raises the peak to `in_use`.
+    fn add(&mut self, in_use: u32, d: &Counts) {
+        self.peak_in_use = self.peak_in_use.max(in_use);
+        self.grants += d.grants;
+        self.denials += d.denials;
+        self.denials_while_free += d.denials_while_free;
+        self.backup_use_ms += d.backup_use_ms;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,26 +55,17 @@ impl Ledger {
         }
     }
 
-    pub fn record(
-        &mut self,
-        feature: &Feature,
-        now: DateTime<Utc>,
-        in_use_total: u32,
-        grants: u64,
-        denials: u64,
-        backup_use_ms: u64,
-    ) {
+    /// Records one request's counters `d` (its peak is ignored) with `in_use_total` licenses
+    /// of the feature in use on the server now.
+    pub fn record(&mut self, feature: &Feature, now: DateTime<Utc>, in_use_total: u32, d: &Counts) {
         let c = self
             .open
             .entry((feature.clone(), hour_of(now)))
             .or_default();
         let before = *c;
-        c.peak_in_use = c.peak_in_use.max(in_use_total);
-        c.grants += grants;
-        c.denials += denials;
-        c.backup_use_ms += backup_use_ms;
+        c.add(in_use_total, d);
         self.dirty |= *c != before;
-        self.record_recent(feature, now, in_use_total, grants, denials, backup_use_ms);
+        self.record_recent(feature, now, in_use_total, d);
     }
 
     fn record_recent(
@@ -69,9 +73,7 @@ impl Ledger {
         feature: &Feature,
         now: DateTime<Utc>,
         in_use_total: u32,
-        grants: u64,
-        denials: u64,
-        backup_use_ms: u64,
+        d: &Counts,
     ) {
         let slot = history::slot_of(now);
         self.recent_from.get_or_insert(slot);
@@ -80,10 +82,7 @@ impl Ledger {
             slots.insert(feature.clone(), Counts::default());
         }
         if let Some(c) = slots.get_mut(feature) {
-            c.peak_in_use = c.peak_in_use.max(in_use_total);
-            c.grants += grants;
-            c.denials += denials;
-            c.backup_use_ms += backup_use_ms;
+            c.add(in_use_total, d);
         }
         let keep_from = slot - chrono::Duration::seconds(history::RECENT_KEEP_SECS);
         while self
@@ -116,6 +115,13 @@ impl Ledger {
         Some((self.open.clone(), closed))
     }
 
+    /// Every hour still open, for closing at once (the server GUID changes: hours recorded
+    /// under the old GUID are closed under it).
+    pub fn take_all(&mut self) -> Vec<(HourKey, Counts)> {
+        self.dirty = false;
+        std::mem::take(&mut self.open).into_iter().collect()
+    }
+
     /// Marks the ledger dirty again after a failed flush, so the next one retries.
     pub fn retry(&mut self, closed: Vec<(HourKey, Counts)>) {
         for (k, c) in closed {
@@ -145,14 +151,23 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn counts(grants: u64, denials: u64, backup_use_ms: u64) -> Counts {
+        Counts {
+            grants,
+            denials,
+            backup_use_ms,
+            ..Counts::default()
+        }
+    }
+
     #[test]
     fn peaks_sum_and_hours_close() {
         let f = Feature::parse("tts").unwrap();
         let t = Utc.with_ymd_and_hms(2026, 11, 28, 9, 10, 0).unwrap();
         let mut l = Ledger::default();
-        l.record(&f, t, 3, 2, 0, 0);
-        l.record(&f, t + chrono::Duration::minutes(5), 7, 1, 1, 0);
-        l.record(&f, t + chrono::Duration::minutes(6), 2, 0, 0, 500);
+        l.record(&f, t, 3, &counts(2, 0, 0));
+        l.record(&f, t + chrono::Duration::minutes(5), 7, &counts(1, 1, 0));
+        l.record(&f, t + chrono::Duration::minutes(6), 2, &counts(0, 0, 500));
         let (open, closed) = l.take_flush(t).unwrap();
         assert!(closed.is_empty());
         let c = open[&(f.clone(), hour_of(t))];
@@ -172,9 +187,9 @@ mod tests {
         let f = Feature::parse("tts").unwrap();
         let t = Utc.with_ymd_and_hms(2026, 11, 28, 9, 1, 0).unwrap();
         let mut l = Ledger::default();
-        l.record(&f, t, 3, 1, 0, 0);
-        l.record(&f, t + chrono::Duration::minutes(2), 5, 1, 1, 0);
-        l.record(&f, t + chrono::Duration::minutes(6), 2, 1, 0, 0);
+        l.record(&f, t, 3, &counts(1, 0, 0));
+        l.record(&f, t + chrono::Duration::minutes(2), 5, &counts(1, 1, 0));
+        l.record(&f, t + chrono::Duration::minutes(6), 2, &counts(1, 0, 0));
         assert_eq!(
             l.recent_from(),
             Some(Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap())
@@ -185,7 +200,7 @@ mod tests {
             .map(|m| (m[&f].peak_in_use, m[&f].denials))
             .collect();
         assert_eq!(slots, vec![(5, 1), (2, 0)]);
-        l.record(&f, t + chrono::Duration::hours(26), 1, 0, 0, 0);
+        l.record(&f, t + chrono::Duration::hours(26), 1, &Counts::default());
         assert_eq!(l.recent().len(), 1, "slots older than a day are dropped");
     }
 }

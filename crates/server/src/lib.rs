@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod logbuf;
 pub mod service;
 pub mod store;
+mod writer;
 
 pub use error::ServerError;
 pub use service::{LicenseServer, ServerOptions};

@@ -14,14 +14,15 @@ use leasehold_proto::{
 use rand::seq::SliceRandom;
 use rand::RngCore;
 
-use crate::allocator::{Allocator, ClientRequest, PoolLicense, Serving, HOLD_MS};
+use crate::allocator::{Allocator, ClientRequest, PoolLicense, Serving, Start, HOLD_MS};
 use crate::api::{
     ClientFeatureStatus, ClientStatus, LicenseStatus, NodeStatus, ServerState, Status, SyncOutcome,
 };
 use crate::error::ServerError;
 use crate::history::{self, HistoryPoint};
-use crate::ledger::Ledger;
-use crate::store::{keys, ServerStore, StoreError};
+use crate::ledger::{Counts, Ledger};
+use crate::store::{keys, FlushWrite, ServerStore, StoreError, Write};
+use crate::writer::Writer;
 
 /// A wall clock further back than this below the highest time seen is tampering.
 pub const CLOCK_STEP_BACK_TOLERANCE: chrono::Duration = chrono::Duration::hours(1);
@@ -71,15 +72,23 @@ struct SyncState {
     nodes: BTreeMap<String, NodeStatus>,
 }
 
+/// The lease path's state: the allocator and the usage ledger under one lock, so that a
+/// flush takes both at the same moment (a call counted in one is counted in the other).
+#[derive(Debug)]
+struct LeaseState {
+    alloc: Allocator,
+    ledger: Ledger,
+}
+
 #[derive(Debug)]
 pub struct LicenseServer {
-    store: ServerStore,
+    store: Arc<ServerStore>,
+    writer: Writer,
     clock: Arc<dyn Clock>,
     keys: TrustedKeys,
     instance_id: InstanceId,
     nodes: RwLock<Vec<String>>,
-    alloc: Mutex<Allocator>,
-    ledger: Mutex<Ledger>,
+    leases: Mutex<LeaseState>,
     bundle: RwLock<BundleState>,
     high_water: Mutex<DateTime<Utc>>,
     sync: Mutex<SyncState>,
@@ -145,11 +154,32 @@ impl LicenseServer {
                 || now - a
                     < chrono::Duration::milliseconds(i64::try_from(HOLD_MS).unwrap_or(0) + 10_000)
         });
-        let restarted = meta.contains_key(keys::ENVELOPE) || recently_alive;
+        // What an earlier process granted: restored from disk when this directory was in use
+        // within a hold (every grant that raised a reservation was written before it was
+        // answered); otherwise something may have been granted that this directory does not
+        // show (a restored backup of it, say), so relearn for one hold.
+        // A process that was still learning could not see everything granted before it, so
+        // neither can what it persisted: learn again.
+        let (bounds, counts) = store.leases().await?;
+        let had_grants = meta.contains_key(keys::ENVELOPE) || !bounds.is_empty();
+        let was_learning = meta
+            .get(keys::LEARNING_UNTIL)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .is_some_and(|until| until.with_timezone(&Utc) > now);
+        let start = if recently_alive && !was_learning {
+            Start::Restored { bounds, counts }
+        } else if had_grants {
+            Start::Learning { counts }
+        } else {
+            Start::Fresh
+        };
+        let mut alive = vec![(keys::ALIVE_AT, now.to_rfc3339())];
+        if matches!(start, Start::Learning { .. }) {
+            let hold = chrono::Duration::milliseconds(i64::try_from(HOLD_MS).unwrap_or(0));
+            alive.push((keys::LEARNING_UNTIL, (now + hold).to_rfc3339()));
+        }
         // From here on this process may grant.
-        store
-            .put(&[(keys::ALIVE_AT, now.to_rfc3339())], &[])
-            .await?;
+        store.put(&alive, &[]).await?;
         let mut bundle = BundleState {
             guid: stored_guid,
             ..Default::default()
@@ -177,6 +207,10 @@ impl LicenseServer {
             .as_ref()
             .is_some_and(|p| p.context == Context::Backup);
         let ledger = Ledger::restore(store.open_usage().await?);
+        let epoch = rand::rngs::OsRng.next_u64();
+        let alloc = Allocator::new(clock.monotonic_ms(), start, backup, epoch);
+        let store = Arc::new(store);
+        let writer = Writer::spawn(store.clone());
         let last_success = meta
             .get(keys::LAST_SYNC)
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -212,12 +246,12 @@ impl LicenseServer {
         }
         let server = Arc::new(Self {
             store,
-            alloc: Mutex::new(Allocator::new(clock.monotonic_ms(), restarted, backup)),
+            writer,
+            leases: Mutex::new(LeaseState { alloc, ledger }),
             clock,
             keys: options.trusted_keys,
             instance_id,
             nodes: RwLock::new(options.nodes),
-            ledger: Mutex::new(ledger),
             bundle: RwLock::new(bundle),
             high_water: Mutex::new(high_water.max(now)),
             sync: Mutex::new(sync),
@@ -328,13 +362,14 @@ impl LicenseServer {
             .as_ref()
             .is_some_and(|p| p.context == Context::Backup);
         drop(b);
-        let mut a = lock(&self.alloc);
-        a.set_backup(backup);
-        a.set_licenses(&licenses);
+        let mut s = lock(&self.leases);
+        s.alloc.set_backup(backup);
+        s.alloc.set_licenses(&licenses);
     }
 
-    /// `POST /v1/lease`.
-    pub fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ServerError> {
+    /// `POST /v1/lease`. A grant that raises a client's reservation is on disk before it is
+    /// answered (group-committed with others), so a restarted server knows it.
+    pub async fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ServerError> {
         if req.features.len() > MAX_FEATURES_PER_REQUEST {
             return Err(ServerError::bad_request(format!(
                 "a lease request may name at most {MAX_FEATURES_PER_REQUEST} features"
@@ -365,60 +400,109 @@ impl LicenseServer {
             product_release: req.product_release,
             features: &req.features,
             failover: req.failover,
+            seq: req.seq,
+            epoch: req.epoch,
+            asks: req.asks,
+            release: req.release,
         };
-        let (answers, usage, in_use) = {
-            let mut a = lock(&self.alloc);
-            let (answers, usage) = a.request_with_seq(mono, &request, &serving, req.seq);
-            let in_use: Vec<u32> = usage.keys().map(|f| a.in_use(f)).collect();
-            (answers, usage, in_use)
-        };
-        {
-            let mut ledger = lock(&self.ledger);
-            for ((feature, delta), in_use) in usage.iter().zip(in_use) {
-                if delta.acquired > 0 {
-                    metrics::counter!("leasehold_server_grants_total", "feature" => feature.to_string()).increment(delta.acquired);
-                }
-                if delta.denied > 0 {
-                    metrics::counter!("leasehold_server_denials_total", "feature" => feature.to_string()).increment(delta.denied);
-                }
-                ledger.record(
+        let (answer, epoch, persisted) = {
+            let mut s = lock(&self.leases);
+            let answer = s.alloc.request(mono, &request, &serving);
+            for (feature, delta) in &answer.usage {
+                let in_use = s.alloc.in_use(feature);
+                s.ledger.record(
                     feature,
                     now,
                     in_use,
-                    delta.acquired,
-                    delta.denied,
-                    if context == Context::Backup {
-                        delta.failover_use_ms
-                    } else {
-                        0
+                    &Counts {
+                        peak_in_use: 0,
+                        grants: delta.acquired,
+                        denials: delta.denied,
+                        denials_while_free: delta.denied_while_free,
+                        backup_use_ms: if context == Context::Backup {
+                            delta.failover_use_ms
+                        } else {
+                            0
+                        },
                     },
                 );
+            }
+            // Queued under the lock: the writer keeps the order of raises and snapshots.
+            let persisted = (!answer.raised.is_empty())
+                .then(|| self.writer.queue(Write::Bounds(answer.raised.clone())));
+            (answer, s.alloc.epoch(), persisted)
+        };
+        for (feature, delta) in &answer.usage {
+            if delta.acquired > 0 {
+                metrics::counter!("leasehold_server_grants_total", "feature" => feature.to_string()).increment(delta.acquired);
+            }
+            if delta.denied > 0 {
+                metrics::counter!("leasehold_server_denials_total", "feature" => feature.to_string()).increment(delta.denied);
+            }
+            if delta.denied_while_free > 0 {
+                metrics::counter!("leasehold_server_denials_while_free_total", "feature" => feature.to_string()).increment(delta.denied_while_free);
             }
         }
         metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(state))
             .increment(1);
+        if let Some(p) = persisted {
+            // Not on disk: the client gets no answer, so it cannot use the grant (the
+            // reservation stays until its hold ends).
+            p.wait().await.map_err(|e| {
+                ServerError::new(
+                    ErrorCode::Internal,
+                    format!("cannot record the grant in the data directory: {e}"),
+                )
+            })?;
+        }
+        if answer.stale {
+            return Err(ServerError::new(
+                ErrorCode::StaleRequest,
+                "a later request of this client was already answered; this one changed nothing",
+            ));
+        }
         Ok(LeaseResponse {
             server_guid: guid,
             context,
             lease_secs: LEASE_SECS,
-            features: answers,
+            features: answer.features,
+            epoch,
         })
     }
 
-    /// `DELETE /v1/lease/{client_id}[?seq=N]`: with `seq`, only if no later request of the
-    /// client arrived.
-    pub fn release(&self, client: &leasehold_proto::ClientId, seq: Option<u64>) -> bool {
-        let mut a = lock(&self.alloc);
-        match seq {
-            Some(seq) => a.release_upto(client, seq),
-            None => a.release(client),
-        }
+    /// `DELETE /v1/lease/{client_id}?seq=N&epoch=E`: only if no later request of the client
+    /// arrived and the epoch is this process's.
+    pub fn release(&self, client: &leasehold_proto::ClientId, seq: u64, epoch: u64) -> bool {
+        let mono = self.clock.monotonic_ms();
+        lock(&self.leases)
+            .alloc
+            .release_upto(mono, client, seq, epoch)
     }
 
     /// Sets the server GUID. A different GUID drops the bundle of the old one.
     pub async fn set_guid(&self, guid: ServerGuid) -> Result<(), ServerError> {
-        if read(&self.bundle).guid == Some(guid) {
+        let old = read(&self.bundle).guid;
+        if old == Some(guid) {
             return Ok(());
+        }
+        if old.is_some() {
+            // Hours recorded under the old GUID are closed under it: they are never uploaded
+            // under the new one (they stay in the history, and upload if the old GUID comes
+            // back).
+            let close = lock(&self.leases).ledger.take_all();
+            if !close.is_empty() {
+                let licensed = self.licensed_counts();
+                self.writer
+                    .queue(Write::Flush(Box::new(FlushWrite {
+                        close,
+                        guid: old,
+                        licensed,
+                        ..FlushWrite::default()
+                    })))
+                    .wait()
+                    .await?;
+                tracing::info!(guid = ?old, "usage hours of the previous GUID closed under it");
+            }
         }
         self.store
             .put(
@@ -464,7 +548,10 @@ impl LicenseServer {
             )
         };
         self.flush().await?;
-        let usage = self.store.pending_buckets(SyncUpload::MAX_BUCKETS).await?;
+        let usage = self
+            .store
+            .pending_buckets(guid, SyncUpload::MAX_BUCKETS)
+            .await?;
         Ok(SyncUpload {
             server_guid: guid,
             instance_id: self.instance_id.clone(),
@@ -513,6 +600,7 @@ impl LicenseServer {
                     (keys::HIGH_WATER, now.to_rfc3339()),
                     (keys::LAST_SYNC, now.to_rfc3339()),
                 ],
+                guid,
                 payload.acked_usage_seq,
             )
             .await?;
@@ -681,38 +769,54 @@ impl LicenseServer {
         )
     }
 
-    /// Persists usage counts, closes finished hours and records the time high-water mark.
+    /// Persists usage counts, closes finished hours, lowers the persisted reservation bounds
+    /// and records the time high-water mark, in one transaction.
     pub async fn flush(&self) -> Result<(), ServerError> {
         let now = self.clock.now();
         self.observe_time(now);
-        let taken = lock(&self.ledger).take_flush(now);
-        if let Some((open, closed)) = taken {
-            let licensed = if closed.is_empty() {
-                BTreeMap::new()
-            } else {
-                self.licensed_counts()
-            };
-            let history_from = now - chrono::Duration::days(history::HISTORY_KEEP_DAYS);
-            if let Err(e) = self
-                .store
-                .flush_usage(&open, &closed, &licensed, history_from)
-                .await
-            {
-                lock(&self.ledger).retry(closed);
-                return Err(e.into());
-            }
-        }
         let hw = *lock(&self.high_water);
-        self.store
-            .put(
-                &[
+        let guid = read(&self.bundle).guid;
+        let licensed = self.licensed_counts();
+        let (pending, snapshot, closed) = {
+            let mut s = lock(&self.leases);
+            let (open, close) = s.ledger.take_flush(now).unwrap_or_default();
+            let snapshot = s.alloc.snapshot();
+            let write = FlushWrite {
+                open,
+                close: close.clone(),
+                guid,
+                licensed: if close.is_empty() {
+                    BTreeMap::new()
+                } else {
+                    licensed
+                },
+                history_from: (!close.is_empty())
+                    .then(|| now - chrono::Duration::days(history::HISTORY_KEEP_DAYS)),
+                snapshot: snapshot.clone(),
+                meta: vec![
                     (keys::HIGH_WATER, hw.to_rfc3339()),
                     (keys::ALIVE_AT, now.to_rfc3339()),
                 ],
-                &[],
+            };
+            // Queued under the lock, in order with the raises of the lease path.
+            (
+                self.writer.queue(Write::Flush(Box::new(write))),
+                snapshot,
+                close,
             )
-            .await?;
-        Ok(())
+        };
+        match pending.wait().await {
+            Ok(()) => {
+                lock(&self.leases).alloc.mark_durable(&snapshot);
+                Ok(())
+            }
+            Err(e) => {
+                let mut s = lock(&self.leases);
+                s.ledger.retry(closed);
+                s.alloc.snapshot_failed(&snapshot);
+                Err(e.into())
+            }
+        }
     }
 
     pub fn set_nodes(&self, nodes: Vec<String>) {
@@ -724,7 +828,8 @@ impl LicenseServer {
         let mono = self.clock.monotonic_ms();
         let (state, serving) = self.state(now);
         let (totals, clients, learning_until) = {
-            let mut a = lock(&self.alloc);
+            let mut s = lock(&self.leases);
+            let a = &mut s.alloc;
             a.expire(mono);
             let learning = a.is_learning(mono).then(|| {
                 now + chrono::Duration::milliseconds(
@@ -733,11 +838,15 @@ impl LicenseServer {
             });
             (a.totals(), a.client_count(), learning)
         };
-        let pending = self
-            .store
-            .pending_buckets(SyncUpload::MAX_BUCKETS)
-            .await?
-            .len();
+        let current_guid = read(&self.bundle).guid;
+        let pending = match current_guid {
+            Some(g) => self
+                .store
+                .pending_buckets(g, SyncUpload::MAX_BUCKETS)
+                .await?
+                .len(),
+            None => 0,
+        };
         let next_sync = self.next_sync_due();
         let b = read(&self.bundle);
         let s = lock(&self.sync);
@@ -792,9 +901,10 @@ impl LicenseServer {
 
     pub fn clients(&self) -> Vec<ClientStatus> {
         let mono = self.clock.monotonic_ms();
-        let mut a = lock(&self.alloc);
-        a.expire(mono);
-        a.clients()
+        let mut s = lock(&self.leases);
+        s.alloc.expire(mono);
+        s.alloc
+            .clients()
             .into_iter()
             .map(|c| ClientStatus {
                 client: c.client,
@@ -816,7 +926,7 @@ impl LicenseServer {
     /// Totals per feature for metrics.
     pub fn update_gauges(&self) {
         let now = self.clock.now();
-        let totals = lock(&self.alloc).totals();
+        let totals = lock(&self.leases).alloc.totals();
         for (f, t) in &totals {
             let label = f.to_string();
             metrics::gauge!("leasehold_server_licenses", "feature" => label.clone())
@@ -834,7 +944,8 @@ impl LicenseServer {
 
     /// Licensed count per feature now (what the allocator serves).
     fn licensed_counts(&self) -> BTreeMap<Feature, u32> {
-        lock(&self.alloc)
+        lock(&self.leases)
+            .alloc
             .totals()
             .into_iter()
             .map(|(f, t)| (f, t.count))
@@ -851,7 +962,8 @@ impl LicenseServer {
     ) -> Result<Vec<HistoryPoint>, ServerError> {
         let stored = self.store.usage_history(feature, since).await?;
         let licensed = self.licensed_counts();
-        let open: Vec<HistoryPoint> = lock(&self.ledger)
+        let open: Vec<HistoryPoint> = lock(&self.leases)
+            .ledger
             .current()
             .iter()
             .filter(|((f, hour), _)| {
@@ -877,7 +989,8 @@ impl LicenseServer {
         let hourly = self.usage_history(feature, since).await?;
         let licensed = self.licensed_counts();
         let (recent, recent_from) = {
-            let ledger = lock(&self.ledger);
+            let s = lock(&self.leases);
+            let ledger = &s.ledger;
             let slot = i64::from(history::RECENT_SLOT_SECS);
             let now_slot = history::slot_of(self.clock.now());
             let recent: Vec<HistoryPoint> = ledger
@@ -911,13 +1024,20 @@ impl LicenseServer {
     pub async fn history_features(&self) -> Result<Vec<Feature>, ServerError> {
         let mut out: std::collections::BTreeSet<Feature> =
             self.store.history_features().await?.into_iter().collect();
-        out.extend(lock(&self.ledger).current().keys().map(|(f, _)| f.clone()));
+        out.extend(
+            lock(&self.leases)
+                .ledger
+                .current()
+                .keys()
+                .map(|(f, _)| f.clone()),
+        );
         out.extend(self.licensed_counts().into_keys());
         Ok(out.into_iter().collect())
     }
 
     pub async fn close(&self) {
         let _ = self.flush().await;
+        self.writer.stop().await;
         self.store.close().await;
     }
 }
@@ -955,13 +1075,20 @@ mod history_tests {
             .unwrap();
         let tts = Feature::parse("tts").unwrap();
         let asr = Feature::parse("asr.en-US").unwrap();
-        lock(&server.alloc).set_licenses(&[PoolLicense {
+        lock(&server.leases).alloc.set_licenses(&[PoolLicense {
             feature: tts.clone(),
             count: 8,
             maintenance_until: t0.date_naive(),
         }]);
         let record = |f: &Feature, in_use: u32, denials: u64| {
-            lock(&server.ledger).record(f, clock.now(), in_use, 1, denials, 0);
+            let c = Counts {
+                grants: 1,
+                denials,
+                ..Counts::default()
+            };
+            lock(&server.leases)
+                .ledger
+                .record(f, clock.now(), in_use, &c);
         };
         record(&tts, 5, 0);
         record(&asr, 1, 0);
@@ -994,7 +1121,12 @@ mod history_tests {
 
         // The history survives a restart and outlives acknowledgement (buckets are deleted on
         // ack, the history is not); hourly only after a restart.
-        server.store.apply_bundle(&[], u64::MAX).await.unwrap();
+        let guid = ServerGuid::from_bytes([1; 16]);
+        server
+            .store
+            .apply_bundle(&[], guid, u64::MAX)
+            .await
+            .unwrap();
         server.close().await;
         drop(server);
         let server = LicenseServer::open(options.clone(), clock.clone())
@@ -1007,7 +1139,13 @@ mod history_tests {
 
         // Pruned after 35 days.
         clock.advance(chrono::Duration::days(36));
-        lock(&server.ledger).record(&tts, clock.now(), 1, 1, 0, 0);
+        let one = Counts {
+            grants: 1,
+            ..Counts::default()
+        };
+        lock(&server.leases)
+            .ledger
+            .record(&tts, clock.now(), 1, &one);
         server.flush().await.unwrap();
         clock.advance(chrono::Duration::hours(1));
         server.flush().await.unwrap();

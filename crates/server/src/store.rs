@@ -7,13 +7,39 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use leasehold_proto::{Feature, UsageBucket};
+use chrono::{DateTime, NaiveDate, Utc};
+use leasehold_proto::{ClientId, Feature, ServerGuid, UsageBucket};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::allocator::{BoundRow, CountRow, Snapshot};
 use crate::history::{HistoryPoint, HOUR_SECS};
 use crate::ledger::{Counts, HourKey};
+
+/// One periodic flush, written in one transaction: the ledger (open hours rewritten,
+/// finished ones closed into buckets of `guid` and into the history), the allocator's
+/// snapshot taken at the same moment (bounds and counts), and meta values.
+#[derive(Debug, Default)]
+pub struct FlushWrite {
+    pub open: BTreeMap<HourKey, Counts>,
+    pub close: Vec<(HourKey, Counts)>,
+    /// The GUID the closed hours were recorded under.
+    pub guid: Option<ServerGuid>,
+    /// Licensed count of each feature now, for the history of closed hours.
+    pub licensed: BTreeMap<Feature, u32>,
+    /// Prune the history to hours from here on.
+    pub history_from: Option<DateTime<Utc>>,
+    pub snapshot: Snapshot,
+    pub meta: Vec<(&'static str, String)>,
+}
+
+/// One job of the group-committing writer.
+#[derive(Debug)]
+pub enum Write {
+    /// Raised reservation bounds (the grant is answered once they are on disk).
+    Bounds(Vec<BoundRow>),
+    Flush(Box<FlushWrite>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,6 +69,8 @@ pub mod keys {
     pub const NEXT_SEQ: &str = "next_usage_seq";
     pub const LAST_SYNC: &str = "last_sync";
     pub const ALIVE_AT: &str = "alive_at";
+    /// Until when the last process that started in learning mode was learning.
+    pub const LEARNING_UNTIL: &str = "learning_until";
 }
 
 #[derive(Debug)]
@@ -134,101 +162,89 @@ impl ServerStore {
     }
 
     /// Stores a verified bundle and its consequences in one transaction: the envelope
-    /// verbatim, the meta values, and the deletion of every bucket the node acknowledged.
-    pub async fn apply_bundle(&self, set: &[(&str, String)], acked_seq: u64) -> StoreResult<()> {
+    /// verbatim, the meta values, and the deletion of every bucket of `guid` the node
+    /// acknowledged.
+    pub async fn apply_bundle(
+        &self,
+        set: &[(&str, String)],
+        guid: ServerGuid,
+        acked_seq: u64,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for (k, v) in set {
             upsert_meta(&mut tx, k, v).await?;
         }
-        sqlx::query("DELETE FROM usage_buckets WHERE seq <= ?")
+        sqlx::query("DELETE FROM usage_buckets WHERE seq <= ? AND server_guid = ?")
             .bind(i64::try_from(acked_seq).unwrap_or(i64::MAX))
+            .bind(guid.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Writes the open hours and closes the finished ones into numbered buckets, atomically.
-    /// Closed hours also go into `usage_history` (with `licensed`, the licensed count of each
-    /// feature now, 0 for a feature not in it), which is pruned to hours from
-    /// `history_from` on.
-    pub async fn flush_usage(
-        &self,
-        open: &BTreeMap<HourKey, Counts>,
-        close: &[(HourKey, Counts)],
-        licensed: &BTreeMap<Feature, u32>,
-        history_from: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    /// Writes a batch of jobs in one transaction, in order (a later bound overwrites an
+    /// earlier one).
+    pub async fn write(&self, jobs: &[&Write]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for ((feature, hour), c) in open {
-            sqlx::query(
-                "INSERT INTO open_usage (feature, hour, peak_in_use, grants, denials, backup_use_ms) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = excluded.peak_in_use, grants = excluded.grants, denials = excluded.denials, backup_use_ms = excluded.backup_use_ms",
-            )
-            .bind(feature.as_str())
-            .bind(hour.to_rfc3339())
-            .bind(i64::from(c.peak_in_use))
-            .bind(i64_of(c.grants))
-            .bind(i64_of(c.denials))
-            .bind(i64_of(c.backup_use_ms))
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !close.is_empty() {
-            let next: i64 = sqlx::query("SELECT value FROM meta WHERE key = ?")
-                .bind(keys::NEXT_SEQ)
-                .fetch_optional(&mut *tx)
-                .await?
-                .and_then(|r| r.get::<String, _>("value").parse().ok())
-                .unwrap_or(1);
-            let mut seq = next;
-            for ((feature, hour), c) in close {
-                sqlx::query(
-                    "INSERT INTO usage_buckets (seq, feature, hour, peak_in_use, grants, denials, backup_use_secs) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(seq)
-                .bind(feature.as_str())
-                .bind(hour.to_rfc3339())
-                .bind(i64::from(c.peak_in_use))
-                .bind(i64_of(c.grants))
-                .bind(i64_of(c.denials))
-                .bind(i64_of(c.backup_use_ms / 1000))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO usage_history (feature, hour, peak_in_use, grants, denials, licensed, backup_use_secs) VALUES (?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = max(peak_in_use, excluded.peak_in_use), grants = grants + excluded.grants, \
-                     denials = denials + excluded.denials, licensed = excluded.licensed, backup_use_secs = backup_use_secs + excluded.backup_use_secs",
-                )
-                .bind(feature.as_str())
-                .bind(hour.timestamp())
-                .bind(i64::from(c.peak_in_use))
-                .bind(i64_of(c.grants))
-                .bind(i64_of(c.denials))
-                .bind(i64::from(licensed.get(feature).copied().unwrap_or(0)))
-                .bind(i64_of(c.backup_use_ms / 1000))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM open_usage WHERE feature = ? AND hour = ?")
-                    .bind(feature.as_str())
-                    .bind(hour.to_rfc3339())
-                    .execute(&mut *tx)
-                    .await?;
-                seq += 1;
+        for job in jobs {
+            match job {
+                Write::Bounds(rows) => write_bounds(&mut tx, rows).await?,
+                Write::Flush(f) => write_flush(&mut tx, f).await?,
             }
-            upsert_meta(&mut tx, keys::NEXT_SEQ, &seq.to_string()).await?;
-            sqlx::query("DELETE FROM usage_history WHERE hour < ?")
-                .bind(history_from.timestamp())
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Reservation bounds and client counts persisted by an earlier process.
+    pub async fn leases(&self) -> StoreResult<(Vec<BoundRow>, Vec<CountRow>)> {
+        let rows = sqlx::query(
+            "SELECT client_id, feature, bound, product_release, failover FROM lease_bounds",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut bounds = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (Ok(client), Ok(feature), Ok(release)) = (
+                ClientId::parse(&r.get::<String, _>("client_id")),
+                Feature::parse(&r.get::<String, _>("feature")),
+                NaiveDate::parse_from_str(&r.get::<String, _>("product_release"), "%Y-%m-%d"),
+            ) else {
+                continue;
+            };
+            bounds.push(BoundRow {
+                client,
+                feature,
+                bound: u32::try_from(r.get::<i64, _>("bound")).unwrap_or(u32::MAX),
+                product_release: release,
+                failover: r.get::<i64, _>("failover") != 0,
+            });
+        }
+        let rows = sqlx::query("SELECT client_id, feature, acquired, denied FROM client_counts")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (Ok(client), Ok(feature)) = (
+                ClientId::parse(&r.get::<String, _>("client_id")),
+                Feature::parse(&r.get::<String, _>("feature")),
+            ) else {
+                continue;
+            };
+            counts.push(CountRow {
+                client,
+                feature,
+                acquired: u64_of(r.get("acquired")),
+                denied: u64_of(r.get("denied")),
+            });
+        }
+        Ok((bounds, counts))
     }
 
     pub async fn open_usage(&self) -> StoreResult<BTreeMap<HourKey, Counts>> {
         let rows = sqlx::query(
-            "SELECT feature, hour, peak_in_use, grants, denials, backup_use_ms FROM open_usage",
+            "SELECT feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_ms FROM open_usage",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -246,6 +262,7 @@ impl ServerStore {
                     peak_in_use: u32::try_from(r.get::<i64, _>("peak_in_use")).unwrap_or(0),
                     grants: u64_of(r.get("grants")),
                     denials: u64_of(r.get("denials")),
+                    denials_while_free: u64_of(r.get("denials_while_free")),
                     backup_use_ms: u64_of(r.get("backup_use_ms")),
                 },
             );
@@ -253,9 +270,14 @@ impl ServerStore {
         Ok(out)
     }
 
-    /// Closed buckets not yet acknowledged, oldest first.
-    pub async fn pending_buckets(&self, limit: usize) -> StoreResult<Vec<UsageBucket>> {
-        let rows = sqlx::query("SELECT seq, feature, hour, peak_in_use, grants, denials, backup_use_secs FROM usage_buckets ORDER BY seq LIMIT ?")
+    /// Closed buckets recorded under `guid` and not yet acknowledged, oldest first.
+    pub async fn pending_buckets(
+        &self,
+        guid: ServerGuid,
+        limit: usize,
+    ) -> StoreResult<Vec<UsageBucket>> {
+        let rows = sqlx::query("SELECT seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs FROM usage_buckets WHERE server_guid = ? ORDER BY seq LIMIT ?")
+            .bind(guid.to_string())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
@@ -273,6 +295,7 @@ impl ServerStore {
                 peak_in_use: u32::try_from(r.get::<i64, _>("peak_in_use")).unwrap_or(0),
                 grants: u64_of(r.get("grants")),
                 denials: u64_of(r.get("denials")),
+                denials_while_free: u64_of(r.get("denials_while_free")),
                 backup_use_secs: u64_of(r.get("backup_use_secs")),
             });
         }
@@ -288,7 +311,7 @@ impl ServerStore {
     ) -> StoreResult<Vec<HistoryPoint>> {
         let from = since.timestamp() - i64::from(HOUR_SECS) + 1;
         let rows = sqlx::query(
-            "SELECT feature, hour, peak_in_use, grants, denials, licensed, backup_use_secs FROM usage_history \
+            "SELECT feature, hour, peak_in_use, grants, denials, denials_while_free, licensed, backup_use_secs FROM usage_history \
              WHERE hour >= ? AND (? IS NULL OR feature = ?) ORDER BY hour, feature",
         )
         .bind(from)
@@ -311,6 +334,7 @@ impl ServerStore {
                 peak_in_use: u32::try_from(r.get::<i64, _>("peak_in_use")).unwrap_or(0),
                 grants: u64_of(r.get("grants")),
                 denials: u64_of(r.get("denials")),
+                denials_while_free: u64_of(r.get("denials_while_free")),
                 licensed: u32::try_from(r.get::<i64, _>("licensed")).unwrap_or(0),
                 backup_use_secs: u64_of(r.get("backup_use_secs")),
                 open: false,
@@ -333,6 +357,135 @@ impl ServerStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The ledger, the allocator's snapshot and the meta values of one flush.
+async fn write_flush(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    f: &FlushWrite,
+) -> Result<(), sqlx::Error> {
+    for ((feature, hour), c) in &f.open {
+        sqlx::query(
+            "INSERT INTO open_usage (feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = excluded.peak_in_use, grants = excluded.grants, denials = excluded.denials, \
+             denials_while_free = excluded.denials_while_free, backup_use_ms = excluded.backup_use_ms",
+        )
+        .bind(feature.as_str())
+        .bind(hour.to_rfc3339())
+        .bind(i64::from(c.peak_in_use))
+        .bind(i64_of(c.grants))
+        .bind(i64_of(c.denials))
+        .bind(i64_of(c.denials_while_free))
+        .bind(i64_of(c.backup_use_ms))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !f.close.is_empty() {
+        let next: i64 = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(keys::NEXT_SEQ)
+            .fetch_optional(&mut **tx)
+            .await?
+            .and_then(|r| r.get::<String, _>("value").parse().ok())
+            .unwrap_or(1);
+        let mut seq = next;
+        let guid = f.guid.map(|g| g.to_string()).unwrap_or_default();
+        for ((feature, hour), c) in &f.close {
+            sqlx::query(
+                "INSERT INTO usage_buckets (seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, server_guid) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(seq)
+            .bind(feature.as_str())
+            .bind(hour.to_rfc3339())
+            .bind(i64::from(c.peak_in_use))
+            .bind(i64_of(c.grants))
+            .bind(i64_of(c.denials))
+            .bind(i64_of(c.denials_while_free))
+            .bind(i64_of(c.backup_use_ms / 1000))
+            .bind(&guid)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO usage_history (feature, hour, peak_in_use, grants, denials, denials_while_free, licensed, backup_use_secs) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = max(peak_in_use, excluded.peak_in_use), grants = grants + excluded.grants, \
+                 denials = denials + excluded.denials, denials_while_free = denials_while_free + excluded.denials_while_free, \
+                 licensed = excluded.licensed, backup_use_secs = backup_use_secs + excluded.backup_use_secs",
+            )
+            .bind(feature.as_str())
+            .bind(hour.timestamp())
+            .bind(i64::from(c.peak_in_use))
+            .bind(i64_of(c.grants))
+            .bind(i64_of(c.denials))
+            .bind(i64_of(c.denials_while_free))
+            .bind(i64::from(f.licensed.get(feature).copied().unwrap_or(0)))
+            .bind(i64_of(c.backup_use_ms / 1000))
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM open_usage WHERE feature = ? AND hour = ?")
+                .bind(feature.as_str())
+                .bind(hour.to_rfc3339())
+                .execute(&mut **tx)
+                .await?;
+            seq += 1;
+        }
+        upsert_meta(tx, keys::NEXT_SEQ, &seq.to_string()).await?;
+    }
+    if let Some(from) = f.history_from {
+        sqlx::query("DELETE FROM usage_history WHERE hour < ?")
+            .bind(from.timestamp())
+            .execute(&mut **tx)
+            .await?;
+    }
+    let snap = &f.snapshot;
+    for id in &snap.bounds_removed {
+        sqlx::query("DELETE FROM lease_bounds WHERE client_id = ?")
+            .bind(id.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    for id in &snap.counts_removed {
+        sqlx::query("DELETE FROM client_counts WHERE client_id = ?")
+            .bind(id.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    write_bounds(tx, &snap.bounds).await?;
+    for c in &snap.counts {
+        sqlx::query(
+            "INSERT INTO client_counts (client_id, feature, acquired, denied) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (client_id, feature) DO UPDATE SET acquired = excluded.acquired, denied = excluded.denied",
+        )
+        .bind(c.client.as_str())
+        .bind(c.feature.as_str())
+        .bind(i64_of(c.acquired))
+        .bind(i64_of(c.denied))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (k, v) in &f.meta {
+        upsert_meta(tx, k, v).await?;
+    }
+    Ok(())
+}
+
+async fn write_bounds(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[BoundRow],
+) -> Result<(), sqlx::Error> {
+    for b in rows {
+        sqlx::query(
+            "INSERT INTO lease_bounds (client_id, feature, bound, product_release, failover) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (client_id, feature) DO UPDATE SET bound = excluded.bound, product_release = excluded.product_release, failover = excluded.failover",
+        )
+        .bind(b.client.as_str())
+        .bind(b.feature.as_str())
+        .bind(i64::from(b.bound))
+        .bind(b.product_release.format("%Y-%m-%d").to_string())
+        .bind(i64::from(b.failover))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Sets one `meta` value inside a transaction.

@@ -52,8 +52,9 @@ impl Case {
         (2_000 * u64::from(self.licenses)).max(20_000)
     }
 
-    pub fn load(&self, calls: u64) -> CallsLoad {
+    pub fn load(&self, calls: u64, deny_wait_ms: u64) -> CallsLoad {
         CallsLoad {
+            deny_wait_ms,
             licenses: self.licenses,
             processes: self.processes,
             erlangs: self.erlangs(),
@@ -105,12 +106,24 @@ pub struct Measured {
     pub ci95: f64,
     pub erlang_b: f64,
     pub false_denials: u64,
+    /// Calls that asked the server (deny-wait).
+    pub waited: u64,
     pub max_in_use: u32,
 }
 
 impl Measured {
+    /// blocking / Erlang B, where Erlang B is at least 0.1 % (below, the excess in
+    /// percentage points is the figure that means something).
     pub fn ratio(&self) -> Option<f64> {
-        (self.erlang_b > 0.0).then(|| self.blocking / self.erlang_b)
+        (self.erlang_b >= 0.001).then(|| self.blocking / self.erlang_b)
+    }
+
+    pub fn waited_share(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.waited as f64 / self.calls as f64
+        }
     }
 
     pub fn excess_pp(&self) -> f64 {
@@ -126,12 +139,14 @@ impl Measured {
     }
 }
 
-/// Runs `case` for `seeds` seeds of `calls` counted calls each, with `base` as the rest of
-/// the configuration (fixes, planted bug).
+/// Runs `case` for `seeds` seeds of `calls` counted calls each, the clients with a deny-wait
+/// of `deny_wait_ms` (0: purely local), with `base` as the rest of the configuration (fixes,
+/// planted bug).
 pub fn measure(
     case: Case,
     calls: u64,
     seeds: u64,
+    deny_wait_ms: u64,
     base: &Config,
 ) -> Result<Measured, Box<Failure>> {
     let mut per_seed = Vec::new();
@@ -144,18 +159,20 @@ pub fn measure(
         ci95: 0.0,
         erlang_b: erlang_b(case.licenses, case.erlangs()),
         false_denials: 0,
+        waited: 0,
         max_in_use: 0,
     };
     for seed in 0..seeds {
         let cfg = Config {
             fixes: base.fixes,
             planted_bug: base.planted_bug,
-            ..Config::for_calls(case.load(calls))
+            ..Config::for_calls(case.load(calls, deny_wait_ms))
         };
         let s = run(seed, &cfg)?;
         m.calls += s.calls;
         m.denied += s.denied;
         m.false_denials += s.false_denials;
+        m.waited += s.waited;
         m.max_in_use = m.max_in_use.max(s.max_in_use);
         per_seed.push(s.blocking());
     }
@@ -177,7 +194,7 @@ pub fn measure(
 /// excess, false denials, max in use.
 pub fn table_row(m: &Measured) -> String {
     format!(
-        "| {} | {} | {:.0} % | {} s | {} | {:.3} % ± {:.3} | {:.3} % | {} | {:+.3} | {:.3} % | {} |",
+        "| {} | {} | {:.0} % | {} s | {} | {:.3} % ± {:.3} | {:.3} % | {} | {:+.3} | {:.3} % | {:.1} % | {} |",
         m.case.licenses,
         m.case.processes,
         m.case.load * 100.0,
@@ -189,11 +206,12 @@ pub fn table_row(m: &Measured) -> String {
         m.ratio().map_or("-".into(), |r| format!("{r:.2}")),
         m.excess_pp(),
         m.false_denial_share() * 100.0,
+        m.waited_share() * 100.0,
         m.max_in_use
     )
 }
 
-pub const TABLE_HEADER: &str = "| N | processes | load | hold | calls | blocking | Erlang B | ratio | excess (pp) | false denials | max in use |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |";
+pub const TABLE_HEADER: &str = "| N | processes | load | hold | calls | blocking | Erlang B | ratio | excess (pp) | false denials | asked the server | max in use |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |";
 
 #[cfg(test)]
 mod tests {

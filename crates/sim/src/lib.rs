@@ -5,10 +5,12 @@
 //! skew. Everything is driven by one seeded random number generator, so a run is replayable
 //! from its seed.
 //!
-//! The servers run the real lease allocator ([`leasehold_server::allocator::Allocator`]), the
-//! node runs the real sync-token chain decision ([`leasehold_node::chain::decide`]); the
-//! clients are a model of the client library's refresher rules (see `world.rs`). After every
-//! event the invariants of DESIGN.md §4 are checked (see [`Invariant`]).
+//! The real decision code runs inside: the servers run the real lease allocator
+//! ([`leasehold_server::allocator::Allocator`], restored from what it persisted after a
+//! crash), the node runs the real sync-token chain decision ([`leasehold_node::chain::decide`])
+//! and every client runs the real client policy ([`leasehold_client::policy::Policy`]) over a
+//! model of the cache's atomics. After every event the invariants of DESIGN.md §4 are checked
+//! (see [`Invariant`]).
 //!
 //! `cargo run -p leasehold-sim --release -- --seeds 100000` runs a soak; see docs/testing.md.
 
@@ -26,50 +28,41 @@ pub enum PlantedBug {
     /// The simulated servers free leases 100 s after the request instead of after
     /// 120 s plus the margin (the wrapper expires reservations 30 s early).
     Hold100s,
+    /// The allocator frees a shrunk grant as soon as it answers with the smaller quota,
+    /// without waiting for the client to acknowledge it (`allocator::Fault::FreeOnAnswer`).
+    FreeOnAnswer,
 }
 
 impl PlantedBug {
+    pub const ALL: [PlantedBug; 2] = [PlantedBug::Hold100s, PlantedBug::FreeOnAnswer];
+
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::Hold100s => "hold-100s",
+            PlantedBug::FreeOnAnswer => "free-on-answer",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "hold-100s" => Some(PlantedBug::Hold100s),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|b| b.name() == s)
     }
 }
 
-/// Changes to the modelled client or servers that fix issues the simulation found. The
-/// default models the code as it is: `quota_per_server` and `release_ordered` are fixed in
-/// the real client and server, and so is `sync_delay_after_restart`: all on by default.
+/// Changes to the modelled servers that fix issues the simulation found, so that a test can
+/// show each one is needed. The default models the code as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fixes {
-    /// A client reports its `quota` only to the server that granted it (0 to any other).
-    /// Found by this simulation (seed 3): a client reporting the backup's quota in its probe
-    /// of a restarted primary in learning mode made it confirm a quota it never granted, on
-    /// top of leases granted before the restart. Fixed in the real refresher.
-    pub quota_per_server: bool,
-    /// A server ignores a `DELETE` that a client sent before its latest lease request the
-    /// server has seen. Found by this simulation (seed 958): a late `DELETE` from a client's
-    /// earlier return to the primary freed the grant of its next failover while the client
-    /// used it. Fixed: requests carry `seq`, `DELETE ?seq=N` is ignored after a later request.
-    pub release_ordered: bool,
     /// A restarted server waits out the longest network delay before its first sync (fixed:
-    /// the real server waits one node timeout). Before the fix it could sync at once; an upload sent just before a crash that reaches the
-    /// node after the restarted server's first upload makes the node branch the token chain
-    /// and revoke the token it just issued, so the next sync is refused as a fork.
+    /// the real server waits one node timeout). Before the fix it could sync at once; an
+    /// upload sent just before a crash that reaches the node after the restarted server's
+    /// first upload makes the node branch the token chain and revoke the token it just
+    /// issued, so the next sync is refused as a fork (seed 633).
     pub sync_delay_after_restart: bool,
 }
 
 impl Default for Fixes {
     fn default() -> Self {
         Self {
-            quota_per_server: true,
-            release_ordered: true,
             sync_delay_after_restart: true,
         }
     }
@@ -82,19 +75,8 @@ impl Fixes {
         for name in list.split(',').filter(|s| !s.is_empty()) {
             match name {
                 // The code before the fixes: every fix off.
-                "none" => {
-                    f.quota_per_server = false;
-                    f.release_ordered = false;
-                    f.sync_delay_after_restart = false;
-                }
-                "quota-per-server" => f.quota_per_server = true,
-                "release-ordered" => f.release_ordered = true,
-                "sync-delay-after-restart" => f.sync_delay_after_restart = true,
-                "all" => {
-                    f.quota_per_server = true;
-                    f.release_ordered = true;
-                    f.sync_delay_after_restart = true;
-                }
+                "none" => f.sync_delay_after_restart = false,
+                "sync-delay-after-restart" | "all" => f.sync_delay_after_restart = true,
                 _ => return None,
             }
         }
@@ -103,12 +85,6 @@ impl Fixes {
 
     pub fn names(&self) -> String {
         let mut v = Vec::new();
-        if self.quota_per_server {
-            v.push("quota-per-server");
-        }
-        if self.release_ordered {
-            v.push("release-ordered");
-        }
         if self.sync_delay_after_restart {
             v.push("sync-delay-after-restart");
         }
@@ -134,18 +110,29 @@ pub struct CallsLoad {
     pub warmup_ms: u64,
     /// Counted calls; the run ends after about this many.
     pub calls: u64,
+    /// The clients' deny-wait (ms; 0: answer from the cache only).
+    pub deny_wait_ms: u64,
 }
 
 impl CallsLoad {
     /// Simulated time the run needs for its warm-up and counted calls.
     pub fn duration_ms(&self) -> u64 {
         let rate_per_ms = self.erlangs / self.hold_ms.max(1) as f64;
-        CALLS_START_MS + self.warmup_ms + (self.calls as f64 / rate_per_ms.max(1e-12)) as u64
+        CALLS_START_MS
+            + self.warmup_ms
+            + (self.calls as f64 / rate_per_ms.max(1e-12)) as u64
+            + QUIET_MS
     }
 }
 
 /// When the first call of a [`CallsLoad`] arrives: every client has started and connected.
 pub const CALLS_START_MS: u64 = 5_000;
+/// For this long before the end of a run no call starts (and, with faults, no fault happens
+/// for [`DRAIN_MS`] before the end): every call placed has been reported by then, so the
+/// usage the servers counted must equal the calls placed.
+pub const QUIET_MS: u64 = 60_000;
+/// Faults stop this long before the end of a run, and every fault heals.
+pub const DRAIN_MS: u64 = 4 * 60_000;
 
 /// What one run simulates.
 #[derive(Debug, Clone)]
@@ -235,6 +222,9 @@ pub enum Invariant {
     OneInstance,
     /// §4.3: simultaneous production/backup use shows in the backup's usage.
     OverlapReported,
+    /// §4.7 for calls: no client's calls are ever counted more than once across the
+    /// servers, and once the run is quiet every call of a running client is counted.
+    UsageExact,
 }
 
 impl fmt::Display for Invariant {
@@ -247,6 +237,7 @@ impl fmt::Display for Invariant {
             Invariant::NothingLost => "§4.7 usage neither lost nor counted twice",
             Invariant::OneInstance => "§4.4 one honest instance is never refused",
             Invariant::OverlapReported => "§4.3 production/backup overlap reported",
+            Invariant::UsageExact => "§4.7 every call counted exactly once",
         })
     }
 }

@@ -23,7 +23,7 @@ invariants of DESIGN.md §4 after every event; a failing seed prints how to repl
 USAGE:
     leasehold-sim [--seeds N] [--start S] [--seed S] [--steps N] [--minutes M]
                   [--planted-bug hold-100s] [--fix LIST] [--keep-going] [--quiet]
-    leasehold-sim --bench | --case N:P:LOAD:HOLD ... [--calls K] [--seeds N]
+    leasehold-sim --bench | --case N:P:LOAD:HOLD ... [--calls K] [--seeds N] [--deny-wait MS]
 
 OPTIONS:
     --seeds N         run N seeds, from --start (default 1000)
@@ -33,14 +33,13 @@ OPTIONS:
     --minutes M       simulated minutes per run (default 30)
     --planted-bug B   break the system on purpose to show the simulation finds it:
                       hold-100s = servers free leases after 100 s instead of 120 s + margin
-    --fix LIST        model fixes the real code does not have yet (comma-separated):
-                      quota-per-server = a client reports its quota only to the server
-                      that granted it
-                      release-ordered = a server ignores a DELETE sent before the client's
-                      latest request it has seen
+                      free-on-answer = the allocator frees a shrunk grant before the
+                      client acknowledged it
+    --fix LIST        which fixes of the modelled server to keep (comma-separated):
+                      none = without them (the code before the fixes)
                       sync-delay-after-restart = a restarted server waits out the longest
                       network delay before its first sync
-                      all = all of the above
+                      all = all of the above (the default)
     --keep-going      with --seeds: report every failing seed, not just the first
     --quiet           with --seed: do not print every event
     --bench           allocation quality: every case of issue 9 as a calls load (Poisson
@@ -50,6 +49,8 @@ OPTIONS:
     --calls K         counted calls per seed of a calls case (default 2000 per license,
                       at least 20000); with
                       --bench or --case, --seeds is the number of seeds per case (default 10)
+    --deny-wait MS    with --bench or --case: the clients ask the server and wait at most
+                      MS milliseconds before denying (default 0: purely local)
     -h, --help        this text
 ";
 
@@ -74,6 +75,7 @@ fn real_main() -> Result<ExitCode, String> {
     let mut cases: Vec<Case> = Vec::new();
     let mut calls: Option<u64> = None;
     let mut seeds_given = false;
+    let mut deny_wait_ms: u64 = 0;
     let num = |v: Option<String>, flag: &str| -> Result<u64, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
         v.parse()
@@ -93,6 +95,7 @@ fn real_main() -> Result<ExitCode, String> {
                 })?);
             }
             "--calls" => calls = Some(num(args.next(), "--calls")?),
+            "--deny-wait" => deny_wait_ms = num(args.next(), "--deny-wait")?,
             "--start" => start = num(args.next(), "--start")?,
             "--seed" => one = Some(num(args.next(), "--seed")?),
             "--steps" => cfg.steps = num(args.next(), "--steps")?,
@@ -100,13 +103,15 @@ fn real_main() -> Result<ExitCode, String> {
             "--planted-bug" => {
                 let v = args.next().ok_or("--planted-bug needs a value")?;
                 cfg.planted_bug = Some(PlantedBug::parse(&v).ok_or_else(|| {
-                    format!("--planted-bug: unknown bug {v:?} (known: hold-100s)")
+                    format!("--planted-bug: unknown bug {v:?} (known: hold-100s, free-on-answer)")
                 })?);
             }
             "--fix" => {
                 let v = args.next().ok_or("--fix needs a value")?;
                 cfg.fixes = Fixes::parse(&v).ok_or_else(|| {
-                    format!("--fix: unknown fix in {v:?} (known: quota-per-server, release-ordered, sync-delay-after-restart, all)")
+                    format!(
+                        "--fix: unknown fix in {v:?} (known: none, sync-delay-after-restart, all)"
+                    )
                 })?;
             }
             "--quiet" => quiet = true,
@@ -124,12 +129,8 @@ fn real_main() -> Result<ExitCode, String> {
         println!("{TABLE_HEADER}");
         let started = Instant::now();
         for case in cases {
-            match measure(
-                case,
-                calls.unwrap_or_else(|| case.default_calls()),
-                seeds,
-                &cfg,
-            ) {
+            let calls = calls.unwrap_or_else(|| case.default_calls());
+            match measure(case, calls, seeds, deny_wait_ms, &cfg) {
                 Ok(m) => println!("{}", table_row(&m)),
                 Err(f) => {
                     eprintln!("{f}");

@@ -5,42 +5,55 @@
 //! validity, server holds, sync intervals).
 //!
 //! Network: every (client, server) pair and every (server, node) pair is a link that is
-//! good (one-way delay 0–1.5 s, 1 % of messages dropped), slow (4.5–15 s, so every answer
-//! outlives the client's 4 s request timeout) or cut (everything dropped). Faults cut or slow
-//! links, isolate clients, crash servers (their process stops answering: requests are refused
-//! at once; the disk survives) and crash or cleanly stop clients, each for a random time.
+//! good (one-way delay 0–1.5 s, 1 % of messages dropped), slow (10.5–20 s one way, so every
+//! round trip over it outlives the client's 10 s request timeout) or cut (everything
+//! dropped). Faults cut or
+//! slow links, isolate clients, crash servers (their process stops answering: requests are
+//! refused at once; the disk survives) and crash or cleanly stop clients, each for a random
+//! time. A calls load runs on a LAN instead: sub-millisecond, nothing lost, no faults.
 //!
-//! Clients model the client library's refresher (crates/client/src/refresher.rs): a tick every
-//! 2 s; on the primary, one request, and after 10 s without a good primary answer (counted from
-//! the send time of the last good one) a request to the backup marked `failover`; in failover,
-//! a probe to the primary and a request to the backup in parallel, back to the primary (and a
-//! `DELETE` to the backup) on the first good primary answer; requests time out after 4 s; a
-//! lease is valid until its send time + 120 s by the client's clock; `acquire` only under a
-//! valid lease and within the quota.
+//! Clients run the real client policy (`leasehold_client::policy`) over a model of the
+//! cache's atomics (quota and in use per feature, lowered and installed as the refresher
+//! does, waking the policy when headroom runs low, when more is held than the server lets it
+//! keep, and when calls wait for the server). Servers run the real allocator, persist what it
+//! raised before answering and its snapshot with the ledger every housekeeping round, and a
+//! restarted server is restored from that, or learns, as the real server decides.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use chrono::NaiveDate;
+use leasehold_client::policy::{self, Action, Event, Holding, Policy, PolicyConfig};
 use leasehold_node::chain::{decide, ChainStep, TokenLookup};
-use leasehold_proto::{ClientId, Feature, FeatureRequest, InstanceId};
-use leasehold_server::allocator::{Allocator, ClientRequest, PoolLicense, Serving, LEASE_MS};
+use leasehold_proto::{
+    ClientId, Context, Feature, InstanceId, LeaseRequest, LeaseResponse, QuotaReason, ServerGuid,
+};
+use leasehold_server::allocator::{
+    Allocator, BoundRow, ClientRequest, CountRow, Fault, PoolLicense, Serving, Snapshot, Start,
+    HOLD_MS, LEASE_MS,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{Config, Failure, Invariant, PlantedBug};
+use crate::{Config, Failure, Invariant, PlantedBug, DRAIN_MS, QUIET_MS};
 
 const REFRESH_MS: u64 = 2_000;
 const FAILOVER_MS: u64 = 10_000;
-const TIMEOUT_MS: u64 = 4_000;
+/// The policy's request timeout: min(failover_after, 10 s).
+const TIMEOUT_MS: u64 = policy::MAX_REQUEST_TIMEOUT_MS;
 const GOOD_DELAY_MAX_MS: u64 = 1_500;
 /// Round trip on a good link.
 const RTT_MAX_MS: u64 = 2 * GOOD_DELAY_MAX_MS;
-const SLOW_DELAY_MS: (u64, u64) = (4_500, 15_000);
+/// One-way delay on a slow link: a round trip with one slow leg outlives the request timeout.
+const SLOW_DELAY_MS: (u64, u64) = (TIMEOUT_MS + 500, 20_000);
 const DROP_PER_MILLE: u32 = 10;
 const DRIFT_MAX_PPM: i64 = 5_000;
 const SYNC_TIMEOUT_MS: u64 = 35_000;
 const BUCKET_MS: u64 = 60_000;
+/// How often a server persists its allocator snapshot and ledger (the real one: every second).
 const HOUSEKEEP_MS: u64 = 5_000;
+/// A restarted server restores its leases if it persisted within this long (the real one:
+/// the data directory's heartbeat within a hold plus 10 s).
+const RESTORE_WITHIN_MS: u64 = HOLD_MS + 10_000;
 /// A client on the backup with licenses in use for this long must show in backup usage.
 const OVERLAP_EPISODE_MS: u64 = 20_000;
 const TRACE_LEN: usize = 30;
@@ -61,6 +74,8 @@ pub struct Stats {
     pub failovers: u64,
     pub returns_to_primary: u64,
     pub server_crashes: u64,
+    pub restores: u64,
+    pub learning_starts: u64,
     pub client_crashes: u64,
     pub link_faults: u64,
     pub messages_dropped: u64,
@@ -71,19 +86,22 @@ pub struct Stats {
     pub peak_allocation_per_mille: u64,
     /// Licenses acquired by the clients (ground truth).
     pub acquisitions: u64,
-    /// Grants in the servers' usage (node + disks). Can differ from `acquisitions`: a restarted
-    /// server only takes a baseline of a client's running totals, and a backup counts a
-    /// failing-over client's totals from its first report.
+    /// Grants in the servers' usage (node, disks and open hours). Equal to the acquisitions
+    /// of clients that did not crash with calls not yet reported.
     pub grants_reported: u64,
+    /// Acquisitions of clients that crashed before a server counted them.
+    pub acquisitions_lost_in_crashes: u64,
     /// True time during which clients used licenses under both primary and backup leases.
     pub overlap_ms: u64,
     pub backup_use_ms_reported: u64,
     /// Calls (acquire attempts) counted: all of them, or after the warm-up of a calls load.
     pub calls: u64,
-    /// Calls denied by the client's cache.
+    /// Calls denied by the client (after asking the server, with deny-wait).
     pub denied: u64,
     /// Denials made while fewer licenses than the count were in use on the client's server.
     pub false_denials: u64,
+    /// Calls that asked the server (deny-wait).
+    pub waited: u64,
     /// Most licenses ever in use at once on one server (calls load: must stay <= count).
     pub max_in_use: u32,
 }
@@ -159,6 +177,7 @@ struct Link {
 struct Counts {
     grants: u64,
     denials: u64,
+    denials_while_free: u64,
     backup_use_ms: u64,
     peak: u32,
 }
@@ -175,9 +194,40 @@ struct Disk {
     instance: InstanceId,
     token: Option<u64>,
     next_seq: u64,
-    /// The open bucket, written through on every change.
+    /// The open bucket as last persisted.
     open: Counts,
     unacked: BTreeMap<u64, Counts>,
+    bounds: BTreeMap<(ClientId, Feature), BoundRow>,
+    counts: BTreeMap<(ClientId, Feature), CountRow>,
+    /// True time of the last persist (the real server's heartbeat).
+    persisted_at: Option<u64>,
+    /// True time until which the last process that started learning was learning.
+    learning_until: u64,
+    /// Ground truth for the usage invariant: calls counted per client process, as persisted.
+    proc_counted: BTreeMap<usize, (u64, u64)>,
+}
+
+impl Disk {
+    fn apply(&mut self, s: &Snapshot) {
+        for id in &s.bounds_removed {
+            self.bounds.retain(|k, _| &k.0 != id);
+        }
+        for id in &s.counts_removed {
+            self.counts.retain(|k, _| &k.0 != id);
+        }
+        self.raise(&s.bounds);
+        for c in &s.counts {
+            self.counts
+                .insert((c.client.clone(), c.feature.clone()), c.clone());
+        }
+    }
+
+    fn raise(&mut self, rows: &[BoundRow]) {
+        for r in rows {
+            self.bounds
+                .insert((r.client.clone(), r.feature.clone()), r.clone());
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -189,17 +239,23 @@ struct Server {
     counts: Vec<u32>,
     clock: Clock,
     disk: Disk,
+    /// The open bucket in memory (lost in a crash).
+    open: Counts,
+    /// Calls counted per client process in memory (lost in a crash).
+    proc_counted: BTreeMap<usize, (u64, u64)>,
     next_close: u64,
     next_sync: u64,
     sync_interval: u64,
     inflight: Option<u64>,
 }
 
+/// A grant a server made that its client may install.
 #[derive(Debug, Clone)]
 struct Grant {
-    /// Client-local send time of the request.
+    server: usize,
+    seq: u64,
+    /// Client-local send time of the request, and end of validity.
     send: u64,
-    /// Client-local end of validity.
     until: u64,
     quotas: Vec<u32>,
     /// True time the server granted it, and which life of the server.
@@ -213,45 +269,120 @@ struct Proc {
     slot: usize,
     id: ClientId,
     alive: bool,
-    /// Grants each server made to this process, whether or not the answer arrived.
-    issued: [Vec<Grant>; 2],
-    /// Grants from server `s` for requests sent before this client-local time are
-    /// superseded: the client installed a later answer, so it will never use them (a client
-    /// acquires only under the answer it installed last).
-    superseded: [u64; 2],
-    /// The process gave its quota back to this server on a clean shutdown.
-    released: [bool; 2],
-    /// Send time of the latest request each server processed from it.
-    last_seen: [u64; 2],
+    issued: Vec<Grant>,
+    /// Ground truth: calls granted and denied by this process.
+    acquired: u64,
+    denied: u64,
 }
 
+/// The cache's atomics of one client, as the policy sees them.
+#[derive(Debug, Clone, Default)]
+struct SimCache {
+    quota: Vec<u32>,
+    in_use: Vec<u32>,
+    peak: Vec<u32>,
+    acquired: Vec<u64>,
+    denied: Vec<u64>,
+    waiting: Vec<u32>,
+    low_water: Vec<u32>,
+    give_back_above: Vec<u32>,
+    /// A full cache is a sharing denial (not "not licensed" and the like).
+    sharing: Vec<bool>,
+    /// Client-local end of the installed answer's validity (0: none).
+    valid_until: u64,
+}
+
+impl SimCache {
+    fn new(nf: usize) -> Self {
+        Self {
+            quota: vec![0; nf],
+            in_use: vec![0; nf],
+            peak: vec![0; nf],
+            acquired: vec![0; nf],
+            denied: vec![0; nf],
+            waiting: vec![0; nf],
+            low_water: vec![0; nf],
+            give_back_above: vec![u32::MAX; nf],
+            sharing: vec![true; nf],
+            valid_until: 0,
+        }
+    }
+
+    fn valid(&self, local: u64) -> bool {
+        local < self.valid_until
+    }
+
+    fn valid_quota(&self, local: u64, f: usize) -> u32 {
+        if self.valid(local) {
+            self.quota[f]
+        } else {
+            0
+        }
+    }
+
+    /// `acquire`'s fast path: a license within a valid quota; the headroom left.
+    fn take(&mut self, local: u64, f: usize) -> Option<u32> {
+        if self.valid(local) && self.in_use[f] < self.quota[f] {
+            self.in_use[f] += 1;
+            self.peak[f] = self.peak[f].max(self.in_use[f]);
+            Some(self.quota[f] - self.in_use[f])
+        } else {
+            None
+        }
+    }
+}
+
+impl policy::Cache for SimCache {
+    fn holding(&mut self, i: usize) -> Holding {
+        let peak = self.peak[i].max(self.in_use[i]);
+        self.peak[i] = self.in_use[i];
+        Holding {
+            in_use: self.in_use[i],
+            peak,
+            acquired: self.acquired[i],
+            denied: self.denied[i],
+            waiting: self.waiting[i],
+        }
+    }
+
+    fn held(&self, i: usize) -> u32 {
+        self.in_use[i]
+    }
+
+    fn lower(&mut self, i: usize, keep: u32) -> (u32, u32) {
+        let u = self.in_use[i];
+        let q = self.quota[i];
+        let lowered = q.min(u.saturating_add(keep)).max(u.min(q));
+        self.quota[i] = lowered;
+        (u, lowered)
+    }
+
+    fn install(&mut self, features: &[policy::InstallFeature], valid_until_ms: u64) {
+        for (i, f) in features.iter().enumerate() {
+            self.quota[i] = f.quota;
+            self.low_water[i] = f.low_water;
+            self.give_back_above[i] = f.give_back_above;
+            self.sharing[i] = matches!(
+                f.code,
+                None | Some(QuotaReason::Exhausted | QuotaReason::Relearning)
+            );
+        }
+        self.valid_until = valid_until_ms;
+    }
+}
+
+/// A call waiting for the server (deny-wait).
 #[derive(Debug, Clone)]
-struct Lease {
-    server: usize,
-    until: u64,
-    quotas: Vec<u32>,
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    req: u64,
-    send: u64,
-    /// `Some(Some(quotas))` good answer, `Some(None)` failed.
-    result: Option<Option<Vec<u32>>>,
-}
-
-#[derive(Debug, Clone)]
-enum Phase {
-    Idle,
-    Primary(Pending),
-    TryBackup(Pending),
-    Pair(Pending, Pending),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Primary,
-    Failover,
+struct Waiter {
+    id: u64,
+    feature: usize,
+    /// Registration number: an answer to a request sent after it covers it.
+    reg: u64,
+    /// How long the call holds its license once granted (calls load); `None` for the
+    /// faults workload, whose holdings follow targets.
+    hold: Option<u64>,
+    /// Counted in the calls statistics (placed after the warm-up).
+    counted: bool,
 }
 
 #[derive(Debug)]
@@ -261,23 +392,22 @@ struct Client {
     proc_: usize,
     clock: Clock,
     started_at: u64,
-    mode: Mode,
-    primary_ok_at: u64,
-    lease: Option<Lease>,
-    in_use: Vec<u32>,
-    peak: Vec<u32>,
-    acquired: Vec<u64>,
-    denied: Vec<u64>,
-    denied_seen: Vec<u64>,
-    denied_pending: Vec<u64>,
+    policy: Option<Policy>,
+    cache: SimCache,
+    deny_wait_ms: u64,
+    /// Wake reasons for the policy not yet polled.
+    wake: u8,
+    /// True time of the next scheduled poll (a queued poll at another time is stale), and
+    /// whether it is still queued.
+    next_poll: u64,
+    poll_queued: bool,
+    waiters: VecDeque<Waiter>,
+    asks_registered: u64,
+    asks_covered: u64,
+    /// Per server: the request in flight and the ask registrations it covers.
+    sent_asks: [Option<(u64, u64)>; 2],
     /// In use after the previous check, for §4.1(b).
     checked_in_use: Vec<u32>,
-    phase: Phase,
-    tick_start: u64,
-    /// True time of the next scheduled tick (a queued tick at another time is stale).
-    next_tick: u64,
-    /// A denial asked for an early refresh while a request was in flight.
-    early_wanted: bool,
     target: Vec<u32>,
     /// True time since which each server has been unreachable (down, link cut or slow).
     unreach_since: [Option<u64>; 2],
@@ -287,18 +417,12 @@ struct Client {
 }
 
 impl Client {
-    fn valid_quota(&self, local: u64, f: usize) -> u32 {
-        self.lease
-            .as_ref()
-            .filter(|l| local < l.until)
-            .map_or(0, |l| l.quotas[f])
+    fn lease_from(&self, local: u64) -> Option<usize> {
+        self.policy.as_ref().and_then(|p| p.lease_from(local))
     }
 
-    fn lease_from(&self, local: u64) -> Option<usize> {
-        self.lease
-            .as_ref()
-            .filter(|l| local < l.until)
-            .map(|l| l.server)
+    fn on_backup(&self) -> bool {
+        self.policy.as_ref().is_some_and(Policy::on_backup)
     }
 }
 
@@ -326,22 +450,16 @@ enum Msg {
         server: usize,
         slot: usize,
         gen: u64,
-        req: u64,
+        /// Client-local send time.
         send: u64,
-        failover: bool,
-        features: Vec<FeatureRequest>,
+        request: Box<LeaseRequest>,
     },
     LeaseResp {
         slot: usize,
         gen: u64,
-        req: u64,
-        quotas: Option<Vec<u32>>,
-    },
-    Release {
-        proc_: usize,
         server: usize,
-        /// Client-local send time.
-        send: u64,
+        seq: u64,
+        result: Result<Box<LeaseResponse>, String>,
     },
     SyncReq {
         server: usize,
@@ -360,7 +478,7 @@ enum Msg {
 
 #[derive(Debug, Clone)]
 enum Ev {
-    ClientTick {
+    ClientPoll {
         slot: usize,
         gen: u64,
     },
@@ -368,20 +486,21 @@ enum Ev {
         slot: usize,
         gen: u64,
     },
+    ClientStart {
+        slot: usize,
+    },
+    /// A call waiting for the server reaches its deny-wait.
+    WaitTimeout {
+        slot: usize,
+        gen: u64,
+        id: u64,
+    },
     /// A call of the calls load arrives (at a client picked at random).
     CallArrive,
     /// A call of the calls load ends and releases its license.
     CallEnd {
         slot: usize,
         gen: u64,
-    },
-    ClientTimeout {
-        slot: usize,
-        gen: u64,
-        req: u64,
-    },
-    ClientStart {
-        slot: usize,
     },
     ServerHousekeep {
         s: usize,
@@ -397,13 +516,15 @@ enum Ev {
     },
     Deliver {
         link: LinkId,
-        msg: Msg,
+        msg: Box<Msg>,
     },
     Chaos,
     Heal {
         link: LinkId,
         epoch: u64,
     },
+    /// Faults stop: every link heals and every server starts.
+    Drain,
 }
 
 type Broken = (Invariant, String);
@@ -433,25 +554,18 @@ pub(crate) struct World<'a> {
     in_use_on: [bool; 2],
     backup_use_expected: Option<(usize, u64)>,
     refused: Option<String>,
-}
-
-/// Exponentially distributed with the given mean, in whole ms (at least 1).
-fn exp_ms(rng: &mut StdRng, mean: f64) -> u64 {
-    let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-    ((-u.ln() * mean) as u64).max(1)
+    broken: Option<Broken>,
+    draining: bool,
 }
 
 fn feature(name: &str) -> Feature {
     Feature::parse(name).unwrap_or_else(|e| panic!("bad feature {name}: {e}"))
 }
 
-/// The client library's `want`: what is held plus bounded headroom.
-fn want(in_use: u32, peak: u32, recent_denials: u64) -> u32 {
-    let held = in_use.max(peak);
-    let base = u64::from((held / 4).max(1));
-    let cap = u64::from(held.max(8));
-    let headroom = u32::try_from((base + recent_denials).min(cap)).unwrap_or(u32::MAX);
-    held.saturating_add(headroom)
+/// Exponentially distributed with the given mean, in whole ms (at least 1).
+fn exp_ms(rng: &mut StdRng, mean: f64) -> u64 {
+    let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+    ((-u.ln() * mean) as u64).max(1)
 }
 
 impl<'a> World<'a> {
@@ -498,7 +612,14 @@ impl<'a> World<'a> {
                     next_seq: 1,
                     open: Counts::default(),
                     unacked: BTreeMap::new(),
+                    bounds: BTreeMap::new(),
+                    counts: BTreeMap::new(),
+                    persisted_at: None,
+                    learning_until: 0,
+                    proc_counted: BTreeMap::new(),
                 },
+                open: Counts::default(),
+                proc_counted: BTreeMap::new(),
                 next_close: 0,
                 next_sync: 0,
                 sync_interval: rng.gen_range(20_000..=90_000),
@@ -516,20 +637,17 @@ impl<'a> World<'a> {
                 proc_: usize::MAX,
                 clock: clock(&mut rng),
                 started_at: 0,
-                mode: Mode::Primary,
-                primary_ok_at: 0,
-                lease: None,
-                in_use: vec![0; nf],
-                peak: vec![0; nf],
-                acquired: vec![0; nf],
-                denied: vec![0; nf],
-                denied_seen: vec![0; nf],
-                denied_pending: vec![0; nf],
+                policy: None,
+                cache: SimCache::new(nf),
+                deny_wait_ms: 0,
+                wake: 0,
+                next_poll: 0,
+                poll_queued: false,
+                waiters: VecDeque::new(),
+                asks_registered: 0,
+                asks_covered: 0,
+                sent_asks: [None; 2],
                 checked_in_use: vec![0; nf],
-                phase: Phase::Idle,
-                tick_start: 0,
-                next_tick: 0,
-                early_wanted: false,
                 target: vec![0; nf],
                 unreach_since: [None; 2],
                 good_since: [None; 2],
@@ -586,6 +704,8 @@ impl<'a> World<'a> {
             in_use_on: [false; 2],
             backup_use_expected: None,
             refused: None,
+            broken: None,
+            draining: false,
         }
     }
 
@@ -597,6 +717,11 @@ impl<'a> World<'a> {
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// No call or acquisition starts from here to the end of the run.
+    fn quiet(&self) -> bool {
+        self.now + QUIET_MS >= self.cfg.duration_ms
     }
 
     pub(crate) fn run(mut self) -> Result<Stats, Box<Failure>> {
@@ -612,6 +737,8 @@ impl<'a> World<'a> {
         } else {
             let t = self.chaos_delay();
             self.at(t, Ev::Chaos);
+            let drain = self.cfg.duration_ms.saturating_sub(DRAIN_MS);
+            self.at(drain, Ev::Drain);
         }
         while let Some(((t, _), ev)) = self.queue.pop_first() {
             if t > self.cfg.duration_ms || self.step >= self.cfg.steps {
@@ -630,6 +757,14 @@ impl<'a> World<'a> {
             }
             self.trace.push_back((self.step, t, ev.clone()));
             self.handle(ev);
+            if self.cfg.verbose && std::env::var_os("SIM_DEBUG").is_some() {
+                for (i, c) in self.clients.iter().enumerate() {
+                    println!(
+                        "      client {i}: quota {:?} in_use {:?} waiting {:?} valid_until {}",
+                        c.cache.quota, c.cache.in_use, c.cache.waiting, c.cache.valid_until
+                    );
+                }
+            }
             self.update_views();
             if let Err((inv, msg)) = self.check() {
                 return Err(self.failure(inv, msg));
@@ -641,18 +776,16 @@ impl<'a> World<'a> {
     fn finish(mut self) -> Result<Stats, Box<Failure>> {
         let mut grants = 0;
         let mut backup_use = 0;
-        for ((s, _), c) in &self.node.stored {
+        for ((s, _), c) in &self.created {
             grants += c.grants;
             if *s == BACKUP {
                 backup_use += c.backup_use_ms;
             }
         }
         for (s, server) in self.servers.iter().enumerate() {
-            for c in server.disk.unacked.values().chain([&server.disk.open]) {
-                grants += c.grants;
-                if s == BACKUP {
-                    backup_use += c.backup_use_ms;
-                }
+            grants += server.open.grants;
+            if s == BACKUP {
+                backup_use += server.open.backup_use_ms;
             }
         }
         self.stats.grants_reported = grants;
@@ -670,7 +803,55 @@ impl<'a> World<'a> {
                 return Err(self.failure(Invariant::OverlapReported, msg));
             }
         }
+        // Usage counted exactly once: the servers' per-process counts add up to their
+        // ledgers, and once quiet every running process's calls are counted.
+        let counted_total: u64 = self
+            .servers
+            .iter()
+            .flat_map(|s| s.proc_counted.values())
+            .map(|c| c.0)
+            .sum();
+        if counted_total != grants {
+            let msg = format!(
+                "the servers' usage holds {grants} grants, but they counted {counted_total} calls of their clients"
+            );
+            return Err(self.failure(Invariant::UsageExact, msg));
+        }
+        self.stats.acquisitions_lost_in_crashes = (0..self.procs.len())
+            .filter(|p| !self.procs[*p].alive)
+            .map(|p| self.procs[p].acquired.saturating_sub(self.counted(p).0))
+            .sum();
+        if self.now + QUIET_MS / 2 >= self.cfg.duration_ms && self.step < self.cfg.steps {
+            for (p, proc_) in self.procs.iter().enumerate() {
+                if !proc_.alive {
+                    continue;
+                }
+                let counted = self.counted(p);
+                if counted != (proc_.acquired, proc_.denied) {
+                    let msg = format!(
+                        "client {} ({}) made {} acquisitions and {} denials, but the servers counted {} and {} (primary {:?}, backup {:?}) after {} s without new calls",
+                        proc_.slot,
+                        proc_.id,
+                        proc_.acquired,
+                        proc_.denied,
+                        counted.0,
+                        counted.1,
+                        self.servers[PRIMARY].proc_counted.get(&p),
+                        self.servers[BACKUP].proc_counted.get(&p),
+                        QUIET_MS / 1000
+                    );
+                    return Err(self.failure(Invariant::UsageExact, msg));
+                }
+            }
+        }
         Ok(self.stats)
+    }
+
+    fn counted(&self, p: usize) -> (u64, u64) {
+        self.servers
+            .iter()
+            .filter_map(|s| s.proc_counted.get(&p))
+            .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
     }
 
     fn failure(&self, invariant: Invariant, message: String) -> Box<Failure> {
@@ -717,7 +898,13 @@ impl<'a> World<'a> {
             LinkState::Slow => Some(self.rng.gen_range(SLOW_DELAY_MS.0..=SLOW_DELAY_MS.1)),
         };
         match delay {
-            Some(d) => self.at(self.now + d, Ev::Deliver { link, msg }),
+            Some(d) => self.at(
+                self.now + d,
+                Ev::Deliver {
+                    link,
+                    msg: Box::new(msg),
+                },
+            ),
             None => self.stats.messages_dropped += 1,
         }
     }
@@ -735,18 +922,16 @@ impl<'a> World<'a> {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::ClientStart { slot } => self.start_client(slot),
-            Ev::ClientTick { slot, gen } => {
-                let c = &self.clients[slot];
-                if c.up && c.gen == gen && c.next_tick == self.now {
-                    self.tick(slot);
+            Ev::ClientStart { slot } => {
+                if !self.clients[slot].up {
+                    self.start_client(slot);
                 }
             }
-            Ev::CallArrive => self.call_arrive(),
-            Ev::CallEnd { slot, gen } => {
+            Ev::ClientPoll { slot, gen } => {
                 let c = &mut self.clients[slot];
-                if c.up && c.gen == gen && c.in_use[0] > 0 {
-                    c.in_use[0] -= 1;
+                if c.up && c.gen == gen && c.next_poll == self.now && c.poll_queued {
+                    c.poll_queued = false;
+                    self.poll_client(slot);
                 }
             }
             Ev::ClientWork { slot, gen } => {
@@ -754,9 +939,21 @@ impl<'a> World<'a> {
                     self.work(slot);
                 }
             }
-            Ev::ClientTimeout { slot, gen, req } => {
-                if self.clients[slot].up && self.clients[slot].gen == gen {
-                    self.resolve(slot, req, None);
+            Ev::WaitTimeout { slot, gen, id } => {
+                let c = &self.clients[slot];
+                if c.up && c.gen == gen {
+                    if let Some(i) = c.waiters.iter().position(|w| w.id == id) {
+                        if let Some(w) = self.clients[slot].waiters.remove(i) {
+                            self.deny_waiter(slot, &w);
+                        }
+                    }
+                }
+            }
+            Ev::CallArrive => self.call_arrive(),
+            Ev::CallEnd { slot, gen } => {
+                let c = &self.clients[slot];
+                if c.up && c.gen == gen && c.cache.in_use[0] > 0 {
+                    self.release_one(slot, 0);
                 }
             }
             Ev::ServerStart { s } => self.start_server(s, true),
@@ -778,18 +975,36 @@ impl<'a> World<'a> {
                         self.clients[c].good_since[s] = None;
                     }
                 } else {
-                    self.deliver(msg);
+                    self.deliver(*msg);
                 }
             }
             Ev::Chaos => {
-                self.chaos();
-                let t = self.chaos_delay();
-                self.at(t, Ev::Chaos);
+                if !self.draining {
+                    self.chaos();
+                    let t = self.chaos_delay();
+                    self.at(t, Ev::Chaos);
+                }
             }
             Ev::Heal { link, epoch } => {
                 if let Some(l) = self.links.get_mut(&link) {
                     if l.epoch == epoch {
                         l.state = LinkState::Good;
+                    }
+                }
+            }
+            Ev::Drain => {
+                self.draining = true;
+                for l in self.links.values_mut() {
+                    l.state = LinkState::Good;
+                }
+                for s in 0..2 {
+                    if !self.servers[s].up {
+                        self.start_server(s, true);
+                    }
+                }
+                for c in 0..self.clients.len() {
+                    if !self.clients[c].up {
+                        self.start_client(c);
                     }
                 }
             }
@@ -803,44 +1018,47 @@ impl<'a> World<'a> {
                 server: s,
                 slot,
                 gen,
-                req,
                 send,
-                failover,
-                features,
+                request,
             } => {
-                let quotas = self.serve(s, proc_, send, failover, &features);
+                let seq = request.seq;
+                let result = self.serve(s, proc_, send, &request);
                 self.send(
                     LinkId::Cs(slot, s),
                     Msg::LeaseResp {
                         slot,
                         gen,
-                        req,
-                        quotas,
+                        server: s,
+                        seq,
+                        result,
                     },
                 );
             }
             Msg::LeaseResp {
                 slot,
                 gen,
-                req,
-                quotas,
+                server,
+                seq,
+                result,
             } => {
-                if self.clients[slot].up && self.clients[slot].gen == gen {
-                    self.resolve(slot, req, quotas);
-                }
-            }
-            Msg::Release {
-                proc_,
-                server: s,
-                send,
-            } => {
-                let id = self.procs[proc_].id.clone();
-                if self.cfg.fixes.release_ordered && self.procs[proc_].last_seen[s] > send {
+                let c = &self.clients[slot];
+                if !(c.up && c.gen == gen) {
                     return;
                 }
-                if let Some(a) = self.servers[s].alloc.as_mut() {
-                    a.release(&id);
-                }
+                let local = c.clock.local(self.now);
+                let Some(mut p) = self.clients[slot].policy.take() else {
+                    return;
+                };
+                let actions = p.on_answer(
+                    local,
+                    server,
+                    seq,
+                    result.as_deref().map_err(Clone::clone),
+                    &mut self.clients[slot].cache,
+                );
+                self.clients[slot].policy = Some(p);
+                self.execute(slot, actions, Some((server, seq)));
+                self.schedule_poll(slot);
             }
             Msg::SyncReq {
                 server,
@@ -894,9 +1112,36 @@ impl<'a> World<'a> {
     fn start_server(&mut self, s: usize, restarted: bool) {
         let features = self.features.clone();
         let maintenance = self.maintenance;
+        let now = self.now;
+        let epoch: u64 = self.rng.gen();
         let server = &mut self.servers[s];
-        let local = server.clock.local(self.now);
-        let mut alloc = Allocator::new(local, restarted, server.backup);
+        let local = server.clock.local(now);
+        // As the real server decides: restore what was persisted if this disk was in use
+        // within a hold (and its last process was not still learning), else learn.
+        let start = if !restarted {
+            Start::Fresh
+        } else {
+            let recently = server
+                .disk
+                .persisted_at
+                .is_some_and(|t| now.saturating_sub(t) <= RESTORE_WITHIN_MS);
+            let counts: Vec<CountRow> = server.disk.counts.values().cloned().collect();
+            if recently && now >= server.disk.learning_until {
+                self.stats.restores += 1;
+                Start::Restored {
+                    bounds: server.disk.bounds.values().cloned().collect(),
+                    counts,
+                }
+            } else {
+                self.stats.learning_starts += 1;
+                server.disk.learning_until = now + HOLD_MS;
+                Start::Learning { counts }
+            }
+        };
+        let mut alloc = Allocator::new(local, start, server.backup, epoch);
+        if self.cfg.planted_bug == Some(PlantedBug::FreeOnAnswer) {
+            alloc.set_fault(Some(Fault::FreeOnAnswer));
+        }
         let licenses: Vec<PoolLicense> = features
             .iter()
             .zip(&server.counts)
@@ -911,6 +1156,9 @@ impl<'a> World<'a> {
         server.up = true;
         server.gen += 1;
         server.inflight = None;
+        server.open = server.disk.open;
+        server.proc_counted = server.disk.proc_counted.clone();
+        server.disk.persisted_at = Some(now);
         server.next_close = local + BUCKET_MS;
         let wait = if restarted && self.cfg.fixes.sync_delay_after_restart {
             SLOW_DELAY_MS.1 + 1_000
@@ -936,6 +1184,9 @@ impl<'a> World<'a> {
         server.gen += 1;
         server.alloc = None;
         server.inflight = None;
+        // What was not persisted is lost.
+        server.open = server.disk.open;
+        server.proc_counted = server.disk.proc_counted.clone();
         self.stats.server_crashes += 1;
         let down = if self.rng.gen_bool(0.3) {
             self.rng.gen_range(60_000..=200_000)
@@ -947,10 +1198,37 @@ impl<'a> World<'a> {
 
     fn expire_early(&self) -> u64 {
         match self.cfg.planted_bug {
-            Some(PlantedBug::Hold100s) => {
-                leasehold_server::allocator::HOLD_MS.saturating_sub(100_000)
-            }
-            None => 0,
+            Some(PlantedBug::Hold100s) => HOLD_MS.saturating_sub(100_000),
+            _ => 0,
+        }
+    }
+
+    /// Persists the allocator's snapshot with the ledger, in one step.
+    fn persist(&mut self, s: usize) {
+        let now = self.now;
+        let server = &mut self.servers[s];
+        let Some(alloc) = server.alloc.as_mut() else {
+            return;
+        };
+        let snap = alloc.snapshot();
+        server.disk.apply(&snap);
+        alloc.mark_durable(&snap);
+        server.disk.open = server.open;
+        server.disk.proc_counted = server.proc_counted.clone();
+        server.disk.persisted_at = Some(now);
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            println!(
+                "      PERSIST server {s} counts {:?}",
+                snap.counts
+                    .iter()
+                    .map(|c| (
+                        c.client.to_string(),
+                        c.feature.to_string(),
+                        c.acquired,
+                        c.denied
+                    ))
+                    .collect::<Vec<_>>()
+            );
         }
     }
 
@@ -964,15 +1242,16 @@ impl<'a> World<'a> {
         }
         if local >= server.next_close {
             server.next_close += BUCKET_MS;
-            if !server.disk.open.is_empty() {
+            if !server.open.is_empty() {
                 let seq = server.disk.next_seq;
                 server.disk.next_seq += 1;
-                let bucket = std::mem::take(&mut server.disk.open);
+                let bucket = std::mem::take(&mut server.open);
                 server.disk.unacked.insert(seq, bucket);
                 self.created.insert((s, seq), bucket);
                 self.stats.buckets_created += 1;
             }
         }
+        self.persist(s);
         let server = &mut self.servers[s];
         if local >= server.next_sync && server.inflight.is_none() {
             server.next_sync = local + server.sync_interval;
@@ -1003,61 +1282,110 @@ impl<'a> World<'a> {
         s: usize,
         proc_: usize,
         send: u64,
-        failover: bool,
-        features: &[FeatureRequest],
-    ) -> Option<Vec<u32>> {
+        request: &LeaseRequest,
+    ) -> Result<Box<LeaseResponse>, String> {
         let early = self.expire_early();
         let now = self.now;
         let feats = self.features.clone();
-        let id = self.procs[proc_].id.clone();
-        let release = self.release;
         let server = &mut self.servers[s];
         let local = server.clock.local(now);
         let server_gen = server.gen;
-        let alloc = server.alloc.as_mut()?;
+        let Some(alloc) = server.alloc.as_mut() else {
+            return Err("connection refused: the server is down".into());
+        };
         self.stats.lease_requests += 1;
         if early > 0 {
             alloc.expire(local + early);
         }
-        let map: BTreeMap<Feature, FeatureRequest> = feats
-            .iter()
-            .cloned()
-            .zip(features.iter().cloned())
-            .collect();
         let req = ClientRequest {
-            client: &id,
-            product_release: release,
-            features: &map,
-            failover,
+            client: &request.client_id,
+            product_release: request.product_release,
+            features: &request.features,
+            failover: request.failover,
+            seq: request.seq,
+            epoch: request.epoch,
+            asks: request.asks,
+            release: request.release,
         };
-        let (answers, usage) = alloc.request(local, &req, &Serving::Yes);
-        let seen = &mut self.procs[proc_].last_seen[s];
-        *seen = (*seen).max(send);
+        let answer = alloc.request(local, &req, &Serving::Yes);
+        // What raised a reservation is on disk before the answer leaves.
+        server.disk.raise(&answer.raised);
+        if answer.stale {
+            return Err("stale_request".into());
+        }
         let quotas: Vec<u32> = feats
             .iter()
-            .map(|f| answers.get(f).map_or(0, |a| a.quota))
+            .map(|f| answer.features.get(f).map_or(0, |a| a.quota))
             .collect();
         let peak = feats.iter().map(|f| alloc.in_use(f)).max().unwrap_or(0);
-        let open = &mut server.disk.open;
-        for d in usage.values() {
-            open.grants += d.acquired;
-            open.denials += d.denied;
+        let epoch = alloc.epoch();
+        let mut counted = (0, 0);
+        for d in answer.usage.values() {
+            server.open.grants += d.acquired;
+            server.open.denials += d.denied;
+            server.open.denials_while_free += d.denied_while_free;
             if server.backup {
-                open.backup_use_ms += d.failover_use_ms;
+                server.open.backup_use_ms += d.failover_use_ms;
             }
+            counted.0 += d.acquired;
+            counted.1 += d.denied;
         }
-        open.peak = open.peak.max(peak);
-        if quotas.iter().any(|q| *q > 0) && !self.procs[proc_].released[s] {
+        server.open.peak = server.open.peak.max(peak);
+        if std::env::var_os("SIM_DEBUG").is_some() && (counted.0 > 0 || counted.1 > 0) {
+            println!(
+                "      COUNT server {s} proc {proc_} {} seq {} release {} +{counted:?} req {:?}",
+                request.client_id,
+                request.seq,
+                request.release,
+                request
+                    .features
+                    .values()
+                    .map(|f| (f.denied, f.counted_denied))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let c = server.proc_counted.entry(proc_).or_default();
+        c.0 += counted.0;
+        c.1 += counted.1;
+        let total = self.counted(proc_);
+        let truth = (self.procs[proc_].acquired, self.procs[proc_].denied);
+        if (total.0 > truth.0 || total.1 > truth.1) && self.broken.is_none() {
+            self.broken = Some((
+                Invariant::UsageExact,
+                format!(
+                    "the {} server counted client {}'s calls again: the servers counted {} acquisitions and {} denials of it, but it made only {} and {}",
+                    SERVER_NAMES[s],
+                    self.procs[proc_].slot,
+                    total.0,
+                    total.1,
+                    truth.0,
+                    truth.1
+                ),
+            ));
+        }
+        if quotas.iter().any(|q| *q > 0) && !request.release {
             self.stats.grants_issued += 1;
-            self.procs[proc_].issued[s].push(Grant {
+            self.procs[proc_].issued.push(Grant {
+                server: s,
+                seq: request.seq,
                 send,
                 until: send + LEASE_MS,
-                quotas: quotas.clone(),
+                quotas,
                 at: now,
                 server_gen,
             });
         }
-        Some(quotas)
+        Ok(Box::new(LeaseResponse {
+            server_guid: ServerGuid::from_bytes([u8::try_from(s).unwrap_or(0) + 1; 16]),
+            context: if s == BACKUP {
+                Context::Backup
+            } else {
+                Context::Production
+            },
+            lease_secs: leasehold_proto::LEASE_SECS,
+            features: answer.features,
+            epoch,
+        }))
     }
 
     // ---------------------------------------------------------------------------------
@@ -1131,45 +1459,59 @@ impl<'a> World<'a> {
         let mut bytes = [0u8; 16];
         self.rng.fill(&mut bytes);
         let p = self.procs.len();
+        let id = ClientId::from_random(bytes);
         self.procs.push(Proc {
             slot,
-            id: ClientId::from_random(bytes),
+            id: id.clone(),
             alive: true,
-            issued: [Vec::new(), Vec::new()],
-            superseded: [0; 2],
-            released: [false; 2],
-            last_seen: [0; 2],
+            issued: Vec::new(),
+            acquired: 0,
+            denied: 0,
         });
         self.stats.client_processes += 1;
         let targets: Vec<u32> = (0..nf).map(|_| self.rng.gen_range(0..=6)).collect();
+        let deny_wait_ms = match self.cfg.calls {
+            Some(l) => l.deny_wait_ms,
+            None => [0, 0, 50, 500][self.rng.gen_range(0..4)],
+        };
         let now = self.now;
+        let features = self.features.clone();
+        let release = self.release;
         let c = &mut self.clients[slot];
         let local = c.clock.local(now);
+        let mut policy = Policy::new(
+            PolicyConfig {
+                servers: 2,
+                refresh_ms: REFRESH_MS,
+                failover_after_ms: FAILOVER_MS,
+                flush_after_ms: LEASE_MS,
+                request_timeout_ms: TIMEOUT_MS,
+            },
+            id,
+            release,
+            features,
+            local,
+        );
+        policy.set_asks(deny_wait_ms > 0);
         c.up = true;
         c.gen += 1;
         c.proc_ = p;
         c.started_at = now;
-        c.mode = Mode::Primary;
-        c.primary_ok_at = local;
-        c.lease = None;
-        for v in [&mut c.in_use, &mut c.peak, &mut c.checked_in_use] {
-            v.iter_mut().for_each(|x| *x = 0);
-        }
-        for v in [
-            &mut c.acquired,
-            &mut c.denied,
-            &mut c.denied_seen,
-            &mut c.denied_pending,
-        ] {
-            v.iter_mut().for_each(|x| *x = 0);
-        }
-        c.phase = Phase::Idle;
+        c.policy = Some(policy);
+        c.cache = SimCache::new(nf);
+        c.deny_wait_ms = deny_wait_ms;
+        c.wake = 0;
+        c.waiters.clear();
+        c.asks_registered = 0;
+        c.asks_covered = 0;
+        c.sent_asks = [None; 2];
+        c.checked_in_use.iter_mut().for_each(|x| *x = 0);
         c.target = targets;
         c.backup_episode = None;
         let gen = c.gen;
-        c.next_tick = now;
-        c.early_wanted = false;
-        self.at(now, Ev::ClientTick { slot, gen });
+        c.next_poll = now;
+        c.poll_queued = true;
+        self.at(now, Ev::ClientPoll { slot, gen });
         if self.cfg.calls.is_none() {
             let t = now + self.rng.gen_range(100..1_000);
             self.at(t, Ev::ClientWork { slot, gen });
@@ -1182,21 +1524,31 @@ impl<'a> World<'a> {
         }
         let local = self.clients[slot].clock.local(self.now);
         let p = self.clients[slot].proc_;
+        // Calls still waiting for the server are denied as the process stops.
+        while let Some(w) = self.clients[slot].waiters.pop_front() {
+            self.deny_waiter(slot, &w);
+        }
         if clean {
-            // The refresher gives its quota back to the server whose answer it holds.
-            if let Some(s) = self.clients[slot].lease_from(local) {
-                // It stops using its quota now; whatever that server grants it later (requests
-                // still in flight) is never used, and the release may free it.
-                self.procs[p].released[s] = true;
-                self.procs[p].issued[s].clear();
-                self.send(
-                    LinkId::Cs(slot, s),
-                    Msg::Release {
-                        proc_: p,
-                        server: s,
-                        send: local,
-                    },
-                );
+            // The application lets go of its licenses, then the refresher gives the quota
+            // back to the server whose answer it holds.
+            let c = &mut self.clients[slot];
+            c.cache.in_use.iter_mut().for_each(|x| *x = 0);
+            if let Some(mut policy) = c.policy.take() {
+                if let Some(Action::Send { server, request }) = policy.shutdown(local, &mut c.cache)
+                {
+                    let gen = c.gen;
+                    self.send(
+                        LinkId::Cs(slot, server),
+                        Msg::LeaseReq {
+                            proc_: p,
+                            server,
+                            slot,
+                            gen,
+                            send: local,
+                            request: Box::new(request),
+                        },
+                    );
+                }
             }
         } else {
             self.stats.client_crashes += 1;
@@ -1204,47 +1556,177 @@ impl<'a> World<'a> {
         let c = &mut self.clients[slot];
         c.up = false;
         c.gen += 1;
-        c.phase = Phase::Idle;
-        c.lease = None;
-        c.in_use.iter_mut().for_each(|x| *x = 0);
+        c.policy = None;
+        c.cache.in_use.iter_mut().for_each(|x| *x = 0);
+        c.cache.valid_until = 0;
         self.procs[p].alive = false;
-        let t = self.now + self.rng.gen_range(500..=30_000);
-        self.at(t, Ev::ClientStart { slot });
+        self.procs[p].issued.clear();
+        if !self.draining {
+            let t = self.now + self.rng.gen_range(500..=30_000);
+            self.at(t, Ev::ClientStart { slot });
+        }
     }
 
-    fn work(&mut self, slot: usize) {
-        let nf = self.features.len();
+    /// Runs the policy now and schedules its next poll.
+    fn poll_client(&mut self, slot: usize) {
+        let c = &mut self.clients[slot];
+        let local = c.clock.local(self.now);
+        let woken = std::mem::take(&mut c.wake);
+        let Some(mut p) = c.policy.take() else {
+            return;
+        };
+        let actions = p.poll(local, woken, &mut c.cache);
+        c.policy = Some(p);
+        self.execute(slot, actions, None);
+        self.schedule_poll(slot);
+    }
+
+    fn schedule_poll(&mut self, slot: usize) {
         let now = self.now;
-        for f in 0..nf {
-            let r: u32 = self.rng.gen_range(0..10);
-            let c = &mut self.clients[slot];
-            let local = c.clock.local(now);
-            let up = c.in_use[f] < c.target[f] || (c.in_use[f] == c.target[f] && r < 3);
-            let down = c.in_use[f] > c.target[f] || (c.in_use[f] == c.target[f] && r >= 7);
-            if up {
-                // §4.1(b): only under an unexpired lease and within the quota.
-                self.stats.calls += 1;
-                if c.in_use[f] < c.valid_quota(local, f) {
-                    c.in_use[f] += 1;
-                    c.peak[f] = c.peak[f].max(c.in_use[f]);
-                    c.acquired[f] += 1;
-                    self.stats.acquisitions += 1;
-                } else {
-                    c.denied[f] += 1;
-                    self.stats.denied += 1;
-                    let s = c.lease_from(local).unwrap_or(PRIMARY);
-                    if self.in_use_under(s, f) < self.servers[s].counts[f] {
-                        self.stats.false_denials += 1;
-                    }
+        let c = &mut self.clients[slot];
+        let Some(p) = c.policy.as_ref() else {
+            return;
+        };
+        let local = c.clock.local(now);
+        let at = if c.wake != 0 {
+            local
+        } else {
+            p.next_wake(local)
+        };
+        let t = now + c.clock.true_dur(at.saturating_sub(local));
+        if c.poll_queued && c.next_poll == t {
+            return;
+        }
+        c.next_poll = t;
+        c.poll_queued = true;
+        let gen = c.gen;
+        self.at(t, Ev::ClientPoll { slot, gen });
+    }
+
+    /// The cache woke the refresher.
+    fn wake(&mut self, slot: usize, why: u8) {
+        let c = &mut self.clients[slot];
+        if c.wake & why == why {
+            return;
+        }
+        c.wake |= why;
+        self.schedule_poll(slot);
+    }
+
+    fn execute(&mut self, slot: usize, actions: Vec<Action>, answered: Option<(usize, u64)>) {
+        let now = self.now;
+        for action in actions {
+            match action {
+                Action::Send { server, request } => {
+                    let c = &mut self.clients[slot];
+                    let local = c.clock.local(now);
+                    c.sent_asks[server] = Some((request.seq, c.asks_registered));
+                    let (gen, proc_) = (c.gen, c.proc_);
+                    self.send(
+                        LinkId::Cs(slot, server),
+                        Msg::LeaseReq {
+                            proc_,
+                            server,
+                            slot,
+                            gen,
+                            send: local,
+                            request: Box::new(request),
+                        },
+                    );
                 }
-            } else if down && c.in_use[f] > 0 {
-                c.in_use[f] -= 1;
+                Action::Abandon { .. } => {}
+                Action::Install { server, .. } => {
+                    let c = &mut self.clients[slot];
+                    if let (Some((s, seq)), Some((sent_seq, reg))) = (answered, c.sent_asks[server])
+                    {
+                        if s == server && sent_seq == seq {
+                            c.asks_covered = c.asks_covered.max(reg);
+                        }
+                    }
+                    self.serve_waiters(slot);
+                }
+                Action::Event(e) => match e {
+                    Event::FailedOver { .. } | Event::BackupChanged { .. } => {
+                        self.stats.failovers += 1;
+                    }
+                    Event::Returned { .. } => self.stats.returns_to_primary += 1,
+                    _ => {}
+                },
             }
         }
-        let gen = self.clients[slot].gen;
-        let d = self.rng.gen_range(200..=1_500);
-        let t = now + self.clients[slot].clock.true_dur(d);
-        self.at(t, Ev::ClientWork { slot, gen });
+    }
+
+    /// Calls waiting for the server take what was installed, or are denied once an answer
+    /// covered their ask and left nothing.
+    fn serve_waiters(&mut self, slot: usize) {
+        let now = self.now;
+        let mut keep = VecDeque::new();
+        while let Some(w) = self.clients[slot].waiters.pop_front() {
+            let c = &mut self.clients[slot];
+            let local = c.clock.local(now);
+            if let Some(headroom) = c.cache.take(local, w.feature) {
+                c.cache.waiting[w.feature] -= 1;
+                self.granted(slot, w.feature, headroom, w.hold);
+            } else if c.asks_covered >= w.reg || !c.cache.valid(local) {
+                self.deny_waiter(slot, &w);
+            } else {
+                keep.push_back(w);
+            }
+        }
+        self.clients[slot].waiters = keep;
+    }
+
+    fn deny_waiter(&mut self, slot: usize, w: &Waiter) {
+        let c = &mut self.clients[slot];
+        c.cache.waiting[w.feature] = c.cache.waiting[w.feature].saturating_sub(1);
+        c.cache.denied[w.feature] += 1;
+        let p = c.proc_;
+        self.procs[p].denied += 1;
+        if w.counted {
+            self.stats.denied += 1;
+            if self.total_in_use(w.feature) < self.servers[PRIMARY].counts[w.feature] {
+                self.stats.false_denials += 1;
+            }
+        }
+    }
+
+    /// A license taken from the cache: counted, and the refresher woken at low water.
+    fn granted(&mut self, slot: usize, f: usize, headroom: u32, hold: Option<u64>) {
+        let now = self.now;
+        let c = &mut self.clients[slot];
+        c.cache.acquired[f] += 1;
+        let low = headroom <= c.cache.low_water[f];
+        let (gen, p) = (c.gen, c.proc_);
+        self.procs[p].acquired += 1;
+        self.stats.acquisitions += 1;
+        if let Some(hold) = hold {
+            self.at(now + hold, Ev::CallEnd { slot, gen });
+            let total = self.total_in_use(f);
+            self.stats.max_in_use = self.stats.max_in_use.max(total);
+        }
+        if low {
+            self.wake(slot, policy::wake::EARLY);
+        }
+    }
+
+    fn release_one(&mut self, slot: usize, f: usize) {
+        let c = &mut self.clients[slot];
+        if c.cache.in_use[f] == 0 {
+            return;
+        }
+        c.cache.in_use[f] -= 1;
+        let headroom = c.cache.quota[f].saturating_sub(c.cache.in_use[f]);
+        if headroom > c.cache.give_back_above[f] {
+            self.wake(slot, policy::wake::GIVE_BACK);
+        }
+    }
+
+    fn total_in_use(&self, f: usize) -> u32 {
+        self.clients
+            .iter()
+            .filter(|c| c.up)
+            .map(|c| c.cache.in_use[f])
+            .sum()
     }
 
     /// Licenses of feature `f` in use at clients whose lease is from server `s`.
@@ -1253,8 +1735,84 @@ impl<'a> World<'a> {
         self.clients
             .iter()
             .filter(|c| c.up && c.lease_from(c.clock.local(now)) == Some(s))
-            .map(|c| c.in_use[f])
+            .map(|c| c.cache.in_use[f])
             .sum()
+    }
+
+    /// One acquire attempt: from the cache, or asking the server (deny-wait).
+    fn acquire(&mut self, slot: usize, f: usize, hold: Option<u64>, counted: bool) {
+        let now = self.now;
+        let c = &mut self.clients[slot];
+        let local = c.clock.local(now);
+        if counted {
+            self.stats.calls += 1;
+        }
+        if let Some(headroom) = c.cache.take(local, f) {
+            self.granted(slot, f, headroom, hold);
+            return;
+        }
+        let sharing = c.cache.valid(local) && c.cache.sharing[f];
+        if sharing && c.deny_wait_ms > 0 {
+            c.cache.waiting[f] += 1;
+            c.asks_registered += 1;
+            let id = self.next_id + 1;
+            self.next_id += 1;
+            let w = Waiter {
+                id,
+                feature: f,
+                reg: c.asks_registered,
+                hold,
+                counted,
+            };
+            c.waiters.push_back(w);
+            let (gen, wait) = (c.gen, c.clock.true_dur(c.deny_wait_ms));
+            if counted {
+                self.stats.waited += 1;
+            }
+            self.at(now + wait, Ev::WaitTimeout { slot, gen, id });
+            self.wake(slot, policy::wake::ASK);
+            return;
+        }
+        c.cache.denied[f] += 1;
+        let p = c.proc_;
+        self.procs[p].denied += 1;
+        if counted {
+            self.stats.denied += 1;
+            let s = self.clients[slot].lease_from(local).unwrap_or(PRIMARY);
+            let in_use = if self.cfg.calls.is_some() {
+                self.total_in_use(f)
+            } else {
+                self.in_use_under(s, f)
+            };
+            if in_use < self.servers[s].counts[f] {
+                self.stats.false_denials += 1;
+            }
+        }
+        if sharing {
+            self.wake(slot, policy::wake::EARLY);
+        }
+    }
+
+    fn work(&mut self, slot: usize) {
+        let nf = self.features.len();
+        let quiet = self.quiet();
+        for f in 0..nf {
+            let r: u32 = self.rng.gen_range(0..10);
+            let c = &self.clients[slot];
+            let target = if quiet { 0 } else { c.target[f] };
+            let in_use = c.cache.in_use[f] + c.cache.waiting[f];
+            let up = in_use < target || (in_use == target && r < 3 && !quiet);
+            let down = in_use > target || (in_use == target && r >= 7);
+            if up {
+                self.acquire(slot, f, None, true);
+            } else if down && self.clients[slot].cache.in_use[f] > 0 {
+                self.release_one(slot, f);
+            }
+        }
+        let gen = self.clients[slot].gen;
+        let d = self.rng.gen_range(200..=1_500);
+        let t = self.now + self.clients[slot].clock.true_dur(d);
+        self.at(t, Ev::ClientWork { slot, gen });
     }
 
     /// A call of the calls load: acquire at a random client, hold for an exponential time.
@@ -1262,236 +1820,17 @@ impl<'a> World<'a> {
         let Some(load) = self.cfg.calls else {
             return;
         };
-        let now = self.now;
-        let counted = now >= crate::CALLS_START_MS + load.warmup_ms;
-        let slot = self.rng.gen_range(0..self.clients.len());
-        let hold = exp_ms(&mut self.rng, load.hold_ms as f64);
-        let c = &mut self.clients[slot];
-        let local = c.clock.local(now);
-        if c.up {
-            if c.in_use[0] < c.valid_quota(local, 0) {
-                c.in_use[0] += 1;
-                c.peak[0] = c.peak[0].max(c.in_use[0]);
-                c.acquired[0] += 1;
-                self.stats.acquisitions += 1;
-                let gen = c.gen;
-                self.at(now + hold, Ev::CallEnd { slot, gen });
-                let total: u32 = self.clients.iter().map(|c| c.in_use[0]).sum();
-                self.stats.max_in_use = self.stats.max_in_use.max(total);
-                if counted {
-                    self.stats.calls += 1;
-                }
-            } else {
-                c.denied[0] += 1;
-                if counted {
-                    self.stats.calls += 1;
-                    self.stats.denied += 1;
-                    let total: u32 = self.clients.iter().map(|c| c.in_use[0]).sum();
-                    if total < load.licenses {
-                        self.stats.false_denials += 1;
-                    }
-                }
-                self.early_refresh(slot);
-            }
-        }
-        let gap = exp_ms(&mut self.rng, load.hold_ms as f64 / load.erlangs);
-        self.at(now + gap, Ev::CallArrive);
-    }
-
-    /// The client library refreshes early when the cache is full (no sooner than a quarter
-    /// of the refresh period after the last one started).
-    fn early_refresh(&mut self, slot: usize) {
-        let now = self.now;
-        let c = &mut self.clients[slot];
-        if !matches!(c.phase, Phase::Idle) {
-            c.early_wanted = true;
+        if self.quiet() {
             return;
         }
-        let local = c.clock.local(now);
-        let at_local = c.tick_start + REFRESH_MS / 4;
-        let t = now + c.clock.true_dur(at_local.saturating_sub(local));
-        if t < c.next_tick {
-            c.next_tick = t;
-            let gen = c.gen;
-            self.at(t, Ev::ClientTick { slot, gen });
+        let counted = self.now >= crate::CALLS_START_MS + load.warmup_ms;
+        let slot = self.rng.gen_range(0..self.clients.len());
+        let hold = exp_ms(&mut self.rng, load.hold_ms as f64);
+        if self.clients[slot].up {
+            self.acquire(slot, 0, Some(hold), counted);
         }
-    }
-
-    fn lease_request(&mut self, slot: usize, server: usize, failover: bool, send: u64) -> Pending {
-        let nf = self.features.len();
-        let foreign = !self.cfg.fixes.quota_per_server;
-        let c = &mut self.clients[slot];
-        let features: Vec<FeatureRequest> = (0..nf)
-            .map(|f| {
-                c.denied_pending[f] = c.denied[f];
-                FeatureRequest {
-                    in_use: c.in_use[f],
-                    want: want(
-                        c.in_use[f],
-                        c.peak[f],
-                        c.denied[f].saturating_sub(c.denied_seen[f]),
-                    ),
-                    quota: if foreign || c.lease_from(send) == Some(server) {
-                        c.valid_quota(send, f)
-                    } else {
-                        0
-                    },
-                    acquired: c.acquired[f],
-                    denied: c.denied[f],
-                }
-            })
-            .collect();
-        let (gen, proc_) = (c.gen, c.proc_);
-        let clock = c.clock;
-        let req = self.id();
-        self.send(
-            LinkId::Cs(slot, server),
-            Msg::LeaseReq {
-                proc_,
-                server,
-                slot,
-                gen,
-                req,
-                send,
-                failover,
-                features,
-            },
-        );
-        let t = self.now + clock.true_dur(TIMEOUT_MS);
-        self.at(t, Ev::ClientTimeout { slot, gen, req });
-        Pending {
-            req,
-            send,
-            result: None,
-        }
-    }
-
-    fn tick(&mut self, slot: usize) {
-        let local = self.clients[slot].clock.local(self.now);
-        self.clients[slot].tick_start = local;
-        let phase = match self.clients[slot].mode {
-            Mode::Primary => Phase::Primary(self.lease_request(slot, PRIMARY, false, local)),
-            Mode::Failover => {
-                let p = self.lease_request(slot, PRIMARY, false, local);
-                let b = self.lease_request(slot, BACKUP, true, local);
-                Phase::Pair(p, b)
-            }
-        };
-        self.clients[slot].phase = phase;
-    }
-
-    fn resolve(&mut self, slot: usize, req: u64, answer: Option<Vec<u32>>) {
-        let c = &mut self.clients[slot];
-        let mut hit = false;
-        let mut set = |p: &mut Pending| {
-            if p.req == req && p.result.is_none() {
-                p.result = Some(answer.clone());
-                hit = true;
-            }
-        };
-        match &mut c.phase {
-            Phase::Idle => {}
-            Phase::Primary(p) | Phase::TryBackup(p) => set(p),
-            Phase::Pair(p, b) => {
-                set(p);
-                set(b);
-            }
-        }
-        if hit {
-            self.advance(slot);
-        }
-    }
-
-    fn advance(&mut self, slot: usize) {
-        let local = self.clients[slot].clock.local(self.now);
-        let phase = self.clients[slot].phase.clone();
-        match phase {
-            Phase::Idle => {}
-            Phase::Primary(p) => match p.result {
-                None => {}
-                Some(Some(q)) => {
-                    self.clients[slot].primary_ok_at = p.send;
-                    self.install(slot, PRIMARY, p.send, q);
-                    self.end_tick(slot);
-                }
-                Some(None) => {
-                    if local.saturating_sub(self.clients[slot].primary_ok_at) >= FAILOVER_MS {
-                        let b = self.lease_request(slot, BACKUP, true, local);
-                        self.clients[slot].phase = Phase::TryBackup(b);
-                    } else {
-                        self.end_tick(slot);
-                    }
-                }
-            },
-            Phase::TryBackup(b) => match b.result {
-                None => {}
-                Some(Some(q)) => {
-                    self.install(slot, BACKUP, b.send, q);
-                    self.clients[slot].mode = Mode::Failover;
-                    self.stats.failovers += 1;
-                    self.end_tick(slot);
-                }
-                Some(None) => self.end_tick(slot),
-            },
-            Phase::Pair(p, b) => {
-                let (Some(pr), Some(br)) = (p.result, b.result) else {
-                    return;
-                };
-                if let Some(q) = pr {
-                    self.clients[slot].primary_ok_at = p.send;
-                    self.install(slot, PRIMARY, p.send, q);
-                    self.clients[slot].mode = Mode::Primary;
-                    self.stats.returns_to_primary += 1;
-                    let proc_ = self.clients[slot].proc_;
-                    self.send(
-                        LinkId::Cs(slot, BACKUP),
-                        Msg::Release {
-                            proc_,
-                            server: BACKUP,
-                            send: local,
-                        },
-                    );
-                } else if let Some(q) = br {
-                    self.install(slot, BACKUP, b.send, q);
-                }
-                self.end_tick(slot);
-            }
-        }
-    }
-
-    fn install(&mut self, slot: usize, server: usize, send: u64, quotas: Vec<u32>) {
-        let c = &mut self.clients[slot];
-        c.lease = Some(Lease {
-            server,
-            until: send + LEASE_MS,
-            quotas,
-        });
-        for f in 0..c.in_use.len() {
-            c.peak[f] = c.in_use[f];
-            c.denied_seen[f] = c.denied_pending[f];
-        }
-        // Every answer to a request sent before this one, from either server, and the other
-        // server's answer to a request sent at the same moment, will never be installed.
-        let p = &mut self.procs[c.proc_];
-        let other = 1 - server;
-        p.superseded[server] = p.superseded[server].max(send);
-        p.superseded[other] = p.superseded[other].max(send + 1);
-    }
-
-    fn end_tick(&mut self, slot: usize) {
-        let c = &mut self.clients[slot];
-        c.phase = Phase::Idle;
-        let local = c.clock.local(self.now);
-        let gap = if std::mem::take(&mut c.early_wanted) {
-            REFRESH_MS / 4
-        } else {
-            REFRESH_MS
-        };
-        let next = c.tick_start + gap;
-        let t = self.now + c.clock.true_dur(next.saturating_sub(local));
-        let gen = c.gen;
-        c.next_tick = t;
-        self.at(t, Ev::ClientTick { slot, gen });
+        let gap = exp_ms(&mut self.rng, load.hold_ms as f64 / load.erlangs);
+        self.at(self.now + gap, Ev::CallArrive);
     }
 
     // ---------------------------------------------------------------------------------
@@ -1575,14 +1914,14 @@ impl<'a> World<'a> {
                 continue;
             }
             let local = cl.clock.local(now);
-            let using = cl.in_use.iter().any(|n| *n > 0);
+            let using = cl.cache.in_use.iter().any(|n| *n > 0);
             let from = cl.lease_from(local);
             if using {
                 if let Some(s) = from {
                     in_use_on[s] = true;
                 }
             }
-            if using && from == Some(BACKUP) && cl.mode == Mode::Failover && backup_ok {
+            if using && from == Some(BACKUP) && cl.on_backup() && backup_ok {
                 let since = *cl.backup_episode.get_or_insert(now);
                 if now - since >= OVERLAP_EPISODE_MS && self.backup_use_expected.is_none() {
                     self.backup_use_expected = Some((c, since));
@@ -1595,6 +1934,9 @@ impl<'a> World<'a> {
     }
 
     fn check(&mut self) -> Result<(), Broken> {
+        if let Some(b) = self.broken.take() {
+            return Err(b);
+        }
         self.check_allocation()?;
         self.check_clients()?;
         self.check_usage()?;
@@ -1604,23 +1946,62 @@ impl<'a> World<'a> {
         Ok(())
     }
 
-    /// §4.1(a), per server and feature.
+    /// §4.1(a), per server and feature: what each client holds under a valid lease of the
+    /// server (its installed quota, lowered as it lowered it) or may still install (the
+    /// answer to the request its policy waits for), summed, never exceeds the count.
     fn check_allocation(&mut self) -> Result<(), Broken> {
         let now = self.now;
         let clients = &self.clients;
-        for p in &mut self.procs {
-            let local = clients[p.slot].clock.local(now);
-            for s in 0..2 {
-                let sup = p.superseded[s];
-                p.issued[s].retain(|g| g.until > local && g.send >= sup);
-            }
+        for (pi, p) in self.procs.iter_mut().enumerate() {
+            let c = &clients[p.slot];
+            let local = c.clock.local(now);
+            let policy = c.policy.as_ref().filter(|_| p.alive && c.proc_ == pi);
+            p.issued.retain(|g| {
+                g.until > local
+                    && local <= g.send + TIMEOUT_MS
+                    && policy.is_some_and(|pol| pol.outstanding(g.server) == Some(g.seq))
+            });
         }
         for (s, server_name) in SERVER_NAMES.iter().enumerate() {
             for f in 0..self.features.len() {
                 let count = self.servers[s].counts[f];
                 let mut total = 0u64;
-                for p in &self.procs {
-                    total += u64::from(p.issued[s].iter().map(|g| g.quotas[f]).max().unwrap_or(0));
+                let mut detail = Vec::new();
+                for (pi, p) in self.procs.iter().enumerate() {
+                    if !p.alive {
+                        continue;
+                    }
+                    let c = &self.clients[p.slot];
+                    if c.proc_ != pi || !c.up {
+                        continue;
+                    }
+                    let local = c.clock.local(now);
+                    let installed = if c.lease_from(local) == Some(s) {
+                        c.cache.quota[f]
+                    } else {
+                        0
+                    };
+                    let pending = p
+                        .issued
+                        .iter()
+                        .filter(|g| g.server == s)
+                        .map(|g| g.quotas[f])
+                        .max()
+                        .unwrap_or(0);
+                    let exposure = installed.max(pending);
+                    total += u64::from(exposure);
+                    if exposure > 0 {
+                        detail.push(format!(
+                            "client {} ({}) holds quota {installed} under a valid lease and may install {pending} more (grants {:?})",
+                            p.slot,
+                            p.id,
+                            p.issued
+                                .iter()
+                                .filter(|g| g.server == s)
+                                .map(|g| (g.seq, g.quotas[f], g.at, g.server_gen))
+                                .collect::<Vec<_>>()
+                        ));
+                    }
                 }
                 if count > 0 {
                     let per_mille = total * 1000 / u64::from(count);
@@ -1628,25 +2009,6 @@ impl<'a> World<'a> {
                         self.stats.peak_allocation_per_mille.max(per_mille);
                 }
                 if total > u64::from(count) {
-                    let mut detail = Vec::new();
-                    for p in &self.procs {
-                        if let Some(g) = p.issued[s].iter().max_by_key(|g| g.quotas[f]) {
-                            if g.quotas[f] > 0 {
-                                let cl = &self.clients[p.slot];
-                                let local = cl.clock.local(now);
-                                detail.push(format!(
-                                    "client {} ({}{}) quota {} granted at t = {:.3} s by server life {}, valid {:.1} s more by its clock",
-                                    p.slot,
-                                    p.id,
-                                    if p.alive { "" } else { ", dead" },
-                                    g.quotas[f],
-                                    g.at as f64 / 1000.0,
-                                    g.server_gen,
-                                    (g.until - local) as f64 / 1000.0
-                                ));
-                            }
-                        }
-                    }
                     return Err((
                         Invariant::NeverOverAllocate,
                         format!(
@@ -1670,41 +2032,40 @@ impl<'a> World<'a> {
                 continue;
             }
             let local = c.clock.local(now);
-            for f in 0..c.in_use.len() {
-                if c.in_use[f] > c.checked_in_use[f] && c.in_use[f] > c.valid_quota(local, f) {
+            for f in 0..c.cache.in_use.len() {
+                let valid = c.cache.valid_quota(local, f);
+                if c.cache.in_use[f] > c.checked_in_use[f] && c.cache.in_use[f] > valid {
                     return Err((
                         Invariant::ClientGrantsWithinLease,
                         format!(
-                            "client {i}: in use of {} grew to {} beyond its valid quota {}",
-                            self.features[f],
-                            c.in_use[f],
-                            c.valid_quota(local, f)
+                            "client {i}: in use of feature {f} grew to {} beyond its valid quota {valid}",
+                            c.cache.in_use[f]
                         ),
                     ));
                 }
-                c.checked_in_use[f] = c.in_use[f];
+                c.checked_in_use[f] = c.cache.in_use[f];
             }
             // Failover: the primary unreachable since tp, the backup reachable without loss
-            // since tb. A tick in progress ends within 2 timeouts; then ticks start at least
-            // every timeout; the first that starts once 10 s passed since the last good send
-            // (≤ tp) fails within a timeout and reaches the backup within one round trip.
-            if c.mode == Mode::Primary {
+            // since tb. The last good answer of the primary arrived at most a one-way delay
+            // after tp; failover_after later the policy tries the backups (a refresh later
+            // if a round of them had just failed); the backup answers within a round trip,
+            // or its request times out and the next round comes a refresh later.
+            if !c.on_backup() {
                 if let (Some(tp), Some(tb)) = (c.unreach_since[PRIMARY], c.good_since[BACKUP]) {
                     let tp = tp.max(c.started_at);
                     let t0 = tb.max(c.started_at);
-                    let deadline = (t0 + slow(2 * TIMEOUT_MS))
-                        .max(tp + slow(FAILOVER_MS + TIMEOUT_MS))
-                        + slow(TIMEOUT_MS + RTT_MAX_MS)
+                    let deadline = (t0 + slow(REFRESH_MS + TIMEOUT_MS))
+                        .max(tp + slow(GOOD_DELAY_MAX_MS + FAILOVER_MS))
+                        + slow(TIMEOUT_MS + REFRESH_MS + RTT_MAX_MS)
                         + 10;
                     if now >= deadline {
                         return Err((
                             Invariant::Failover,
                             format!(
-                                "client {i}: primary unreachable since t = {:.3} s and backup reachable since t = {:.3} s, but still on the primary at t = {:.3} s (bound: max(backup ok + 2 timeouts, primary lost + failover_after {} s + timeout) + timeout + round trip = t {:.3} s)",
+                                "client {i}: primary unreachable since t = {:.3} s and backup reachable since t = {:.3} s, but still on the primary at t = {:.3} s (bound t = {:.3} s)",
                                 tp as f64 / 1000.0,
                                 t0 as f64 / 1000.0,
                                 now as f64 / 1000.0,
-                                FAILOVER_MS / 1000,
                                 deadline as f64 / 1000.0
                             ),
                         ));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use chrono::NaiveDate;
 use clap::Args;
-use leasehold_client::Client;
+use leasehold_client::{Client, Denied};
 use leasehold_proto::traffic::erlang_b;
 use leasehold_proto::Feature;
 use rand::{Rng, SeedableRng as _};
@@ -67,7 +67,9 @@ pub(super) struct CallsArgs {
     /// Refresh period of every client.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     refresh: Duration,
-    #[arg(skip)]
+    /// With the local quota used up, ask the server and wait at most this long for more
+    /// before denying (0: purely local).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     deny_wait: Duration,
     /// Release date of the simulated product (for the maintenance check).
     #[arg(long = "release", default_value = "2026-01-01")]
@@ -173,7 +175,8 @@ pub(super) async fn calls_load(a: CallsArgs) -> anyhow::Result<()> {
             .servers(&a.server)
             .product_release(a.product_release)
             .feature(a.feature.as_str())
-            .refresh(a.refresh);
+            .refresh(a.refresh)
+            .deny_wait(a.deny_wait);
         if let Some(backups) = &a.backup_servers {
             b = b.backup_servers(backups);
         }
@@ -369,7 +372,10 @@ impl Call {
         let result = self.client.acquire(&self.feature);
         let elapsed = t0.elapsed();
         let truth = &self.truth;
-        let waited = false;
+        let waited = match &result {
+            Ok(guard) => guard.waited(),
+            Err(d) => *d == Denied::QuotaExhausted && !self.client.deny_wait().is_zero(),
+        };
         if self.counted {
             truth.calls.fetch_add(1, Ordering::Relaxed);
             if waited {

@@ -311,6 +311,7 @@ async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
                         peak_in_use: 5,
                         grants: 100,
                         denials: 0,
+                        denials_while_free: 0,
                         backup_use_secs: 0,
                     })
                     .collect();
@@ -383,6 +384,9 @@ struct SimClient {
     id: ClientId,
     /// Whether the server ever granted it a lease, so there is something to release.
     leased: bool,
+    /// Its last request's sequence number, and the epoch of the server's last answer.
+    seq: u64,
+    epoch: u64,
     features: Vec<SimFeature>,
 }
 
@@ -393,6 +397,8 @@ struct SimFeature {
     quota: u32,
     acquired: u64,
     denied: u64,
+    /// What the server last confirmed as counted.
+    counted: (u64, u64),
 }
 
 impl SimClient {
@@ -419,26 +425,36 @@ impl SimClient {
                     in_use,
                     want: in_use + 1,
                     quota: s.quota,
+                    waiting: 0,
                     acquired: s.acquired,
                     denied: s.denied,
+                    counted_acquired: s.counted.0,
+                    counted_denied: s.counted.1,
                 };
                 (feature.clone(), request)
             })
             .collect::<BTreeMap<_, _>>();
+        self.seq += 1;
         LeaseRequest {
-            seq: 0,
+            seq: self.seq,
+            epoch: self.epoch,
             client_id: self.id.clone(),
             product_release,
             features,
             failover: false,
+            asks: false,
+            release: false,
         }
     }
 
     /// Takes the granted quotas; a feature the server left out is granted nothing.
     fn apply(&mut self, features: &[Feature], lease: &LeaseResponse) {
         for (feature, s) in features.iter().zip(&mut self.features) {
-            s.quota = lease.features.get(feature).map_or(0, |q| q.quota);
+            let q = lease.features.get(feature);
+            s.quota = q.map_or(0, |q| q.quota);
+            s.counted = q.map_or(s.counted, |q| (q.counted_acquired, q.counted_denied));
         }
+        self.epoch = lease.epoch;
         self.leased = true;
     }
 }
@@ -467,6 +483,8 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
         shards[i % a.concurrency].push(SimClient {
             id: ClientId::from_random(id),
             leased: false,
+            seq: 0,
+            epoch: 0,
             features: vec![SimFeature::default(); features.len()],
         });
     }
@@ -573,7 +591,7 @@ async fn release_all(http: &reqwest::Client, server: &str, shards: Vec<Vec<SimCl
         tasks.push(tokio::spawn(async move {
             let mut released = 0u64;
             for c in shard.iter().filter(|c| c.leased) {
-                let url = format!("{server}/v1/lease/{}", c.id);
+                let url = format!("{server}/v1/lease/{}?seq={}&epoch={}", c.id, c.seq, c.epoch);
                 let result = async {
                     let resp = http.delete(&url).send().await?;
                     let status = resp.status();
@@ -704,6 +722,8 @@ mod tests {
         let mut c = SimClient {
             id: ClientId::from_random([7; ClientId::RANDOM_BYTES]),
             leased: false,
+            seq: 0,
+            epoch: 0,
             features: vec![SimFeature::default(); 2],
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -719,14 +739,15 @@ mod tests {
                 features[0].clone(),
                 leasehold_proto::FeatureQuota {
                     quota: 3,
-                    code: None,
-                    reason: None,
+                    ..Default::default()
                 },
             )]
             .into(),
+            epoch: 5,
         };
         c.apply(&features, &grant);
         assert!(c.leased);
+        assert_eq!(c.epoch, 5, "requests carry the epoch of the last answer");
         let mut last_acquired = 0;
         for _ in 0..50 {
             let r = c.next_request(&mut rng, &features, release);

@@ -193,6 +193,7 @@ impl Human for UsageReport {
             "PEAK",
             "GRANTS",
             "DENIALS",
+            "WHILE FREE",
             "BACKUP SECS",
         ]);
         for r in &self.rows {
@@ -202,6 +203,7 @@ impl Human for UsageReport {
                 r.peak_in_use.to_string(),
                 r.grants.to_string(),
                 r.denials.to_string(),
+                r.denials_while_free.to_string(),
                 r.backup_use_secs.to_string(),
             ]);
         }

@@ -33,6 +33,7 @@ fn a_server_restart_does_not_let_two_clients_exceed_the_count() {
     let held = HeldCounter::default();
     let (ha, hb) = (HeldCounter::default(), HeldCounter::default());
     let mut p = Some(p);
+    let mut learning = None;
     std::thread::scope(|s| {
         let ta = s.spawn(|| hammer(&a, 4, &stop, &held, &ha));
         let tb = s.spawn(|| hammer(&b, 4, &stop, &held, &hb));
@@ -47,8 +48,9 @@ fn a_server_restart_does_not_let_two_clients_exceed_the_count() {
         proxy.set(ProxyMode::Down);
         env.stop_server(p.take().unwrap());
         p = Some(env.start_server(&pdir, env.prod, Some(paddr)));
-        assert!(p.as_ref().unwrap().status().learning_until.is_some());
-        // B keeps asking for more while A still uses its old quota; A then flushes.
+        learning = Some(p.as_ref().unwrap().status().learning_until);
+        // The restarted server restored A's reservation: B keeps asking for more while A
+        // still uses its old quota and gets only what A does not hold; A then flushes.
         wait_for("A to flush", Duration::from_secs(15), || {
             a.status().flushed.then_some(())
         });
@@ -62,12 +64,17 @@ fn a_server_restart_does_not_let_two_clients_exceed_the_count() {
         "{} held at once across both clients",
         held.max()
     );
+    assert_eq!(
+        learning,
+        Some(None),
+        "restarted on its own data directory, the server restores its leases"
+    );
     assert_eq!(a.acquire("tts").unwrap_err(), Denied::Flushed);
 
-    // Once the restarted server has relearned (one lease length plus margin), B may have all.
+    // Once A's restored reservation has ended (one lease length plus margin after the
+    // restart), B may have all.
     let p = p.unwrap();
     env.advance(131);
-    assert!(p.status().learning_until.is_none());
     let mut guards = Vec::new();
     wait_for("B to hold the whole count", Duration::from_secs(20), || {
         while let Ok(g) = b.acquire("tts") {

@@ -59,10 +59,14 @@ pub fn start(quota: u32) -> SocketAddr {
                                     quota,
                                     code: None,
                                     reason: None,
+                                    keep: quota,
+                                    counted_acquired: 0,
+                                    counted_denied: 0,
                                 },
                             )
                         })
                         .collect(),
+                    epoch: 1,
                 };
                 let json = serde_json::to_string(&resp).expect("json");
                 format!(

@@ -589,7 +589,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         load_server(&mut tx, guid).await?;
         let rows = sqlx::query(
-            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, backup_use_secs, received_at FROM usage WHERE server_guid = ? ORDER BY hour, feature, instance_id, seq",
+            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = ? ORDER BY hour, feature, instance_id, seq",
         )
         .bind(key(guid))
         .fetch_all(&mut *tx)
@@ -610,6 +610,7 @@ impl Store for SqliteStore {
                         .unwrap_or(u32::MAX),
                     grants: u64_of(r.try_get("grants")?),
                     denials: u64_of(r.try_get("denials")?),
+                    denials_while_free: u64_of(r.try_get("denials_while_free")?),
                     backup_use_secs: u64_of(r.try_get("backup_use_secs")?),
                     received_at: parse_ts(&received)?,
                 })
@@ -702,10 +703,10 @@ async fn sync_in(tx: &mut Conn, input: &SyncInput) -> Result<BundlePayload, Sync
     }
     let now_s = ts(input.now);
     let fresh: Vec<_> = upload.usage.iter().filter(|b| b.seq > acked).collect();
-    // One statement per chunk; 10 parameters a row stays below SQLite's variable limit.
-    for chunk in fresh.chunks(3000) {
+    // One statement per chunk; 11 parameters a row stays below SQLite's variable limit.
+    for chunk in fresh.chunks(2900) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, backup_use_secs, received_at) ",
+            "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at) ",
         );
         q.push_values(chunk, |mut row, b| {
             row.push_bind(key(guid))
@@ -716,6 +717,7 @@ async fn sync_in(tx: &mut Conn, input: &SyncInput) -> Result<BundlePayload, Sync
                 .push_bind(i64::from(b.peak_in_use))
                 .push_bind(i64_of(b.grants))
                 .push_bind(i64_of(b.denials))
+                .push_bind(i64_of(b.denials_while_free))
                 .push_bind(i64_of(b.backup_use_secs))
                 .push_bind(now_s.clone());
         });

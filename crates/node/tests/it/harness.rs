@@ -254,6 +254,7 @@ pub fn bucket(seq: u64, feature: &str, hour_offset: i64, peak: u32) -> UsageBuck
         peak_in_use: peak,
         grants: u64::from(peak) * 3,
         denials: 1,
+        denials_while_free: 0,
         backup_use_secs: 0,
     }
 }

@@ -239,7 +239,7 @@ pub fn request(client: u8, feature: &str, in_use: u32, want: u32, quota: u32) ->
             want,
             quota,
             acquired: u64::from(in_use),
-            denied: 0,
+            ..FeatureRequest::default()
         },
     );
     LeaseRequest {
@@ -248,6 +248,9 @@ pub fn request(client: u8, feature: &str, in_use: u32, want: u32, quota: u32) ->
         product_release: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
         features,
         failover: false,
+        epoch: 0,
+        asks: false,
+        release: false,
     }
 }
 
