@@ -60,8 +60,14 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
+    /// Shortest gap after a request before an early refresh (headroom low or out).
     fn early_gap(&self) -> u64 {
-        (self.refresh_ms / 8).max(1)
+        (self.refresh_ms / 40).max(1)
+    }
+
+    /// The headroom a client wants covers its calls of this long.
+    fn cover_ms(&self) -> u64 {
+        self.refresh_ms / 4
     }
 }
 
@@ -84,8 +90,9 @@ pub trait Cache {
     fn holding(&mut self, i: usize) -> Holding;
     /// What feature `i` holds now.
     fn held(&self, i: usize) -> u32;
-    /// Lowers feature `i`'s quota to at most what is held plus `keep`, in one step with the
-    /// in-use count; returns (in use, quota) as lowered.
+    /// Lowers feature `i`'s quota to at most what is held, plus what calls waiting for the
+    /// server need, plus `keep`, in one step with the in-use count; returns (in use, quota)
+    /// as lowered.
     fn lower(&mut self, i: usize, keep: u32) -> (u32, u32);
     /// Installs an answer: every feature's quota (in the policy's feature order), valid
     /// until `valid_until_ms`. Called by the policy before anything it decides next, so that
@@ -635,14 +642,10 @@ impl Policy {
                 };
                 self.feats[i].keep = keep;
                 let low_water = keep / 2;
-                // A client that asks gives back at once what it may not keep; one that only
-                // answers from its cache keeps some slack, so that calls ending and starting
-                // do not make a request each.
-                let give_back_above = if self.asks {
-                    keep
-                } else {
-                    keep.saturating_add((keep / 2).max(1))
-                };
+                // What it may not keep goes back at once: a license idle here is one that
+                // another client's call may be refused for (measured: slack here costs more
+                // in blocking than the requests it saves).
+                let give_back_above = keep;
                 InstallFeature {
                     quota,
                     code,
@@ -699,8 +702,9 @@ impl Policy {
                 fs.rate_total = total;
                 fs.rate_at = now;
             }
-            // Headroom for the calls of one refresh period, and one more.
-            let cover = (fs.rate * self.cfg.refresh_ms as f64).ceil();
+            // Headroom for the calls of a quarter of the refresh period, and one more: early
+            // refreshes replenish it long before a refresh period is over.
+            let cover = (fs.rate * self.cfg.cover_ms() as f64).ceil();
             let headroom = if cover.is_finite() {
                 cover.min(f64::from(u32::MAX / 4)) as u32
             } else {

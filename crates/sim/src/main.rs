@@ -124,6 +124,24 @@ fn real_main() -> Result<ExitCode, String> {
         }
     }
 
+    if let (Some(seed), Some(case)) = (one, cases.first()) {
+        // Replay one seed of a calls case, every event printed.
+        let calls = calls.unwrap_or_else(|| case.default_calls());
+        let cfg = Config {
+            verbose: !quiet,
+            ..Config::for_calls(case.load(calls, deny_wait_ms))
+        };
+        return Ok(match run(seed, &cfg) {
+            Ok(stats) => {
+                println!("seed {seed} passed: {stats:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(f) => {
+                eprintln!("{f}");
+                ExitCode::FAILURE
+            }
+        });
+    }
     if !cases.is_empty() {
         let seeds = if seeds_given { seeds } else { 10 };
         println!("{TABLE_HEADER}");

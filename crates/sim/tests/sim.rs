@@ -102,9 +102,9 @@ fn fixed_issue_an_upload_sent_before_a_crash_revoked_the_token_issued_after_rest
         fixes: Fixes::parse("none").unwrap_or_default(),
         ..Config::default()
     };
-    let failure = run(162, &cfg).err().map(|f| f.invariant);
+    let failure = run(315, &cfg).err().map(|f| f.invariant);
     assert_eq!(failure, Some(Invariant::OneInstance));
-    assert!(run(162, &Config::default()).is_ok());
+    assert!(run(315, &Config::default()).is_ok());
 }
 
 #[test]

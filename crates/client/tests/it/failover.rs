@@ -150,3 +150,62 @@ fn a_slow_primary_sends_the_client_to_the_backup_and_back() {
     env.stop_server(p);
     env.stop_server(b);
 }
+
+#[test]
+fn slow_is_not_dead_six_second_round_trips_stay_on_the_primary_and_a_frozen_one_is_left() {
+    // The seed's words, with the client's default timings: up to 10 s of delay with the
+    // primary is allowed before the backup is used.
+    let env = Env::new();
+    let p = env.start_server(&env.server_dir("p"), env.prod, None);
+    let b = env.start_server(&env.server_dir("b"), env.backup, None);
+    let proxy = env.proxy(p.lease_addr);
+    let c = leasehold_client::Client::builder()
+        .servers(&proxy.addr())
+        .backup_servers(&b.addr())
+        .product_release(crate::harness::release_date())
+        .feature("tts")
+        .build()
+        .unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)));
+    let g = wait_for("a license", Duration::from_secs(10), || {
+        c.acquire("tts").ok()
+    });
+
+    // A congested link: every answer takes 6 s. For longer than failover_after the client
+    // stays on the primary, and its lease stays valid.
+    proxy.set(ProxyMode::Delay(Duration::from_secs(6)));
+    let slow_until = Instant::now() + Duration::from_secs(14);
+    while Instant::now() < slow_until {
+        let s = c.status();
+        assert_eq!(
+            s.server,
+            ServerRole::Primary,
+            "moved off a slow primary: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.status().time_to_flush_ms.unwrap() > 100_000);
+
+    // The primary hangs: no answer at all. The client leaves it once 10 s passed since its
+    // last answer, and is on the backup within 12 s of it.
+    proxy.set(ProxyMode::Freeze);
+    let on_backup = wait_for("the backup", Duration::from_secs(30), || {
+        on(&c, ServerRole::Backup).map(|()| Instant::now())
+    });
+    let last = proxy.last_answer().unwrap();
+    let after = on_backup.duration_since(last);
+    eprintln!("on the backup {after:?} after the primary's last answer");
+    assert!(
+        after >= Duration::from_millis(9_900),
+        "left the primary {after:?} after its last answer, before 10 s"
+    );
+    assert!(
+        after <= Duration::from_millis(12_000),
+        "on the backup {after:?} after the primary's last answer"
+    );
+    assert_eq!(feature(&c, "tts").in_use, 1);
+    drop(g);
+    drop(c);
+    env.stop_server(p);
+    env.stop_server(b);
+}

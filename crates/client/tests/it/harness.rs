@@ -311,12 +311,16 @@ pub enum ProxyMode {
     Delay(Duration),
     /// Connections are dropped, new ones closed at once.
     Down,
+    /// Connections stay open and requests reach the server, but no answer reaches the
+    /// client: a server that hangs.
+    Freeze,
 }
 
-/// A TCP proxy in front of a server: passes, delays or drops the traffic.
+/// A TCP proxy in front of a server: passes, delays, swallows or drops the traffic.
 pub struct Proxy {
     pub addr: SocketAddr,
     mode: watch::Sender<ProxyMode>,
+    last_answer: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Proxy {
@@ -324,6 +328,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (mode, rx) = watch::channel(ProxyMode::Pass);
+        let last_answer = Arc::new(std::sync::Mutex::new(None));
+        let last = last_answer.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let mut rx = rx.clone();
@@ -331,6 +337,7 @@ impl Proxy {
                     drop(sock);
                     continue;
                 }
+                let last = last.clone();
                 tokio::spawn(async move {
                     let Ok(up) = TcpStream::connect(upstream).await else {
                         return;
@@ -353,9 +360,13 @@ impl Proxy {
                             if let ProxyMode::Delay(d) = mode {
                                 tokio::time::sleep(d).await;
                             }
+                            if *delay_rx.borrow() == ProxyMode::Freeze {
+                                continue;
+                            }
                             if cw.write_all(&buf[..n]).await.is_err() {
                                 break;
                             }
+                            *last.lock().unwrap() = Some(Instant::now());
                         }
                         let _ = cw.shutdown().await;
                     };
@@ -366,7 +377,16 @@ impl Proxy {
                 });
             }
         });
-        Self { addr, mode }
+        Self {
+            addr,
+            mode,
+            last_answer,
+        }
+    }
+
+    /// When the proxy last passed an answer to the client.
+    pub fn last_answer(&self) -> Option<Instant> {
+        *self.last_answer.lock().unwrap()
     }
 
     pub fn set(&self, mode: ProxyMode) {

@@ -4,6 +4,7 @@
 //! and the few time bounds asserted have several times the expected value as slack.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod allocation;
 mod concurrency;
 mod failover;
 mod flush;

@@ -43,17 +43,32 @@ pub struct Decision {
     pub keep: u32,
 }
 
+/// Share of the free licenses a client that answers only from its cache gets as headroom
+/// when they do not cover every want (percent): the rest stays in the pool, where an early
+/// refresh of whichever client runs low draws on it.
+const LOCAL_SHARE_PCT: u64 = 50;
+/// Licenses kept in the pool for asks, whatever clients that ask before denying want as
+/// headroom: a tenth of the count, and two.
+fn ask_reserve(count: u32) -> u64 {
+    u64::from(count) / 10 + 2
+}
+
 pub fn decide(d: &Demand) -> Decision {
     let must = d.in_use.saturating_add(d.waiting);
     let wanted_headroom = u64::from(d.want.saturating_sub(must));
     let free = u64::from(d.count).saturating_sub(d.pool_in_use);
     let pool_wanted = d.pool_demand.saturating_sub(d.pool_in_use);
-    let headroom = if pool_wanted <= free {
+    let headroom = if d.asks {
+        let above = free.saturating_sub(ask_reserve(d.count));
+        if pool_wanted <= above {
+            wanted_headroom
+        } else {
+            (above * wanted_headroom) / pool_wanted.max(1)
+        }
+    } else if pool_wanted <= free {
         wanted_headroom
-    } else if d.asks {
-        (free * wanted_headroom) / (2 * pool_wanted.max(1))
     } else {
-        (free * wanted_headroom).div_ceil(pool_wanted.max(1))
+        (free * LOCAL_SHARE_PCT * wanted_headroom).div_ceil(100 * pool_wanted.max(1))
     };
     let headroom = u32::try_from(headroom).unwrap_or(u32::MAX);
     let quota = must

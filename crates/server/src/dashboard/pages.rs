@@ -356,6 +356,7 @@ pub async fn usage_get(session: Session, State(state): State<AppState>) -> Respo
                     peak: b.peak_in_use,
                     grants: b.grants,
                     denials: b.denials,
+                    denials_while_free: b.denials_while_free,
                 })
                 .collect();
             let note = rows.is_empty().then(|| {
@@ -414,11 +415,12 @@ async fn usage_charts(state: &AppState) -> Vec<ChartView> {
             let peak = points.iter().map(|p| p.peak_in_use).max().unwrap_or(0);
             let licensed = points.iter().map(|p| p.licensed).max().unwrap_or(0);
             let denials: u64 = points.iter().map(|p| p.denials).sum();
+            let while_free: u64 = points.iter().map(|p| p.denials_while_free).sum();
             let summary = if points.is_empty() {
                 format!("No {feature} usage recorded in the {label}.")
             } else {
                 format!(
-                    "Highest use {peak} of {licensed} licensed; {denials} request{} denied.",
+                    "Highest use {peak} of {licensed} licensed; {denials} request{} denied, {while_free} of them while a license was free.",
                     if denials == 1 { "" } else { "s" }
                 )
             };

@@ -304,6 +304,7 @@ pub struct HourRow {
     pub peak: u32,
     pub grants: u64,
     pub denials: u64,
+    pub denials_while_free: u64,
 }
 
 /// One chart on the usage page: an inline SVG made by the server.

@@ -564,11 +564,22 @@ async fn usage_charts_node_checks_and_the_support_bundle() {
     assert!(usage.body.contains("tts: concurrent use, last 24 hours"));
     assert!(usage.body.contains("tts: concurrent use, last 30 days"));
     assert!(
-        usage
-            .body
-            .contains("Highest use 4 of 10 licensed; 2 requests denied."),
+        usage.body.contains(
+            "Highest use 4 of 10 licensed; 2 requests denied, 2 of them while a license was free."
+        ),
         "{}",
         usage.body
+    );
+    // The same count for Prometheus.
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("leasehold_server_denials_while_free_total{feature=\"tts\"}"),
+        "{metrics}"
     );
 
     let diag = get(&b, &format!("{admin}/diagnostics?check=nodes")).await;

@@ -508,6 +508,43 @@ async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_resta
 }
 
 #[tokio::test]
+async fn hours_recorded_under_one_guid_are_never_uploaded_under_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let (prod, _, _) = node.installation().await;
+    let server = TestServer::start(
+        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+    )
+    .await;
+    server
+        .wait_for("sync", |s| s.state == ServerState::Ok)
+        .await;
+    server.lease(&request(1, "tts", 3, 4, 0)).await.unwrap();
+    let s = &server.running.as_ref().unwrap().server;
+    s.flush().await.unwrap();
+    // The operator sets another GUID: the hour recorded under the first one is closed under
+    // it and not part of the new GUID's upload, now or after more hours close.
+    let other = ServerGuid::from_bytes([9; 16]);
+    s.set_guid(other).await.unwrap();
+    let upload = s.upload().await.unwrap();
+    assert_eq!(upload.server_guid, other);
+    assert!(upload.usage.is_empty(), "{upload:?}");
+    clock.advance(Duration::hours(2));
+    s.flush().await.unwrap();
+    assert!(s.upload().await.unwrap().usage.is_empty());
+    // Back to the first GUID, its hour uploads under it.
+    s.set_guid(prod).await.unwrap();
+    let upload = s.upload().await.unwrap();
+    assert_eq!(upload.server_guid, prod);
+    assert_eq!(upload.usage.len(), 1, "{upload:?}");
+    assert_eq!(upload.usage[0].grants, 3);
+    server.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(start_time()));
