@@ -148,6 +148,8 @@ pub struct Config {
     pub verbose: bool,
     /// A measured workload instead of random faults.
     pub calls: Option<CallsLoad>,
+    /// Record the policy calls of the first client (for [`check_policy_replay`]).
+    pub record_policy: bool,
 }
 
 impl Default for Config {
@@ -159,6 +161,7 @@ impl Default for Config {
             fixes: Fixes::default(),
             verbose: false,
             calls: None,
+            record_policy: false,
         }
     }
 }
@@ -275,6 +278,18 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// Runs `seed` recording every call the simulation makes to the first client's policy, then
+/// makes the same calls on a new real [`leasehold_client::policy::Policy`] over the recorded
+/// cache states and checks every answer is the same: the simulated clients decide nothing
+/// themselves. Returns the number of calls checked.
+pub fn check_policy_replay(seed: u64, config: &Config) -> Result<usize, String> {
+    let cfg = Config {
+        record_policy: true,
+        ..config.clone()
+    };
+    world::World::new(seed, &cfg).replay_policy()
+}
 
 /// Runs one seeded simulation, checking every invariant after every event.
 pub fn run(seed: u64, config: &Config) -> Result<Stats, Box<Failure>> {

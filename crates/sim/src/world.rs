@@ -276,7 +276,7 @@ struct Proc {
 }
 
 /// The cache's atomics of one client, as the policy sees them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct SimCache {
     quota: Vec<u32>,
     in_use: Vec<u32>,
@@ -530,6 +530,40 @@ enum Ev {
 
 type Broken = (Invariant, String);
 
+/// One call of a client's policy, as the simulation made it (for the replay check).
+#[derive(Debug, Clone)]
+enum Call {
+    Poll {
+        now: u64,
+        woken: u8,
+    },
+    Answer {
+        now: u64,
+        server: usize,
+        seq: u64,
+        answer: Result<LeaseResponse, String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct PolicyCall {
+    call: Call,
+    before: SimCache,
+    actions: Vec<Action>,
+    after: SimCache,
+}
+
+/// How a recorded policy was created.
+#[derive(Debug, Clone)]
+struct PolicyStart {
+    cfg: PolicyConfig,
+    id: ClientId,
+    release: NaiveDate,
+    features: Vec<Feature>,
+    now: u64,
+    asks: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct World<'a> {
     seed: u64,
@@ -557,6 +591,9 @@ pub(crate) struct World<'a> {
     refused: Option<String>,
     broken: Option<Broken>,
     draining: bool,
+    first_proc_of_slot0: usize,
+    policy_start: Option<PolicyStart>,
+    policy_log: Vec<PolicyCall>,
 }
 
 fn feature(name: &str) -> Feature {
@@ -712,6 +749,9 @@ impl<'a> World<'a> {
             refused: None,
             broken: None,
             draining: false,
+            first_proc_of_slot0: usize::MAX,
+            policy_start: None,
+            policy_log: Vec::new(),
         }
     }
 
@@ -731,6 +771,10 @@ impl<'a> World<'a> {
     }
 
     pub(crate) fn run(mut self) -> Result<Stats, Box<Failure>> {
+        self.run_mut()
+    }
+
+    fn run_mut(&mut self) -> Result<Stats, Box<Failure>> {
         for s in 0..2 {
             self.start_server(s, false);
         }
@@ -779,7 +823,7 @@ impl<'a> World<'a> {
         self.finish()
     }
 
-    fn finish(mut self) -> Result<Stats, Box<Failure>> {
+    fn finish(&mut self) -> Result<Stats, Box<Failure>> {
         let mut grants = 0;
         let mut backup_use = 0;
         for ((s, _), c) in &self.created {
@@ -850,7 +894,47 @@ impl<'a> World<'a> {
                 }
             }
         }
-        Ok(self.stats)
+        Ok(self.stats.clone())
+    }
+
+    /// Runs the world recording the policy calls of its first client, then makes the same
+    /// calls on a new real policy over the recorded cache states: every answer must be the
+    /// same. Returns the number of calls checked.
+    pub(crate) fn replay_policy(mut self) -> Result<usize, String> {
+        let seed = self.seed;
+        self.run_mut().map_err(|f| f.to_string())?;
+        let start = self
+            .policy_start
+            .take()
+            .ok_or_else(|| format!("seed {seed}: client 0 never started"))?;
+        let log = std::mem::take(&mut self.policy_log);
+        let mut policy = Policy::new(start.cfg, start.id, start.release, start.features, start.now);
+        policy.set_asks(start.asks);
+        for (i, call) in log.iter().enumerate() {
+            let mut cache = call.before.clone();
+            let actions = match &call.call {
+                Call::Poll { now, woken } => policy.poll(*now, *woken, &mut cache),
+                Call::Answer {
+                    now,
+                    server,
+                    seq,
+                    answer,
+                } => policy.on_answer(
+                    *now,
+                    *server,
+                    *seq,
+                    answer.as_ref().map_err(Clone::clone),
+                    &mut cache,
+                ),
+            };
+            if actions != call.actions || cache != call.after {
+                return Err(format!(
+                    "seed {seed}: call {i} ({:?}) differs: the simulation got {:?} and {:?}, the policy gives {actions:?} and {cache:?}",
+                    call.call, call.actions, call.after
+                ));
+            }
+        }
+        Ok(log.len())
     }
 
     fn counted(&self, p: usize) -> (u64, u64) {
@@ -1055,13 +1139,28 @@ impl<'a> World<'a> {
                 let Some(mut p) = self.clients[slot].policy.take() else {
                     return;
                 };
+                let before = self.recording(slot).then(|| self.clients[slot].cache.clone());
+                let answer = result.as_deref().map_err(Clone::clone);
                 let actions = p.on_answer(
                     local,
                     server,
                     seq,
-                    result.as_deref().map_err(Clone::clone),
+                    answer.clone(),
                     &mut self.clients[slot].cache,
                 );
+                if let Some(before) = before {
+                    self.policy_log.push(PolicyCall {
+                        call: Call::Answer {
+                            now: local,
+                            server,
+                            seq,
+                            answer: answer.cloned(),
+                        },
+                        before,
+                        actions: actions.clone(),
+                        after: self.clients[slot].cache.clone(),
+                    });
+                }
                 self.clients[slot].policy = Some(p);
                 self.execute(slot, actions, Some((server, seq)));
                 self.schedule_poll(slot);
@@ -1485,19 +1584,25 @@ impl<'a> World<'a> {
         let release = self.release;
         let c = &mut self.clients[slot];
         let local = c.clock.local(now);
-        let mut policy = Policy::new(
-            PolicyConfig {
-                servers: 2,
-                refresh_ms: REFRESH_MS,
-                failover_after_ms: FAILOVER_MS,
-                flush_after_ms: LEASE_MS,
-                request_timeout_ms: TIMEOUT_MS,
-            },
-            id,
-            release,
-            features,
-            local,
-        );
+        let policy_cfg = PolicyConfig {
+            servers: 2,
+            refresh_ms: REFRESH_MS,
+            failover_after_ms: FAILOVER_MS,
+            flush_after_ms: LEASE_MS,
+            request_timeout_ms: TIMEOUT_MS,
+        };
+        if slot == 0 && self.policy_start.is_none() {
+            self.first_proc_of_slot0 = p;
+            self.policy_start = Some(PolicyStart {
+                cfg: policy_cfg,
+                id: id.clone(),
+                release,
+                features: features.clone(),
+                now: local,
+                asks: deny_wait_ms > 0,
+            });
+        }
+        let mut policy = Policy::new(policy_cfg, id, release, features, local);
         policy.set_asks(deny_wait_ms > 0);
         c.up = true;
         c.gen += 1;
@@ -1581,10 +1686,27 @@ impl<'a> World<'a> {
         let Some(mut p) = c.policy.take() else {
             return;
         };
+        let before = self.recording(slot).then(|| self.clients[slot].cache.clone());
+        let c = &mut self.clients[slot];
         let actions = p.poll(local, woken, &mut c.cache);
-        c.policy = Some(p);
+        if let Some(before) = before {
+            let after = c.cache.clone();
+            self.policy_log.push(PolicyCall {
+                call: Call::Poll { now: local, woken },
+                before,
+                actions: actions.clone(),
+                after,
+            });
+        }
+        self.clients[slot].policy = Some(p);
         self.execute(slot, actions, None);
         self.schedule_poll(slot);
+    }
+
+    /// Whether the policy calls of this slot are recorded: the first process of slot 0,
+    /// when the configuration asks for it.
+    fn recording(&self, slot: usize) -> bool {
+        self.cfg.record_policy && slot == 0 && self.clients[0].proc_ == self.first_proc_of_slot0
     }
 
     fn schedule_poll(&mut self, slot: usize) {

@@ -4,7 +4,7 @@
 //! of a calls load (see docs/testing.md).
 
 use leasehold_sim::calls::{measure, Case};
-use leasehold_sim::{run, Config, Fixes, Invariant, PlantedBug};
+use leasehold_sim::{check_policy_replay, run, Config, Fixes, Invariant, PlantedBug};
 
 /// The configuration of the fast set: short runs of the code as it is.
 fn fast() -> Config {
@@ -144,4 +144,19 @@ fn deny_wait_approaches_the_physical_limit_where_local_caching_cannot() {
     );
     assert!(asks.false_denial_share() < local.false_denial_share() / 4.0);
     assert!(asks.waited > 0 && local.waited == 0);
+}
+
+#[test]
+fn the_simulated_clients_run_the_real_client_policy() {
+    // Every decision of a simulated client is a call of the real policy: replayed on a new
+    // policy with the same inputs, every call gives the same requests, installs and events,
+    // through failovers, returns, flushes and restarts of the servers.
+    for seed in [1, 2] {
+        let calls = check_policy_replay(seed, &fast()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(calls > 200, "seed {seed}: only {calls} calls");
+    }
+    let case = Case::parse("10:2:0.9:5s").unwrap_or_else(|| unreachable!());
+    let load = Config::for_calls(case.load(2_000, 50));
+    let calls = check_policy_replay(3, &load).unwrap_or_else(|e| panic!("{e}"));
+    assert!(calls > 200, "calls load: only {calls} calls");
 }
