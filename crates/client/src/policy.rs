@@ -25,7 +25,9 @@
 //!   to a backup only when the primary gave no good answer for `failover_after`, counted
 //!   from the last good answer's arrival, and it probes the primary every refresh from
 //!   there, coming back on its first good answer (unless the primary, relearning after a
-//!   restart, could not cover what is held) and giving the backup its grant back.
+//!   restart, could not cover what is held) and giving the backup its grant back. An answer
+//!   of a relearning primary is installed (it keeps the lease) but is no good answer: it
+//!   grants nothing new, so the client moves to a backup as from a primary that is down.
 //! - A lease is valid from the request's send time for min(lease, flush period): the cache
 //!   flushes by itself when no answer renews it.
 //! - Usage is reported exactly once: calls counted since the last request are assigned to
@@ -482,7 +484,16 @@ impl Policy {
         self.take_counted(server, answer);
         match (self.mode, server) {
             (Mode::Primary, 0) => {
-                self.primary_ok_at = now;
+                // A primary relearning its leases after a restart keeps the lease alive but
+                // grants nothing new: for failover that is no good answer, so calls that need
+                // licenses move to a backup (backup licenses exist for exactly this).
+                let relearning = answer
+                    .features
+                    .values()
+                    .any(|q| q.code == Some(QuotaReason::Relearning));
+                if !relearning {
+                    self.primary_ok_at = now;
+                }
                 self.install(o.sent, 0, answer, cache, &mut out);
                 if let Some(b) = self.trying.take() {
                     // The primary is back before a backup answered.
@@ -802,4 +813,281 @@ pub fn suspended(answer: &LeaseResponse) -> Option<String> {
             first.reason.as_deref().unwrap_or("suspended")
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use leasehold_proto::{Context, FeatureQuota, ServerGuid};
+
+    #[derive(Debug, Default)]
+    struct TestCache {
+        quota: u32,
+        in_use: u32,
+        acquired: u64,
+        waiting: u32,
+        valid_until: u64,
+    }
+
+    impl Cache for TestCache {
+        fn holding(&mut self, _: usize) -> Holding {
+            Holding {
+                in_use: self.in_use,
+                peak: self.in_use,
+                acquired: self.acquired,
+                denied: 0,
+                waiting: self.waiting,
+            }
+        }
+        fn held(&self, _: usize) -> u32 {
+            self.in_use
+        }
+        fn lower(&mut self, _: usize, keep: u32) -> (u32, u32) {
+            let keep = keep + self.waiting;
+            self.quota = self
+                .quota
+                .min(self.in_use + keep)
+                .max(self.in_use.min(self.quota));
+            (self.in_use, self.quota)
+        }
+        fn install(&mut self, f: &[InstallFeature], valid_until_ms: u64) {
+            self.quota = f[0].quota;
+            self.valid_until = valid_until_ms;
+        }
+    }
+
+    fn tts() -> Feature {
+        Feature::parse("tts").unwrap()
+    }
+
+    fn policy(servers: usize) -> Policy {
+        Policy::new(
+            PolicyConfig {
+                servers,
+                refresh_ms: 2_000,
+                failover_after_ms: 10_000,
+                flush_after_ms: 120_000,
+                request_timeout_ms: 10_000,
+            },
+            ClientId::from_random([1; 16]),
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            vec![tts()],
+            0,
+        )
+    }
+
+    fn answer(quota: u32, keep: u32, code: Option<QuotaReason>, counted: u64) -> LeaseResponse {
+        LeaseResponse {
+            server_guid: ServerGuid::from_bytes([1; 16]),
+            context: Context::Production,
+            lease_secs: 120,
+            features: [(
+                tts(),
+                FeatureQuota {
+                    quota,
+                    code,
+                    keep,
+                    counted_acquired: counted,
+                    ..FeatureQuota::default()
+                },
+            )]
+            .into(),
+            epoch: 7,
+        }
+    }
+
+    fn sends(actions: &[Action]) -> Vec<(usize, LeaseRequest)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { server, request } => Some((*server, request.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_request_per_server_and_only_its_answer_is_installed() {
+        let mut p = policy(1);
+        let mut c = TestCache::default();
+        let first = sends(&p.poll(0, 0, &mut c));
+        assert_eq!(first.len(), 1);
+        // Woken while it is outstanding: nothing more is sent.
+        assert!(sends(&p.poll(10, wake::ASK, &mut c)).is_empty());
+        // An answer to another sequence number is ignored.
+        assert!(p
+            .on_answer(
+                20,
+                0,
+                first[0].1.seq + 5,
+                Ok(&answer(4, 2, None, 0)),
+                &mut c
+            )
+            .is_empty());
+        assert_eq!(c.quota, 0);
+        // The answer to it is installed, valid from the send time; the pending ask goes out
+        // (lowering the quota to what it keeps first).
+        let out = p.on_answer(30, 0, first[0].1.seq, Ok(&answer(4, 2, None, 0)), &mut c);
+        assert!(out.iter().any(|a| matches!(a, Action::Install { server: 0, features, valid_until_ms: 120_000 } if features[0].quota == 4)));
+        assert_eq!(sends(&out).len(), 1, "the ask that waited");
+        assert_eq!(c.quota, 1);
+        assert_eq!(p.lease_from(100), Some(0));
+    }
+
+    #[test]
+    fn the_quota_is_lowered_before_sending_and_the_request_says_so() {
+        let mut p = policy(1);
+        let mut c = TestCache::default();
+        let r = sends(&p.poll(0, 0, &mut c));
+        p.on_answer(5, 0, r[0].1.seq, Ok(&answer(6, 1, None, 0)), &mut c);
+        c.in_use = 2;
+        // The regular refresh: keep at most 1 beyond the 2 held.
+        let r = sends(&p.poll(2_000, 0, &mut c));
+        let f = r[0].1.features[&tts()];
+        assert_eq!((f.in_use, f.quota), (2, 3));
+        assert_eq!(c.quota, 3, "lowered in the cache too");
+        assert_eq!(r[0].1.epoch, 7, "the epoch of the answer");
+        // A waiting call keeps its license through the lowering.
+        c.waiting = 1;
+        p.on_answer(2_005, 0, r[0].1.seq, Ok(&answer(6, 0, None, 0)), &mut c);
+        let r = sends(&p.poll(2_030, wake::ASK, &mut c));
+        assert_eq!(r[0].1.features[&tts()].quota, 3, "2 held + 1 waiting");
+    }
+
+    #[test]
+    fn slow_is_not_dead_and_silence_moves_to_the_backup() {
+        let mut p = policy(2);
+        let mut c = TestCache::default();
+        let r = sends(&p.poll(0, 0, &mut c));
+        // A 6 s round trip is a good answer; the regular refresh it held up goes out.
+        let out = p.on_answer(6_000, 0, r[0].1.seq, Ok(&answer(2, 1, None, 0)), &mut c);
+        assert_eq!(p.lease_from(6_000), Some(0));
+        assert_eq!(sends(&out).len(), 1);
+        // Then nothing: 10 s after the last answer arrived the backup is tried, not before.
+        assert!(p.next_wake(6_001) <= 16_000);
+        assert!(sends(&p.poll(15_999, 0, &mut c))
+            .iter()
+            .all(|(s, _)| *s == 0));
+        let tried = sends(&p.poll(16_000, 0, &mut c));
+        let (server, req) = tried.iter().find(|(s, _)| *s == 1).unwrap();
+        assert!(req.failover && *server == 1);
+        let out = p.on_answer(16_010, 1, req.seq, Ok(&answer(2, 1, None, 0)), &mut c);
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::FailedOver { backup: 1, .. }))));
+        assert!(p.on_backup());
+    }
+
+    #[test]
+    fn a_relearning_primary_keeps_the_lease_but_the_client_moves_to_the_backup() {
+        let mut p = policy(2);
+        let mut c = TestCache::default();
+        let mut at = 0;
+        let mut tried = None;
+        while at <= 12_000 && tried.is_none() {
+            for (s, r) in sends(&p.poll(at, 0, &mut c)) {
+                if s == 0 {
+                    let a = answer(0, 0, Some(QuotaReason::Relearning), 0);
+                    p.on_answer(at + 1, 0, r.seq, Ok(&a), &mut c);
+                } else {
+                    tried = Some(at);
+                }
+            }
+            at += 100;
+        }
+        assert_eq!(
+            p.lease_from(at),
+            Some(0),
+            "the relearning answers keep the lease"
+        );
+        let t = tried.expect("the backup was tried");
+        assert!((10_000..=10_100).contains(&t), "{t}");
+    }
+
+    #[test]
+    fn calls_are_reported_to_the_server_in_use_and_settled_with_one_left() {
+        let mut p = policy(2);
+        let mut c = TestCache::default();
+        let r = sends(&p.poll(0, 0, &mut c));
+        p.on_answer(1, 0, r[0].1.seq, Ok(&answer(2, 1, None, 0)), &mut c);
+        c.acquired = 5;
+        let r = sends(&p.poll(2_000, 0, &mut c));
+        assert_eq!(r[0].1.features[&tts()].acquired, 5);
+        // That answer is lost; the primary then goes silent and the backup takes over.
+        let mut at = 2_000;
+        let backup_req = loop {
+            at += 100;
+            let s = sends(&p.poll(at, 0, &mut c));
+            if let Some((_, r)) = s.into_iter().find(|(s, _)| *s == 1) {
+                break r;
+            }
+        };
+        c.acquired = 7;
+        assert_eq!(
+            backup_req.features[&tts()].acquired,
+            0,
+            "a failover attempt carries nothing new"
+        );
+        p.on_answer(
+            at + 1,
+            1,
+            backup_req.seq,
+            Ok(&answer(2, 1, None, 0)),
+            &mut c,
+        );
+        let r = sends(&p.poll(at + 2_000, 0, &mut c));
+        let to_backup = r.iter().find(|(s, _)| *s == 1).unwrap();
+        assert_eq!(
+            to_backup.1.features[&tts()].acquired,
+            2,
+            "new calls go to the backup"
+        );
+        let probe = r.iter().find(|(s, _)| *s == 0).unwrap();
+        assert_eq!(
+            probe.1.features[&tts()].acquired,
+            5,
+            "the primary is sent again what it may not have counted"
+        );
+        assert_eq!(probe.1.features[&tts()].quota, 0, "no quota reported to it");
+        // Back on the primary: the backup gets a release with its totals, and again every
+        // refresh until it confirms them.
+        let out = p.on_answer(
+            at + 2_001,
+            0,
+            probe.1.seq,
+            Ok(&answer(3, 1, None, 5)),
+            &mut c,
+        );
+        let release = sends(&out).into_iter().find(|(s, _)| *s == 1).unwrap();
+        assert!(release.1.release && release.1.features[&tts()].acquired == 2);
+        // The primary answers from now on; the backup's answers are lost for a while, then
+        // it confirms: the releases stop.
+        let mut releases = 1;
+        let mut t = at + 2_001;
+        let mut settled_at = None;
+        while t < at + 40_000 {
+            t += 100;
+            for (s, r) in sends(&p.poll(t, 0, &mut c)) {
+                if s == 0 {
+                    p.on_answer(t + 1, 0, r.seq, Ok(&answer(3, 1, None, 5)), &mut c);
+                } else {
+                    assert!(r.release, "only releases go to the backup: {r:?}");
+                    assert!(settled_at.is_none(), "a release after the backup confirmed");
+                    releases += 1;
+                    if t > at + 12_000 {
+                        p.on_answer(t + 1, 1, r.seq, Ok(&answer(0, 0, None, 2)), &mut c);
+                        settled_at = Some(t);
+                    }
+                }
+            }
+        }
+        assert!(
+            releases >= 2,
+            "sent again after the first was lost: {releases}"
+        );
+        assert!(settled_at.is_some());
+        let later = sends(&p.poll(t + 2_000, 0, &mut c));
+        assert!(later.iter().all(|(s, _)| *s == 0), "settled: {later:?}");
+    }
 }

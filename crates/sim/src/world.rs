@@ -908,7 +908,13 @@ impl<'a> World<'a> {
             .take()
             .ok_or_else(|| format!("seed {seed}: client 0 never started"))?;
         let log = std::mem::take(&mut self.policy_log);
-        let mut policy = Policy::new(start.cfg, start.id, start.release, start.features, start.now);
+        let mut policy = Policy::new(
+            start.cfg,
+            start.id,
+            start.release,
+            start.features,
+            start.now,
+        );
         policy.set_asks(start.asks);
         for (i, call) in log.iter().enumerate() {
             let mut cache = call.before.clone();
@@ -1139,7 +1145,9 @@ impl<'a> World<'a> {
                 let Some(mut p) = self.clients[slot].policy.take() else {
                     return;
                 };
-                let before = self.recording(slot).then(|| self.clients[slot].cache.clone());
+                let before = self
+                    .recording(slot)
+                    .then(|| self.clients[slot].cache.clone());
                 let answer = result.as_deref().map_err(Clone::clone);
                 let actions = p.on_answer(
                     local,
@@ -1686,7 +1694,9 @@ impl<'a> World<'a> {
         let Some(mut p) = c.policy.take() else {
             return;
         };
-        let before = self.recording(slot).then(|| self.clients[slot].cache.clone());
+        let before = self
+            .recording(slot)
+            .then(|| self.clients[slot].cache.clone());
         let c = &mut self.clients[slot];
         let actions = p.poll(local, woken, &mut c.cache);
         if let Some(before) = before {
