@@ -64,8 +64,8 @@ for c in "${CASES[@]}"; do
   i=$((i + 1))
 done
 echo
-echo "| N | processes | load | hold | calls | blocking | Erlang B | ratio | excess (pp) | false denials | max in use |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| N | processes | load | hold | calls | blocking | Erlang B | ratio | excess (pp) | false denials | max in use | asked server | wait p50 / p99 |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 i=0
 for c in "${CASES[@]}"; do
   IFS=: read -r n p l hold <<<"$c"
@@ -73,7 +73,7 @@ for c in "${CASES[@]}"; do
 import json, sys
 r = json.load(open(sys.argv[1]))
 ratio = "-" if r["ratio"] is None else f'{r["ratio"]:.2f}'
-print(f'| {r["licenses"]} | {r["processes"]} | {float(sys.argv[2])*100:.0f} % | {sys.argv[3]} | {r["calls"]} | {r["blocking"]*100:.3f} % | {r["erlang_b"]*100:.3f} % | {ratio} | {r["excess_pp"]:+.3f} | {r["false_denial_share"]*100:.3f} % | {r["max_in_use"]} |')
+print(f'| {r["licenses"]} | {r["processes"]} | {float(sys.argv[2])*100:.0f} % | {sys.argv[3]} | {r["calls"]} | {r["blocking"]*100:.3f} % | {r["erlang_b"]*100:.3f} % | {ratio} | {r["excess_pp"]:+.3f} | {r["false_denial_share"]*100:.3f} % | {r["max_in_use"]} | {r["waited_share"]*100:.1f} % | {r["wait_p50_ms"]:.1f} / {r["wait_p99_ms"]:.1f} ms |')
 PY
   i=$((i + 1))
 done

@@ -17,9 +17,24 @@ pub fn erlang_b(n: u32, a: f64) -> f64 {
     b
 }
 
+/// Below this Erlang B a ratio to it means nothing (a handful of denials in millions of
+/// calls would read as "1000×"); the excess in percentage points is the figure there.
+pub const RATIO_FLOOR: f64 = 0.001;
+
+/// Blocking as a multiple of Erlang B, or `None` where Erlang B is below [`RATIO_FLOOR`].
+pub fn blocking_ratio(blocking: f64, erlang_b: f64) -> Option<f64> {
+    (erlang_b >= RATIO_FLOOR).then(|| blocking / erlang_b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ratio_is_left_out_where_erlang_b_is_negligible() {
+        assert_eq!(blocking_ratio(0.02, 0.01), Some(2.0));
+        assert_eq!(blocking_ratio(0.0001, 1e-9), None);
+    }
 
     #[test]
     fn erlang_b_matches_published_tables() {

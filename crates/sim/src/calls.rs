@@ -2,7 +2,7 @@
 //! several seeds, and summarised as blocking against Erlang B (docs/benchmarks.md).
 
 use crate::{run, CallsLoad, Config, Failure};
-use leasehold_proto::traffic::erlang_b;
+use leasehold_proto::traffic::{blocking_ratio, erlang_b};
 
 /// One case: N licenses, P client processes, load as a share of N, mean hold.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,7 +115,7 @@ impl Measured {
     /// blocking / Erlang B, where Erlang B is at least 0.1 % (below, the excess in
     /// percentage points is the figure that means something).
     pub fn ratio(&self) -> Option<f64> {
-        (self.erlang_b >= 0.001).then(|| self.blocking / self.erlang_b)
+        blocking_ratio(self.blocking, self.erlang_b)
     }
 
     pub fn waited_share(&self) -> f64 {

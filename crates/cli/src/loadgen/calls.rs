@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use chrono::NaiveDate;
 use clap::Args;
 use leasehold_client::{Client, Denied};
-use leasehold_proto::traffic::erlang_b;
+use leasehold_proto::traffic::{blocking_ratio, erlang_b};
 use leasehold_proto::Feature;
 use rand::{Rng, SeedableRng as _};
 use serde::Serialize;
@@ -100,7 +100,7 @@ struct CallsReport {
     /// Erlang B(licenses, erlangs): what a checkout system asking the server for every call
     /// would deny.
     erlang_b: f64,
-    /// blocking / erlang_b (null when Erlang B is 0).
+    /// blocking / erlang_b (null where Erlang B is below 0.1 %: the excess is the figure there).
     ratio: Option<f64>,
     /// blocking − erlang_b, in percentage points.
     excess_pp: f64,
@@ -290,7 +290,7 @@ pub(super) async fn calls_load(a: CallsArgs) -> anyhow::Result<()> {
         denied,
         blocking,
         erlang_b: eb,
-        ratio: (eb > 0.0).then(|| blocking / eb),
+        ratio: blocking_ratio(blocking, eb),
         excess_pp: (blocking - eb) * 100.0,
         false_denials,
         false_denial_share: ratio_of(false_denials, calls),
