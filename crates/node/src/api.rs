@@ -135,10 +135,3 @@ pub struct UsageReport {
     pub server: ServerGuid,
     pub rows: Vec<UsageRow>,
 }
-
-/// `GET /v1/health`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Health {
-    pub status: String,
-    pub version: String,
-}

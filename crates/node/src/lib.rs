@@ -10,6 +10,5 @@ mod http;
 mod service;
 pub mod store;
 
-pub use error::NodeError;
-pub use http::{metrics_handle, router, serve, NodeState};
+pub use http::{router, serve, NodeState};
 pub use service::Node;

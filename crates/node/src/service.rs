@@ -11,8 +11,8 @@ use leasehold_proto::{
 use rand::RngCore;
 
 use crate::api::{GrantLicense, InstallationView, LicenseView, ServerView, UpdateServer, UsageRow};
-use crate::error::NodeError;
 use crate::store::{DynStore, SyncInput};
+use leasehold_web::ApiError;
 
 /// Shortest sync interval a vendor may set: more often would only load the nodes.
 pub const MIN_SYNC_INTERVAL_SECS: u64 = 60;
@@ -40,8 +40,8 @@ impl Node {
     }
 
     /// Takes an upload, stores its usage and returns the signed bundle.
-    pub async fn sync(&self, upload: SyncUpload) -> Result<SignedEnvelope, NodeError> {
-        upload.validate().map_err(NodeError::bad_request)?;
+    pub async fn sync(&self, upload: SyncUpload) -> Result<SignedEnvelope, ApiError> {
+        upload.validate().map_err(ApiError::bad_request)?;
         let bundle = self
             .store
             .sync(SyncInput {
@@ -53,10 +53,10 @@ impl Node {
         Ok(self.key.sign_bundle(&bundle))
     }
 
-    pub async fn create_installation(&self, name: &str) -> Result<InstallationView, NodeError> {
+    pub async fn create_installation(&self, name: &str) -> Result<InstallationView, ApiError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(NodeError::bad_request(
+            return Err(ApiError::bad_request(
                 "installation name must be 1 to 200 printable characters",
             ));
         }
@@ -67,7 +67,7 @@ impl Node {
             .await?)
     }
 
-    pub async fn list_installations(&self) -> Result<Vec<InstallationView>, NodeError> {
+    pub async fn list_installations(&self) -> Result<Vec<InstallationView>, ApiError> {
         Ok(self.store.list_installations().await?)
     }
 
@@ -75,7 +75,7 @@ impl Node {
         &self,
         installation: &InstallationId,
         context: leasehold_proto::Context,
-    ) -> Result<ServerView, NodeError> {
+    ) -> Result<ServerView, ApiError> {
         let guid = ServerGuid::from_bytes(random());
         Ok(self
             .store
@@ -83,7 +83,7 @@ impl Node {
             .await?)
     }
 
-    pub async fn server(&self, guid: ServerGuid) -> Result<ServerView, NodeError> {
+    pub async fn server(&self, guid: ServerGuid) -> Result<ServerView, ApiError> {
         Ok(self.store.server(guid).await?)
     }
 
@@ -91,20 +91,20 @@ impl Node {
         &self,
         guid: ServerGuid,
         update: &UpdateServer,
-    ) -> Result<ServerView, NodeError> {
+    ) -> Result<ServerView, ApiError> {
         if update.grace_days.is_none() && update.sync_interval_secs.is_none() {
-            return Err(NodeError::bad_request(
+            return Err(ApiError::bad_request(
                 "nothing to change: give grace_days and/or sync_interval_secs",
             ));
         }
         if let Some(days) = update.grace_days {
             if days < MIN_GRACE_DAYS {
-                return Err(NodeError::bad_request(format!(
+                return Err(ApiError::bad_request(format!(
                     "grace_days {days} is below the minimum of {MIN_GRACE_DAYS} days"
                 )));
             }
             if days > 3650 {
-                return Err(NodeError::bad_request(format!(
+                return Err(ApiError::bad_request(format!(
                     "grace_days {days} is above the maximum of 3650 days"
                 )));
             }
@@ -113,7 +113,7 @@ impl Node {
         let grace_secs = u64::from(update.grace_days.unwrap_or(current.grace_days)) * 86_400;
         if let Some(secs) = update.sync_interval_secs {
             if secs < MIN_SYNC_INTERVAL_SECS {
-                return Err(NodeError::bad_request(format!(
+                return Err(ApiError::bad_request(format!(
                     "sync interval {secs} s is below the minimum of {MIN_SYNC_INTERVAL_SECS} s"
                 )));
             }
@@ -122,18 +122,18 @@ impl Node {
             .sync_interval_secs
             .unwrap_or(current.sync_interval_secs);
         if interval * 2 > grace_secs {
-            return Err(NodeError::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "sync interval {interval} s must be at most half the grace period ({grace_secs} s), so a missed sync can be retried before licenses lapse"
             )));
         }
         Ok(self.store.update_server(guid, update).await?)
     }
 
-    pub async fn reassign_server(&self, guid: ServerGuid) -> Result<ServerView, NodeError> {
+    pub async fn reassign_server(&self, guid: ServerGuid) -> Result<ServerView, ApiError> {
         Ok(self.store.reassign_server(guid).await?)
     }
 
-    pub async fn grant_license(&self, req: &GrantLicense) -> Result<LicenseView, NodeError> {
+    pub async fn grant_license(&self, req: &GrantLicense) -> Result<LicenseView, ApiError> {
         let server = self.store.server(req.server).await?;
         let license = License {
             id: LicenseId::from_random(random()),
@@ -146,7 +146,7 @@ impl Node {
         };
         license
             .validate()
-            .map_err(|e| NodeError::bad_request(e.to_string()))?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(self
             .store
             .grant_license(req.server, &license, self.clock.now())
@@ -157,11 +157,11 @@ impl Node {
         &self,
         id: &LicenseId,
         to: ServerGuid,
-    ) -> Result<LicenseView, NodeError> {
+    ) -> Result<LicenseView, ApiError> {
         Ok(self.store.transfer_license(id, to).await?)
     }
 
-    pub async fn revoke_license(&self, id: &LicenseId) -> Result<LicenseView, NodeError> {
+    pub async fn revoke_license(&self, id: &LicenseId) -> Result<LicenseView, ApiError> {
         Ok(self.store.revoke_license(id, self.clock.now()).await?)
     }
 
@@ -169,17 +169,17 @@ impl Node {
         &self,
         id: &LicenseId,
         until: NaiveDate,
-    ) -> Result<LicenseView, NodeError> {
+    ) -> Result<LicenseView, ApiError> {
         Ok(self.store.set_maintenance(id, until).await?)
     }
 
-    pub async fn usage(&self, guid: ServerGuid) -> Result<Vec<UsageRow>, NodeError> {
+    pub async fn usage(&self, guid: ServerGuid) -> Result<Vec<UsageRow>, ApiError> {
         Ok(self.store.usage(guid).await?)
     }
 }
 
 impl Node {
-    pub async fn license(&self, id: &LicenseId) -> Result<LicenseView, NodeError> {
+    pub async fn license(&self, id: &LicenseId) -> Result<LicenseView, ApiError> {
         Ok(self.store.license(id).await?)
     }
 }

@@ -67,3 +67,14 @@ pub struct ErrorBody {
     pub error: ErrorCode,
     pub message: String,
 }
+
+/// `GET /v1/health` on every listener of every service (unauthenticated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always `ok` while the process answers.
+    pub status: String,
+    /// `node` or `server`.
+    pub service: String,
+    /// The release.
+    pub version: String,
+}

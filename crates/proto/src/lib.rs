@@ -20,7 +20,7 @@ pub use envelope::{
     parse_public_key, public_key_to_string, EnvelopeError, KeyId, PublicKeyError, SignedEnvelope,
     TrustedKeys, VendorSigningKey,
 };
-pub use error::{ErrorBody, ErrorCode};
+pub use error::{ErrorBody, ErrorCode, Health};
 pub use guid::{GuidError, ServerGuid};
 pub use ids::{ClientId, Feature, IdError, InstallationId, InstanceId, LicenseId, SyncToken};
 pub use lease::{FeatureQuota, FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason};

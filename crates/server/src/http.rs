@@ -4,43 +4,31 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use leasehold_proto::{
     ClientId, ErrorCode, LeaseRequest, LeaseResponse, ServerGuid, SignedEnvelope, SyncUpload,
 };
-use leasehold_telemetry::PrometheusHandle;
-use serde::de::DeserializeOwned;
+use leasehold_web::{AdminAuth, AdminToken, ApiError, ApiJson, Service};
 use tower_http::trace::TraceLayer;
 
 use crate::agent::AgentHandle;
 use crate::api::{ClientStatus, SetGuid, Status, SyncOutcome};
 use crate::dashboard::DashboardState;
-use crate::error::ServerError;
 use crate::service::LicenseServer;
 
 const MAX_LEASE_BODY: usize = 256 * 1024;
 const MAX_ADMIN_BODY: usize = 4 * 1024 * 1024;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AppState {
     pub server: Arc<LicenseServer>,
     pub agent: AgentHandle,
     pub dashboard: Arc<DashboardState>,
-    admin_token: Arc<str>,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("admin_token", &"<redacted>")
-            .finish_non_exhaustive()
-    }
+    admin_token: AdminToken,
 }
 
 impl AppState {
@@ -54,14 +42,15 @@ impl AppState {
             server,
             agent,
             dashboard,
-            admin_token: admin_token.into(),
+            admin_token: AdminToken::new(admin_token, Service::Server.name()),
         }
     }
 }
 
-/// The process-wide Prometheus recorder (shared with every other service in the process).
-pub fn metrics_handle() -> Option<PrometheusHandle> {
-    leasehold_telemetry::prometheus()
+impl FromRef<AppState> for AdminToken {
+    fn from_ref(state: &AppState) -> Self {
+        state.admin_token.clone()
+    }
 }
 
 /// The client-facing lease API.
@@ -69,8 +58,8 @@ pub fn lease_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/lease", post(lease))
         .route("/v1/lease/{client_id}", delete(release))
-        .route("/v1/health", get(health))
-        .fallback(not_found)
+        .route("/v1/health", leasehold_web::health(Service::Server))
+        .fallback(leasehold_web::not_found(Service::Server))
         .layer(DefaultBodyLimit::max(MAX_LEASE_BODY))
         .with_state(state)
 }
@@ -85,87 +74,23 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/v1/admin/sync", post(sync_now))
         .route("/v1/admin/upload", get(upload))
         .route("/v1/admin/bundle", post(import_bundle))
-        .route("/v1/health", get(health))
+        .route("/v1/health", leasehold_web::health(Service::Server))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
+        .fallback(leasehold_web::not_found(Service::Server))
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-struct ApiJson<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ServerError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(r) => Err(json_rejection(r)),
-        }
-    }
-}
-
-fn json_rejection(r: JsonRejection) -> ServerError {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ServerError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-    } else {
-        ServerError::bad_request(format!("request body: {}", r.body_text()))
-    }
-}
-
-struct AdminAuth;
-
-impl FromRequestParts<AppState> for AdminAuth {
-    type Rejection = ServerError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let expected = state.admin_token.as_bytes();
-        let ok = !expected.is_empty()
-            && presented.len() == expected.len()
-            && presented
-                .bytes()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if ok {
-            Ok(AdminAuth)
-        } else {
-            Err(ServerError::new(
-                ErrorCode::Unauthorized,
-                "admin API needs 'Authorization: Bearer <token>' with this server's admin token",
-            ))
-        }
-    }
-}
-
-async fn not_found() -> ServerError {
-    ServerError::new(ErrorCode::NotFound, "no such route on this license server")
-}
-
-async fn health() -> &'static str {
-    "ok"
-}
-
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.server.update_gauges();
-    let body = metrics_handle().map(|h| h.render()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    leasehold_web::metrics_response()
 }
 
 async fn lease(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LeaseRequest>,
-) -> Result<Json<LeaseResponse>, ServerError> {
+) -> Result<Json<LeaseResponse>, ApiError> {
     state.server.lease(&req).await.map(Json)
 }
 
@@ -181,21 +106,21 @@ async fn release(
     State(state): State<AppState>,
     Path(client): Path<String>,
     query: Result<axum::extract::Query<ReleaseQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<StatusCode, ServerError> {
-    let client = ClientId::parse(&client).map_err(|e| ServerError::bad_request(e.to_string()))?;
+) -> Result<StatusCode, ApiError> {
+    let client = ClientId::parse(&client).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let axum::extract::Query(query) =
-        query.map_err(|e| ServerError::bad_request(format!("query: {}", e.body_text())))?;
+        query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     if state.server.release(&client, query.seq, query.epoch) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ServerError::new(
+        Err(ApiError::new(
             ErrorCode::NotFound,
             format!("client {client} holds no lease here, a later request of it arrived, or the epoch is not this server process's"),
         ))
     }
 }
 
-async fn status(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Status>, ServerError> {
+async fn status(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     state.server.status().await.map(Json)
 }
 
@@ -207,8 +132,8 @@ async fn set_guid(
     _: AdminAuth,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SetGuid>,
-) -> Result<Json<Status>, ServerError> {
-    let guid = ServerGuid::parse(&req.guid).map_err(|e| ServerError::bad_request(e.to_string()))?;
+) -> Result<Json<Status>, ApiError> {
+    let guid = ServerGuid::parse(&req.guid).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state.server.set_guid(guid).await?;
     state.server.status().await.map(Json)
 }
@@ -216,18 +141,16 @@ async fn set_guid(
 async fn sync_now(
     _: AdminAuth,
     State(state): State<AppState>,
-) -> Result<Json<SyncOutcome>, ServerError> {
-    let outcome =
-        state.agent.sync_now().await.ok_or_else(|| {
-            ServerError::new(ErrorCode::NotReady, "the sync agent is not running")
-        })?;
+) -> Result<Json<SyncOutcome>, ApiError> {
+    let outcome = state
+        .agent
+        .sync_now()
+        .await
+        .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "the sync agent is not running"))?;
     Ok(Json(outcome))
 }
 
-async fn upload(
-    _: AdminAuth,
-    State(state): State<AppState>,
-) -> Result<Json<SyncUpload>, ServerError> {
+async fn upload(_: AdminAuth, State(state): State<AppState>) -> Result<Json<SyncUpload>, ApiError> {
     state.server.upload().await.map(Json)
 }
 
@@ -235,7 +158,7 @@ async fn import_bundle(
     _: AdminAuth,
     State(state): State<AppState>,
     ApiJson(envelope): ApiJson<SignedEnvelope>,
-) -> Result<Json<SyncOutcome>, ServerError> {
+) -> Result<Json<SyncOutcome>, ApiError> {
     state
         .server
         .apply_envelope(envelope, "file")

@@ -17,12 +17,12 @@ pub mod service;
 pub mod store;
 mod writer;
 
-pub use error::ServerError;
+pub use leasehold_web::ApiError;
 pub use service::{LicenseServer, ServerOptions};
 mod http;
 
 pub use dashboard::DashboardSettings;
-pub use http::{admin_router, lease_router, metrics_handle, AppState};
+pub use http::{admin_router, lease_router, AppState};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ pub async fn start_with_dashboard(
     dashboard: DashboardSettings,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
-    let _ = metrics_handle();
+    let _ = leasehold_web::metrics::prometheus();
     let running_settings = dashboard::RunningSettings {
         listen: listeners.lease,
         admin_listen: listeners.admin,

@@ -18,11 +18,11 @@ use crate::allocator::{Allocator, ClientRequest, PoolLicense, Serving, Start, HO
 use crate::api::{
     ClientFeatureStatus, ClientStatus, LicenseStatus, NodeStatus, ServerState, Status, SyncOutcome,
 };
-use crate::error::ServerError;
 use crate::history::{self, HistoryPoint};
 use crate::ledger::{Counts, Ledger};
 use crate::store::{keys, FlushWrite, ServerStore, StoreError, Write};
 use crate::writer::Writer;
+use leasehold_web::ApiError;
 
 /// A wall clock further back than this below the highest time seen is tampering.
 pub const CLOCK_STEP_BACK_TOLERANCE: chrono::Duration = chrono::Duration::hours(1);
@@ -369,9 +369,9 @@ impl LicenseServer {
 
     /// `POST /v1/lease`. A grant that raises a client's reservation is on disk before it is
     /// answered (group-committed with others), so a restarted server knows it.
-    pub async fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ServerError> {
+    pub async fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ApiError> {
         if req.features.len() > MAX_FEATURES_PER_REQUEST {
-            return Err(ServerError::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "a lease request may name at most {MAX_FEATURES_PER_REQUEST} features"
             )));
         }
@@ -388,7 +388,7 @@ impl LicenseServer {
                         Serving::No(why) => why,
                         Serving::Yes => "not ready".into(),
                     };
-                    return Err(ServerError::new(ErrorCode::NotReady, why));
+                    return Err(ApiError::new(ErrorCode::NotReady, why));
                 }
             }
         };
@@ -449,14 +449,14 @@ impl LicenseServer {
             // Not on disk: the client gets no answer, so it cannot use the grant (the
             // reservation stays until its hold ends).
             p.wait().await.map_err(|e| {
-                ServerError::new(
+                ApiError::new(
                     ErrorCode::Internal,
                     format!("cannot record the grant in the data directory: {e}"),
                 )
             })?;
         }
         if answer.stale {
-            return Err(ServerError::new(
+            return Err(ApiError::new(
                 ErrorCode::StaleRequest,
                 "a later request of this client was already answered; this one changed nothing",
             ));
@@ -480,7 +480,7 @@ impl LicenseServer {
     }
 
     /// Sets the server GUID. A different GUID drops the bundle of the old one.
-    pub async fn set_guid(&self, guid: ServerGuid) -> Result<(), ServerError> {
+    pub async fn set_guid(&self, guid: ServerGuid) -> Result<(), ApiError> {
         let old = read(&self.bundle).guid;
         if old == Some(guid) {
             return Ok(());
@@ -530,11 +530,11 @@ impl LicenseServer {
     }
 
     /// The exact upload the next sync sends (also `export-upload`).
-    pub async fn upload(&self) -> Result<SyncUpload, ServerError> {
+    pub async fn upload(&self) -> Result<SyncUpload, ApiError> {
         let (guid, token, serial, context) = {
             let b = read(&self.bundle);
             let guid = b.guid.ok_or_else(|| {
-                ServerError::new(
+                ApiError::new(
                     ErrorCode::NotReady,
                     "no server GUID is set: set it before syncing",
                 )
@@ -568,12 +568,12 @@ impl LicenseServer {
         &self,
         envelope: SignedEnvelope,
         via: &str,
-    ) -> Result<SyncOutcome, ServerError> {
+    ) -> Result<SyncOutcome, ApiError> {
         let (guid, context, serial) = {
             let b = read(&self.bundle);
             let guid = b
                 .guid
-                .ok_or_else(|| ServerError::new(ErrorCode::NotReady, "no server GUID is set"))?;
+                .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "no server GUID is set"))?;
             (
                 guid,
                 b.payload.as_ref().map(|p| p.context),
@@ -583,10 +583,10 @@ impl LicenseServer {
         let payload = envelope
             .open_bundle(&self.keys, guid, context)
             .map_err(|e| {
-                ServerError::bad_request(format!("bundle rejected, the previous one is kept: {e}"))
+                ApiError::bad_request(format!("bundle rejected, the previous one is kept: {e}"))
             })?;
         if payload.serial <= serial {
-            return Err(ServerError::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "bundle rejected, the previous one is kept: its serial {} is not newer than the current {serial}",
                 payload.serial
             )));
@@ -771,7 +771,7 @@ impl LicenseServer {
 
     /// Persists usage counts, closes finished hours, lowers the persisted reservation bounds
     /// and records the time high-water mark, in one transaction.
-    pub async fn flush(&self) -> Result<(), ServerError> {
+    pub async fn flush(&self) -> Result<(), ApiError> {
         let now = self.clock.now();
         self.observe_time(now);
         let hw = *lock(&self.high_water);
@@ -823,7 +823,7 @@ impl LicenseServer {
         *write(&self.nodes) = nodes;
     }
 
-    pub async fn status(&self) -> Result<Status, ServerError> {
+    pub async fn status(&self) -> Result<Status, ApiError> {
         let now = self.clock.now();
         let mono = self.clock.monotonic_ms();
         let (state, serving) = self.state(now);
@@ -959,7 +959,7 @@ impl LicenseServer {
         &self,
         feature: Option<&Feature>,
         since: DateTime<Utc>,
-    ) -> Result<Vec<HistoryPoint>, ServerError> {
+    ) -> Result<Vec<HistoryPoint>, ApiError> {
         let stored = self.store.usage_history(feature, since).await?;
         let licensed = self.licensed_counts();
         let open: Vec<HistoryPoint> = lock(&self.leases)
@@ -985,7 +985,7 @@ impl LicenseServer {
         &self,
         feature: Option<&Feature>,
         since: DateTime<Utc>,
-    ) -> Result<Vec<HistoryPoint>, ServerError> {
+    ) -> Result<Vec<HistoryPoint>, ApiError> {
         let hourly = self.usage_history(feature, since).await?;
         let licensed = self.licensed_counts();
         let (recent, recent_from) = {
@@ -1021,7 +1021,7 @@ impl LicenseServer {
 
     /// Features to offer in the usage charts: those with history, those in use this hour
     /// and those licensed now.
-    pub async fn history_features(&self) -> Result<Vec<Feature>, ServerError> {
+    pub async fn history_features(&self) -> Result<Vec<Feature>, ApiError> {
         let mut out: std::collections::BTreeSet<Feature> =
             self.store.history_features().await?.into_iter().collect();
         out.extend(

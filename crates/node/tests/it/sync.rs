@@ -362,6 +362,11 @@ async fn admin_api_needs_the_token_and_health_does_not() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    let health: leasehold_proto::Health = r.json().await.unwrap();
+    assert_eq!(
+        (health.status.as_str(), health.service.as_str()),
+        ("ok", "node")
+    );
     node.stop().await;
 }
 

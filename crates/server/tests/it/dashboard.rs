@@ -135,9 +135,12 @@ async fn pages_need_a_session_and_failed_logins_are_limited() {
         get(&b, &format!("{admin}/metrics")).await.status,
         StatusCode::OK
     );
-    assert_eq!(
-        get(&b, &format!("{admin}/v1/health")).await.status,
-        StatusCode::OK
+    let health = get(&b, &format!("{admin}/v1/health")).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert!(
+        health.body.contains(r#""service":"server""#),
+        "one JSON shape for every service: {}",
+        health.body
     );
     assert_eq!(server.status().await.state, ServerState::Unconfigured);
 

@@ -1,7 +1,6 @@
 //! One Prometheus recorder per process. A node and a server running in one process (the
 //! demo, the tests) must share it: a second recorder cannot be installed, so each service
 //! asks here instead of installing its own.
-#![forbid(unsafe_code)]
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,17 @@
+//! The web layer every Leasehold service shares (the license node, the license server's
+//! lease and admin listeners, the dashboard): one API error type with the stable JSON error
+//! codes, the JSON body extractor with clear rejections, the bearer-token extractor with a
+//! constant-time comparison, `/v1/health` in one JSON shape, `/metrics` and the not-found
+//! fallback. A service declares its own routes and adds these.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod json;
+pub mod metrics;
+mod routes;
+
+pub use auth::{same_secret, AdminAuth, AdminToken};
+pub use error::ApiError;
+pub use json::{json_rejection, ApiJson};
+pub use routes::{health, metrics_response, not_found, Service};
