@@ -1,41 +1,34 @@
-//! HTTP helpers shared by the commands that talk to a Leasehold service (`vendor` to a license
-//! node, `server` to a license server's admin API): turning an `ErrorBody` into a
-//! `code: message` error and digging the useful cause out of a transport error.
+//! What the commands that talk to a Leasehold service share: the token type of their
+//! `--token` flags. The HTTP calls themselves are `leasehold-api-client`'s.
 
-use anyhow::anyhow;
-use leasehold_proto::ErrorBody;
-use reqwest::StatusCode;
+use std::fmt;
+use std::str::FromStr;
 
-/// `code: message` from a Leasehold error body, or the status and the start of whatever else
-/// `who` (e.g. "the license node") sent.
-pub fn error_from_body(who: &str, status: StatusCode, body: &[u8]) -> anyhow::Error {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(e) => anyhow!("{}: {}", e.error, e.message),
-        Err(_) => {
-            let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
-            let text = text.trim();
-            if text.is_empty() {
-                anyhow!("{who} answered HTTP {status}")
-            } else {
-                anyhow!("{who} answered HTTP {status}: {text}")
-            }
-        }
+/// A token whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub(crate) String);
+
+impl Secret {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-/// reqwest hides the useful part ("connection refused") in its source chain.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
-    text
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let token = s.trim();
+        if token.is_empty() {
+            return Err("the admin token is empty".into());
+        }
+        Ok(Self(token.to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -43,17 +36,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_bodies_become_code_and_message() {
-        let e = error_from_body(
-            "the license server",
-            StatusCode::BAD_REQUEST,
-            br#"{"error":"bad_request","message":"bundle rejected"}"#,
-        );
-        assert_eq!(e.to_string(), "bad_request: bundle rejected");
-        let e = error_from_body("the license server", StatusCode::BAD_GATEWAY, b"");
-        assert_eq!(
-            e.to_string(),
-            "the license server answered HTTP 502 Bad Gateway"
-        );
+    fn tokens_are_redacted_and_never_empty() {
+        let t: Secret = "s3cret".parse().unwrap();
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert!("  ".parse::<Secret>().is_err());
     }
 }

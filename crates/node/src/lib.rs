@@ -3,7 +3,7 @@
 //! one database; all state lives in the store.
 #![forbid(unsafe_code)]
 
-pub mod api;
+pub use leasehold_proto::api::node as api;
 pub mod chain;
 mod error;
 mod http;

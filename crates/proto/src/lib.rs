@@ -3,6 +3,7 @@
 //! the node, the server, the client and the CLI all build on these types.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod clock;
 pub mod envelope;
 pub mod error;

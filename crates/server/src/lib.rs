@@ -4,7 +4,7 @@
 
 pub mod agent;
 pub mod allocator;
-pub mod api;
+pub use leasehold_proto::api::server as api;
 pub mod charts;
 pub mod config;
 pub mod dashboard;

@@ -22,6 +22,7 @@ use crate::history::{self, HistoryPoint};
 use crate::ledger::{Counts, Ledger};
 use crate::store::{keys, FlushWrite, ServerStore, StoreError, Write};
 use crate::writer::Writer;
+use leasehold_api_client::{parse_base_url, ApiClientError, NodeClient};
 use leasehold_web::ApiError;
 
 /// A wall clock further back than this below the highest time seen is tampering.
@@ -685,41 +686,38 @@ impl LicenseServer {
         nodes.shuffle(&mut rand::thread_rng());
         let mut errors = Vec::new();
         for node in nodes {
-            let url = format!("{}/v1/sync", node.trim_end_matches('/'));
-            let result = self.http.post(&url).json(&upload).send().await;
+            let result = match parse_base_url("node", &node) {
+                Ok(base) => {
+                    NodeClient::with_http(self.http.clone(), base, None)
+                        .sync(&upload)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             let now = self.clock.now();
             let outcome: Result<SyncOutcome, (String, bool)> = match result {
-                Err(e) => Err((format!("{node}: cannot reach: {e}"), false)),
-                Ok(resp) if resp.status().is_success() => match resp.json::<SignedEnvelope>().await
-                {
-                    Ok(env) => self
-                        .apply_envelope(env, &node)
-                        .await
-                        .map_err(|e| (format!("{node}: {}", e.message), false)),
-                    Err(e) => Err((format!("{node}: answer is not a bundle: {e}"), false)),
-                },
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body = resp.text().await.unwrap_or_default();
-                    let (msg, authoritative) =
-                        match serde_json::from_str::<leasehold_proto::ErrorBody>(&body) {
-                            // Every node shares one database: its refusal of this server
-                            // is the same everywhere. Anything else (a proxy's 404, say)
-                            // concerns this node only.
-                            Ok(e)
-                                if matches!(
-                                    e.error,
-                                    ErrorCode::GuidInUse
-                                        | ErrorCode::UnknownServer
-                                        | ErrorCode::ContextMismatch
-                                ) =>
-                            {
-                                (format!("{node}: {}: {}", e.error, e.message), true)
-                            }
-                            Ok(e) => (format!("{node}: {}: {}", e.error, e.message), false),
-                            Err(_) => (format!("{node}: HTTP {status}"), false),
-                        };
-                    Err((msg, authoritative))
+                Ok(env) => self
+                    .apply_envelope(env, &node)
+                    .await
+                    .map_err(|e| (format!("{node}: {}", e.message), false)),
+                Err(ApiClientError::Unreachable { detail, .. }) => {
+                    Err((format!("{node}: cannot reach: {detail}"), false))
+                }
+                Err(ApiClientError::Decode { detail, .. }) => {
+                    Err((format!("{node}: answer is not a bundle: {detail}"), false))
+                }
+                Err(e) => {
+                    // Every node shares one database: its refusal of this server is the same
+                    // everywhere. Anything else (a proxy's 404, say) concerns this node only.
+                    let authoritative = matches!(
+                        e.code(),
+                        Some(
+                            ErrorCode::GuidInUse
+                                | ErrorCode::UnknownServer
+                                | ErrorCode::ContextMismatch
+                        )
+                    );
+                    Err((format!("{node}: {e}"), authoritative))
                 }
             };
             let mut s = lock(&self.sync);

@@ -440,18 +440,10 @@ async fn licensed_count(
     feature: &Feature,
 ) -> anyhow::Result<u32> {
     let token = token.context("--admin needs --token (or LEASEHOLD_ADMIN_TOKEN)")?;
-    let url = format!("{}/v1/admin/status", admin.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        bail!("{url}: {status}: {}", resp.text().await.unwrap_or_default());
-    }
-    let s: leasehold_server::api::Status = resp.json().await?;
+    let base = leasehold_api_client::parse_base_url("--admin", admin)?;
+    let s = leasehold_api_client::ServerAdminClient::new(base, Some(token.to_owned()))?
+        .status()
+        .await?;
     let n: u32 = s
         .licenses
         .iter()

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
-use leasehold_node::api::{InstallationView, ServerView};
+use leasehold_api_client::{parse_base_url, LeaseApi, NodeClient};
+use leasehold_proto::api::node::GrantLicense;
 use leasehold_proto::{
     BundlePayload, ClientId, Feature, FeatureRequest, InstanceId, LeaseRequest, LeaseResponse,
     SignedEnvelope, SyncToken, SyncUpload, UsageBucket,
@@ -221,55 +222,35 @@ struct SimServer {
     next_seq: u64,
 }
 
-async fn admin_post<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    url: String,
-    token: &str,
-    body: serde_json::Value,
-) -> anyhow::Result<T> {
-    let resp = http
-        .post(&url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("{url}: {status}: {text}");
-    }
-    Ok(serde_json::from_str(&text)?)
-}
-
 async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
     if a.servers == 0 || a.concurrency == 0 {
         bail!("--servers and --concurrency must be at least 1");
     }
-    let node = a.node.trim_end_matches('/').to_string();
+    let node_url = parse_base_url("--node", &a.node)?;
+    let node = node_url.to_string();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;
+    let admin = NodeClient::with_http(http.clone(), node_url.clone(), Some(a.token.clone()));
     eprintln!("creating {} simulated servers on {node} ...", a.servers);
     let mut sims = Vec::with_capacity(a.servers);
     for i in 0..a.servers {
-        let inst: InstallationView = admin_post(
-            &http,
-            format!("{node}/v1/admin/installations"),
-            &a.token,
-            serde_json::json!({"name": format!("loadgen {i}")}),
-        )
-        .await?;
-        let server: ServerView = admin_post(
-            &http,
-            format!("{node}/v1/admin/servers"),
-            &a.token,
-            serde_json::json!({"installation": inst.id, "context": "production"}),
-        )
-        .await?;
+        let inst = admin.create_installation(&format!("loadgen {i}")).await?;
+        let server = admin
+            .add_server(&inst.id, leasehold_proto::Context::Production)
+            .await?;
         for feature in ["asr.en-US", "tts", "asr.de-DE"] {
-            let _: serde_json::Value = admin_post(&http, format!("{node}/v1/admin/licenses"), &a.token,
-                serde_json::json!({"server": server.guid, "feature": feature, "count": 20, "maintenance_until": "2030-01-01"})).await?;
+            admin
+                .grant_license(&GrantLicense {
+                    server: server.guid,
+                    feature: Feature::parse(feature)?,
+                    count: 20,
+                    context: None,
+                    maintenance_until: NaiveDate::from_ymd_opt(2030, 1, 1).unwrap_or_default(),
+                    expires: None,
+                    backs_up: None,
+                })
+                .await?;
         }
         let mut id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut id);
@@ -291,8 +272,7 @@ async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for mut shard in shards.into_iter().filter(|s| !s.is_empty()) {
-        let http = http.clone();
-        let url = format!("{node}/v1/sync");
+        let node = NodeClient::with_http(http.clone(), node_url.clone(), None);
         let errors = errors.clone();
         let buckets = a.buckets;
         tasks.push(tokio::spawn(async move {
@@ -326,17 +306,8 @@ async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
                 };
                 let t0 = Instant::now();
                 let result = async {
-                    let resp = http.post(&url).json(&upload).send().await?;
-                    if !resp.status().is_success() {
-                        anyhow::bail!(
-                            "{}: {}",
-                            resp.status(),
-                            resp.text().await.unwrap_or_default()
-                        );
-                    }
-                    let env: SignedEnvelope = resp.json().await?;
-                    let payload = base64_payload(&env)?;
-                    Ok(payload)
+                    let env = node.sync(&upload).await?;
+                    base64_payload(&env)
                 }
                 .await;
                 match result {
@@ -470,10 +441,12 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
         // Fail before the run rather than after it.
         server_memory(pid)?;
     }
-    let server = a.server.trim_end_matches('/').to_string();
+    let server_url = parse_base_url("--server", &a.server)?;
+    let server = server_url.to_string();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;
+    let api = LeaseApi::with_http(http, server_url);
     let features: Arc<[Feature]> = a.features.clone().into();
     // Each worker owns a slice of clients, so every client's state stays consistent.
     let mut shards: Vec<Vec<SimClient>> = (0..a.concurrency).map(|_| Vec::new()).collect();
@@ -504,8 +477,7 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for mut shard in shards.into_iter().filter(|s| !s.is_empty()) {
-        let http = http.clone();
-        let url = format!("{server}/v1/lease");
+        let api = api.clone();
         let errors = errors.clone();
         let features = features.clone();
         let product_release = a.product_release;
@@ -519,15 +491,7 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
                 i += 1;
                 let request = c.next_request(&mut rng, &features, product_release);
                 let t0 = Instant::now();
-                let result = async {
-                    let resp = http.post(&url).json(&request).send().await?;
-                    let status = resp.status();
-                    if !status.is_success() {
-                        bail!("{status}: {}", resp.text().await.unwrap_or_default());
-                    }
-                    Ok(resp.json::<LeaseResponse>().await?)
-                }
-                .await;
+                let result = api.lease(&request).await.map_err(anyhow::Error::from);
                 match result {
                     Ok(lease) => {
                         latencies.record(t0.elapsed());
@@ -550,7 +514,7 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
     // Read while the server still holds every lease.
     let memory = a.rss_pid.map(server_memory).transpose()?;
     if a.release_at_end {
-        release_all(&http, &server, shards).await;
+        release_all(&api, shards).await;
     }
     let lat = all.summary();
     let report = LeaseReport {
@@ -581,26 +545,19 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
 
 /// Gives back the quota of every client that was granted a lease, one worker per shard. Not
 /// timed; failures are counted and the first few printed.
-async fn release_all(http: &reqwest::Client, server: &str, shards: Vec<Vec<SimClient>>) {
+async fn release_all(api: &LeaseApi, shards: Vec<Vec<SimClient>>) {
     let errors = Errors::default();
     let mut tasks = Vec::new();
     for shard in shards {
-        let http = http.clone();
-        let server = server.to_string();
+        let api = api.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
             let mut released = 0u64;
             for c in shard.iter().filter(|c| c.leased) {
-                let url = format!("{server}/v1/lease/{}?seq={}&epoch={}", c.id, c.seq, c.epoch);
-                let result = async {
-                    let resp = http.delete(&url).send().await?;
-                    let status = resp.status();
-                    if !status.is_success() {
-                        bail!("{status}: {}", resp.text().await.unwrap_or_default());
-                    }
-                    Ok(())
-                }
-                .await;
+                let result = api
+                    .release(&c.id, c.seq, c.epoch)
+                    .await
+                    .map_err(anyhow::Error::from);
                 match result {
                     Ok(()) => released += 1,
                     Err(e) => errors.record("release", &e),

@@ -8,10 +8,10 @@ mod config;
 mod render;
 mod run;
 
+pub use crate::http_util::Secret;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -193,33 +193,6 @@ struct AdminArgs {
     /// Print exactly one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
-}
-
-/// A token whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let token = s.trim();
-        if token.is_empty() {
-            return Err("the admin token is empty".into());
-        }
-        Ok(Self(token.to_owned()))
-    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

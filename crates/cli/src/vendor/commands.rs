@@ -9,19 +9,14 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use leasehold_node::api::{
-    AddServer, CreateInstallation, GrantLicense, InstallationList, InstallationView, LicenseView,
-    ServerView, SetMaintenance, TransferLicense, UpdateServer, UsageReport,
-};
+use leasehold_api_client::NodeClient;
+use leasehold_proto::api::node::{GrantLicense, LicenseView, ServerView, UpdateServer};
 use leasehold_proto::{
-    BundlePayload, LicenseId, ServerGuid, SignedEnvelope, SyncUpload, VendorSigningKey,
-    MAX_SYNC_BODY_BYTES,
+    BundlePayload, ServerGuid, SignedEnvelope, SyncUpload, VendorSigningKey, MAX_SYNC_BODY_BYTES,
 };
 use rand::rngs::OsRng;
 use rand::RngCore;
-use reqwest::Method;
 
-use super::node_client::{guid_segment, Auth, NodeClient};
 use super::output::emit;
 use super::render::{KeygenOutput, SyncFileOutput};
 use super::{InstallationCommand, LicenseCommand, ServerCommand};
@@ -70,28 +65,10 @@ pub async fn installation(
             if name.is_empty() {
                 bail!("--name must not be empty");
             }
-            let view: InstallationView = client
-                .send(
-                    Method::POST,
-                    "/v1/admin/installations",
-                    &CreateInstallation { name },
-                )
-                .await?;
-            emit(json, &view)
+            emit(json, &client.create_installation(&name).await?)
         }
-        InstallationCommand::List => {
-            let list: InstallationList = client.get("/v1/admin/installations").await?;
-            emit(json, &list)
-        }
+        InstallationCommand::List => emit(json, &client.list_installations().await?),
     }
-}
-
-fn server_path(guid: ServerGuid) -> String {
-    format!("/v1/admin/servers/{}", guid_segment(guid))
-}
-
-fn license_path(id: &LicenseId, action: &str) -> String {
-    format!("/v1/admin/licenses/{id}/{action}")
 }
 
 pub async fn server(client: &NodeClient, json: bool, cmd: ServerCommand) -> anyhow::Result<()> {
@@ -99,19 +76,8 @@ pub async fn server(client: &NodeClient, json: bool, cmd: ServerCommand) -> anyh
         ServerCommand::Add {
             installation,
             context,
-        } => {
-            client
-                .send(
-                    Method::POST,
-                    "/v1/admin/servers",
-                    &AddServer {
-                        installation,
-                        context,
-                    },
-                )
-                .await?
-        }
-        ServerCommand::Show { guid } => client.get(&server_path(guid)).await?,
+        } => client.add_server(&installation, context).await?,
+        ServerCommand::Show { guid } => client.server(guid).await?,
         ServerCommand::Set(set) => {
             if set.grace_days.is_none() && set.sync_interval.is_none() {
                 bail!("server set changes nothing: pass --grace-days N and/or --sync-interval DURATION");
@@ -120,15 +86,9 @@ pub async fn server(client: &NodeClient, json: bool, cmd: ServerCommand) -> anyh
                 grace_days: set.grace_days,
                 sync_interval_secs: set.sync_interval.map(|d| d.as_secs()),
             };
-            client
-                .send(Method::PATCH, &server_path(set.guid), &update)
-                .await?
+            client.update_server(set.guid, &update).await?
         }
-        ServerCommand::Reassign { guid } => {
-            client
-                .post_empty(&format!("{}/reassign", server_path(guid)))
-                .await?
-        }
+        ServerCommand::Reassign { guid } => client.reassign_server(guid).await?,
     };
     emit(json, &view)
 }
@@ -145,38 +105,18 @@ pub async fn license(client: &NodeClient, json: bool, cmd: LicenseCommand) -> an
                 expires: g.expires,
                 backs_up: g.backs_up,
             };
-            client
-                .send(Method::POST, "/v1/admin/licenses", &grant)
-                .await?
+            client.grant_license(&grant).await?
         }
-        LicenseCommand::Show { id } => client.get(&format!("/v1/admin/licenses/{id}")).await?,
-        LicenseCommand::Transfer { id, to } => {
-            client
-                .send(
-                    Method::POST,
-                    &license_path(&id, "transfer"),
-                    &TransferLicense { to },
-                )
-                .await?
-        }
-        LicenseCommand::Revoke { id } => client.post_empty(&license_path(&id, "revoke")).await?,
-        LicenseCommand::SetMaintenance { id, until } => {
-            client
-                .send(
-                    Method::POST,
-                    &license_path(&id, "maintenance"),
-                    &SetMaintenance { until },
-                )
-                .await?
-        }
+        LicenseCommand::Show { id } => client.license(&id).await?,
+        LicenseCommand::Transfer { id, to } => client.transfer_license(&id, to).await?,
+        LicenseCommand::Revoke { id } => client.revoke_license(&id).await?,
+        LicenseCommand::SetMaintenance { id, until } => client.set_maintenance(&id, until).await?,
     };
     emit(json, &view)
 }
 
 pub async fn usage(client: &NodeClient, json: bool, guid: ServerGuid) -> anyhow::Result<()> {
-    let path = format!("{}/usage", server_path(guid));
-    let report: UsageReport = client.get(&path).await?;
-    emit(json, &report)
+    emit(json, &client.usage(guid).await?)
 }
 
 pub async fn sync_file(
@@ -207,7 +147,7 @@ pub async fn sync_file(
         )
     })?;
     // The exact file goes to the node, as an online sync would send it.
-    let answer = client.post_raw("/v1/sync", bytes, Auth::Optional).await?;
+    let answer = client.sync_raw(bytes).await?;
     let envelope = SignedEnvelope::from_json(&answer)
         .context("the license node answered the sync with something that is not a signed bundle")?;
     let payload = URL_SAFE_NO_PAD

@@ -3,7 +3,6 @@
 //! generation. Arguments are checked here before any request; the node has the last word.
 
 mod commands;
-mod node_client;
 pub(crate) mod output;
 mod render;
 
@@ -15,7 +14,7 @@ use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use leasehold_proto::{Context, Feature, InstallationId, LicenseId, ServerGuid};
 
-use node_client::AdminToken;
+use crate::http_util::Secret;
 
 #[derive(Debug, Args)]
 pub struct VendorArgs {
@@ -39,7 +38,7 @@ pub struct VendorArgs {
         allow_hyphen_values = true,
         value_name = "TOKEN"
     )]
-    token: Option<AdminToken>,
+    token: Option<Secret>,
 
     /// Print exactly one JSON object on stdout instead of tables.
     #[arg(long, global = true)]
@@ -230,8 +229,9 @@ pub fn run(args: VendorArgs) -> anyhow::Result<()> {
     if let VendorCommand::Keygen(keygen) = &args.command {
         return commands::keygen(args.json, &keygen.out);
     }
-    let base = node_client::parse_node_url(&args.node)?;
-    let client = node_client::NodeClient::new(base, args.token)?;
+    let base = leasehold_api_client::parse_base_url("--node", &args.node)?;
+    let client =
+        leasehold_api_client::NodeClient::new(base, args.token.map(|t| t.as_str().to_owned()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,8 +1,8 @@
 //! JSON bodies of the server's admin API, shared with the `leasehold server` CLI and the
 //! dashboard.
 
+use crate::{ClientId, Context, Feature, InstallationId, ServerGuid};
 use chrono::{DateTime, NaiveDate, Utc};
-use leasehold_proto::{ClientId, Context, Feature, InstallationId, ServerGuid};
 use serde::{Deserialize, Serialize};
 
 /// Why the server serves licenses or not.

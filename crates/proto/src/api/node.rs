@@ -1,11 +1,9 @@
 //! JSON bodies of the vendor admin API (`/v1/admin/...`), shared by the node's handlers and
 //! the `leasehold vendor` CLI so the two cannot drift apart. Every route is listed in
-//! `http/router.rs` and documented in `docs/protocol.md`.
+//! `crates/node/src/http.rs` and documented in `docs/protocol.md`.
 
+use crate::{Context, Feature, InstallationId, InstanceId, License, LicenseId, ServerGuid};
 use chrono::{DateTime, NaiveDate, Utc};
-use leasehold_proto::{
-    Context, Feature, InstallationId, InstanceId, License, LicenseId, ServerGuid,
-};
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/admin/installations`

@@ -1,0 +1,107 @@
+//! A license server's admin API (`/v1/admin/…`, the server's admin token).
+
+use std::time::Duration;
+
+use leasehold_proto::api::server::{ClientStatus, SetGuid, Status, SyncOutcome};
+use leasehold_proto::{Health, ServerGuid};
+use reqwest::{Method, Url};
+
+use crate::endpoint::{http_client, Auth, Body, Endpoint};
+use crate::Result;
+
+const SERVICE: &str = "license server";
+const TOKEN_HINT: &str = "this command needs the server's admin token: pass --token TOKEN (or set \
+     LEASEHOLD_SERVER_TOKEN), or --token-file DATA_DIR/admin-token";
+
+#[derive(Debug, Clone)]
+pub struct ServerAdminClient {
+    endpoint: Endpoint,
+}
+
+impl ServerAdminClient {
+    /// 10 s to connect, 300 s per call: a sync-now waits for every node in turn.
+    pub fn new(base: Url, admin_token: Option<String>) -> Result<Self> {
+        let http = http_client(
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+            concat!("leasehold/", env!("CARGO_PKG_VERSION")),
+        )?;
+        let endpoint = Endpoint::new(http, base, admin_token, SERVICE, TOKEN_HINT);
+        endpoint.require_token()?;
+        Ok(Self { endpoint })
+    }
+
+    pub fn base(&self) -> &Url {
+        self.endpoint.base()
+    }
+
+    pub async fn health(&self) -> Result<Health> {
+        self.endpoint
+            .json(Method::GET, "v1/health", Body::<()>::None, Auth::Optional)
+            .await
+    }
+
+    pub async fn status(&self) -> Result<Status> {
+        self.get("v1/admin/status").await
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientStatus>> {
+        self.get("v1/admin/clients").await
+    }
+
+    pub async fn set_guid(&self, guid: ServerGuid) -> Result<Status> {
+        let body = SetGuid {
+            guid: guid.to_string(),
+        };
+        self.endpoint
+            .json(
+                Method::PUT,
+                "v1/admin/guid",
+                Body::Json(&body),
+                Auth::Required,
+            )
+            .await
+    }
+
+    /// Runs a sync now and waits for its outcome (which may itself say it failed).
+    pub async fn sync_now(&self) -> Result<SyncOutcome> {
+        self.endpoint
+            .json(
+                Method::POST,
+                "v1/admin/sync",
+                Body::<()>::None,
+                Auth::Required,
+            )
+            .await
+    }
+
+    /// The upload the server would send on its next sync, as the exact bytes it would send.
+    pub async fn upload_raw(&self) -> Result<Vec<u8>> {
+        self.endpoint
+            .raw(
+                Method::GET,
+                "v1/admin/upload",
+                Body::<()>::None,
+                Auth::Required,
+            )
+            .await
+    }
+
+    /// Imports a signed bundle file, passed verbatim.
+    pub async fn import_bundle(&self, bundle: Vec<u8>) -> Result<SyncOutcome> {
+        self.endpoint
+            .json(
+                Method::POST,
+                "v1/admin/bundle",
+                Body::<()>::Raw(bundle),
+                Auth::Required,
+            )
+            .await
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.endpoint
+            .json(Method::GET, path, Body::<()>::None, Auth::Required)
+            .await
+    }
+}
