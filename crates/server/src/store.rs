@@ -437,53 +437,83 @@ async fn write_flush(
             .await?;
     }
     let snap = &f.snapshot;
-    for id in &snap.bounds_removed {
-        sqlx::query("DELETE FROM lease_bounds WHERE client_id = ?")
-            .bind(id.as_str())
-            .execute(&mut **tx)
-            .await?;
-    }
-    for id in &snap.counts_removed {
-        sqlx::query("DELETE FROM client_counts WHERE client_id = ?")
-            .bind(id.as_str())
-            .execute(&mut **tx)
-            .await?;
-    }
+    delete_clients(tx, "lease_bounds", &snap.bounds_removed).await?;
+    delete_clients(tx, "client_counts", &snap.counts_removed).await?;
     write_bounds(tx, &snap.bounds).await?;
-    for c in &snap.counts {
-        sqlx::query(
-            "INSERT INTO client_counts (client_id, feature, acquired, denied) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (client_id, feature) DO UPDATE SET acquired = excluded.acquired, denied = excluded.denied",
-        )
-        .bind(c.client.as_str())
-        .bind(c.feature.as_str())
-        .bind(i64_of(c.acquired))
-        .bind(i64_of(c.denied))
-        .execute(&mut **tx)
-        .await?;
-    }
+    write_counts(tx, &snap.counts).await?;
     for (k, v) in &f.meta {
         upsert_meta(tx, k, v).await?;
     }
     Ok(())
 }
 
+/// Rows per multi-row statement: one statement per row made a snapshot of 10,000 clients
+/// hold the writer (and every grant queued behind it) for over a second.
+const ROWS_PER_STATEMENT: usize = 500;
+
 async fn write_bounds(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     rows: &[BoundRow],
 ) -> Result<(), sqlx::Error> {
-    for b in rows {
-        sqlx::query(
-            "INSERT INTO lease_bounds (client_id, feature, bound, product_release, failover) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (client_id, feature) DO UPDATE SET bound = excluded.bound, product_release = excluded.product_release, failover = excluded.failover",
-        )
-        .bind(b.client.as_str())
-        .bind(b.feature.as_str())
-        .bind(i64::from(b.bound))
-        .bind(b.product_release.format("%Y-%m-%d").to_string())
-        .bind(i64::from(b.failover))
-        .execute(&mut **tx)
-        .await?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO lease_bounds (client_id, feature, bound, product_release, failover) ",
+        );
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(b.client.as_str())
+                .push_bind(b.feature.as_str())
+                .push_bind(i64::from(b.bound))
+                .push_bind(b.product_release.format("%Y-%m-%d").to_string())
+                .push_bind(i64::from(b.failover));
+        });
+        q.push(
+            " ON CONFLICT (client_id, feature) DO UPDATE SET bound = excluded.bound, \
+             product_release = excluded.product_release, failover = excluded.failover",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn write_counts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[CountRow],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO client_counts (client_id, feature, acquired, denied) ",
+        );
+        q.push_values(chunk, |mut row, c| {
+            row.push_bind(c.client.as_str())
+                .push_bind(c.feature.as_str())
+                .push_bind(i64_of(c.acquired))
+                .push_bind(i64_of(c.denied));
+        });
+        q.push(
+            " ON CONFLICT (client_id, feature) DO UPDATE SET acquired = excluded.acquired, \
+             denied = excluded.denied",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the rows of `table` whose `client_id` is one of `ids`.
+async fn delete_clients(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    table: &str,
+    ids: &[ClientId],
+) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "DELETE FROM {table} WHERE client_id IN ("
+        ));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
