@@ -134,10 +134,13 @@ pub struct UsageDelta {
 
 /// How much a raised bound rounds a reservation of `reserved` up: an eighth, at least 2, so
 /// that a client growing by a license or two answers without waiting for the disk. Taken
-/// only from a quarter of the licenses no bound covers, so that what a restart restores
-/// never exceeds the count and leaves most of the rest free at once; a bound only ever
-/// over-states what a client may hold, which is safe. Where licenses are plenty (the lease
-/// benchmark) the rounding is full; where they are few, there is little or none.
+/// only from a quarter of the licenses no bound covers, so that the rounding never makes
+/// what a restart would restore exceed the count, and leaves most of the rest free at once.
+/// (Bounds themselves are lowered lazily, at the next snapshot, so right after shrinks and
+/// new grants they may add up to more than the count until then; a restart in that moment
+/// holds the excess until the clients' next refreshes.) A bound only ever over-states what
+/// a client may hold, which is safe. Where licenses are plenty (the lease benchmark) the
+/// rounding is full; where they are few, there is little or none.
 fn padding(reserved: u32) -> u32 {
     (reserved / 8).max(2)
 }
@@ -230,7 +233,7 @@ struct Pool {
     in_use: u64,
     clients: u32,
     /// Sum over clients of their persisted bounds: what a restart would restore. Rounding
-    /// up never takes this above the count.
+    /// up never adds to it beyond the count.
     bound_total: u64,
 }
 
