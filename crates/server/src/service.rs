@@ -79,6 +79,58 @@ struct SyncState {
 struct LeaseState {
     alloc: Allocator,
     ledger: Ledger,
+    /// Metric handles of every licensed feature, registered when the licenses change, so
+    /// that the lease path counts without building a label per request.
+    counters: BTreeMap<Feature, FeatureCounters>,
+}
+
+#[derive(Debug, Clone)]
+struct FeatureCounters {
+    grants: metrics::Counter,
+    denials: metrics::Counter,
+    denials_while_free: metrics::Counter,
+}
+
+impl FeatureCounters {
+    fn new(feature: &Feature) -> Self {
+        let label = feature.to_string();
+        Self {
+            grants: metrics::counter!("leasehold_server_grants_total", "feature" => label.clone()),
+            denials: metrics::counter!("leasehold_server_denials_total", "feature" => label.clone()),
+            denials_while_free: metrics::counter!("leasehold_server_denials_while_free_total", "feature" => label),
+        }
+    }
+
+    fn record(&self, delta: &crate::allocator::UsageDelta) {
+        self.grants.increment(delta.acquired);
+        self.denials.increment(delta.denied);
+        self.denials_while_free.increment(delta.denied_while_free);
+    }
+}
+
+/// `leasehold_server_lease_requests_total{state}`, one handle per state.
+#[derive(Debug)]
+struct RequestCounters([metrics::Counter; 5]);
+
+impl RequestCounters {
+    const STATES: [ServerState; 5] = [
+        ServerState::Unconfigured,
+        ServerState::NotSynced,
+        ServerState::Ok,
+        ServerState::Expired,
+        ServerState::ClockTampered,
+    ];
+
+    fn new() -> Self {
+        Self(Self::STATES.map(|s| {
+            metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(s))
+        }))
+    }
+
+    fn get(&self, state: ServerState) -> &metrics::Counter {
+        let i = Self::STATES.iter().position(|s| *s == state).unwrap_or(0);
+        &self.0[i]
+    }
 }
 
 #[derive(Debug)]
@@ -96,6 +148,7 @@ pub struct LicenseServer {
     /// One sync at a time.
     sync_lock: tokio::sync::Mutex<()>,
     http: reqwest::Client,
+    requests: RequestCounters,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,6 +170,8 @@ impl LicenseServer {
         options: ServerOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StoreError> {
+        // Metric handles are taken below: the recorder must be in place first.
+        let _ = leasehold_web::metrics::prometheus();
         let store = ServerStore::open(&options.data_dir).await?;
         let meta = store.get_all().await?;
         let now = clock.now();
@@ -248,7 +303,12 @@ impl LicenseServer {
         let server = Arc::new(Self {
             store,
             writer,
-            leases: Mutex::new(LeaseState { alloc, ledger }),
+            leases: Mutex::new(LeaseState {
+                alloc,
+                ledger,
+                counters: BTreeMap::new(),
+            }),
+            requests: RequestCounters::new(),
             clock,
             keys: options.trusted_keys,
             instance_id,
@@ -303,6 +363,15 @@ impl LicenseServer {
     pub fn state(&self, now: DateTime<Utc>) -> (ServerState, Serving) {
         let tampered = self.observe_time(now);
         let b = read(&self.bundle);
+        self.state_of(&b, now, tampered)
+    }
+
+    fn state_of(
+        &self,
+        b: &BundleState,
+        now: DateTime<Utc>,
+        tampered: bool,
+    ) -> (ServerState, Serving) {
         if b.guid.is_none() {
             return (ServerState::Unconfigured, Serving::No("no server GUID is set: set it in the dashboard or with `leasehold server set-guid`".into()));
         }
@@ -366,6 +435,12 @@ impl LicenseServer {
         let mut s = lock(&self.leases);
         s.alloc.set_backup(backup);
         s.alloc.set_licenses(&licenses);
+        for l in &licenses {
+            if !s.counters.contains_key(&l.feature) {
+                let c = FeatureCounters::new(&l.feature);
+                s.counters.insert(l.feature.clone(), c);
+            }
+        }
     }
 
     /// `POST /v1/lease`. A grant that raises a client's reservation is on disk before it is
@@ -378,22 +453,28 @@ impl LicenseServer {
         }
         let now = self.clock.now();
         let mono = self.clock.monotonic_ms();
-        let (state, serving) = self.state(now);
-        let (guid, context) = {
+        let tampered = self.observe_time(now);
+        // One look at the bundle: the state, who we are and whether today's licenses are in.
+        let (state, serving, ready, stale_day) = {
             let b = read(&self.bundle);
-            match (b.guid, b.payload.as_ref()) {
-                (Some(g), Some(p)) => (g, p.context),
-                _ => {
-                    metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(state)).increment(1);
-                    let why = match serving {
-                        Serving::No(why) => why,
-                        Serving::Yes => "not ready".into(),
-                    };
-                    return Err(ApiError::new(ErrorCode::NotReady, why));
-                }
-            }
+            let (state, serving) = self.state_of(&b, now, tampered);
+            let ready = b.guid.zip(b.payload.as_ref().map(|p| p.context));
+            (
+                state,
+                serving,
+                ready,
+                b.licenses_day != Some(now.date_naive()),
+            )
         };
-        if read(&self.bundle).licenses_day != Some(now.date_naive()) {
+        let Some((guid, context)) = ready else {
+            self.requests.get(state).increment(1);
+            let why = match serving {
+                Serving::No(why) => why,
+                Serving::Yes => "not ready".into(),
+            };
+            return Err(ApiError::new(ErrorCode::NotReady, why));
+        };
+        if stale_day {
             self.refresh_licenses(now);
         }
         let request = ClientRequest {
@@ -428,24 +509,22 @@ impl LicenseServer {
                     },
                 );
             }
+            for (feature, delta) in &answer.usage {
+                if delta.acquired == 0 && delta.denied == 0 {
+                    continue;
+                }
+                match s.counters.get(feature) {
+                    Some(c) => c.record(delta),
+                    // A feature this server has no license for: rare, so registered here.
+                    None => FeatureCounters::new(feature).record(delta),
+                }
+            }
             // Queued under the lock: the writer keeps the order of raises and snapshots.
             let persisted = (!answer.raised.is_empty())
                 .then(|| self.writer.queue(Write::Bounds(answer.raised.clone())));
             (answer, s.alloc.epoch(), persisted)
         };
-        for (feature, delta) in &answer.usage {
-            if delta.acquired > 0 {
-                metrics::counter!("leasehold_server_grants_total", "feature" => feature.to_string()).increment(delta.acquired);
-            }
-            if delta.denied > 0 {
-                metrics::counter!("leasehold_server_denials_total", "feature" => feature.to_string()).increment(delta.denied);
-            }
-            if delta.denied_while_free > 0 {
-                metrics::counter!("leasehold_server_denials_while_free_total", "feature" => feature.to_string()).increment(delta.denied_while_free);
-            }
-        }
-        metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(state))
-            .increment(1);
+        self.requests.get(state).increment(1);
         if let Some(p) = persisted {
             // Not on disk: the client gets no answer, so it cannot use the grant (the
             // reservation stays until its hold ends).
