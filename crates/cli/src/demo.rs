@@ -146,12 +146,210 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
     let with_backup = !args.no_backup;
     let today = chrono::Local::now().date_naive();
 
+    let Provisioned {
+        created,
+        key,
+        node,
+        state,
+        production_view,
+    } = provision(&dir, with_backup, today).await?;
+
+    let node_listener = tokio::net::TcpListener::bind(port(base, 0))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the node (choose other ports with --listen-base)",
+                port(base, 0)
+            )
+        })?;
+    let node_url = format!("http://{}", port(base, 0));
+    let (node_stop, node_stopped) = tokio::sync::oneshot::channel::<()>();
+    let node_task = tokio::spawn(leasehold_node::serve(
+        NodeState::new(node.clone(), &state.node_admin_token),
+        node_listener,
+        async move {
+            let _ = node_stopped.await;
+        },
+    ));
+
+    let common = Common {
+        node_url: node_url.clone(),
+        trusted: TrustedKeys::new().with(key.verifying_key()),
+        public_key: key.public_key_string(),
+        logs,
+    };
+    let production = ServerSpec::new(&dir, "production", state.production, base, 1)?;
+    let backup = match (with_backup, state.backup) {
+        (true, Some(guid)) => Some(ServerSpec::new(&dir, "backup", guid, base, 3)?),
+        _ => None,
+    };
+
+    // Both servers: started and synced together.
+    let (primary, standby) = tokio::join!(start_server(&production, &common), async {
+        match &backup {
+            Some(spec) => start_server(spec, &common).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    let (mut primary, standby) = match (primary, standby) {
+        (Ok(p), Ok(s)) => (Some(p), s),
+        (p, s) => {
+            let mut error = None;
+            for r in [p.map(Some), s] {
+                match r {
+                    Ok(Some(server)) => server.stop().await,
+                    Ok(None) => {}
+                    Err(e) => error = error.or(Some(e)),
+                }
+            }
+            let _ = node_stop.send(());
+            let _ = node_task.await;
+            return Err(error.unwrap_or_else(|| anyhow::anyhow!("a server did not start")));
+        }
+    };
+    let passwords = dashboard_passwords(
+        &dir,
+        [
+            (Some(&production), primary.as_ref()),
+            (backup.as_ref(), standby.as_ref()),
+        ],
+    )
+    .await?;
+    let (p_sync, b_sync) =
+        tokio::join!(wait_synced(primary.as_ref()), wait_synced(standby.as_ref()));
+
+    // The simulated clients.
+    let servers = match &backup {
+        Some(b) => format!("{};{}", production.lease, b.lease),
+        None => production.lease.to_string(),
+    };
+    let SimulatedClients {
+        stop: stop_clients,
+        roles,
+        threads: client_threads,
+    } = start_clients(&servers, args.clients, today)?;
+
+    // What to look at.
+    print_intro(&Intro {
+        dir: &dir,
+        created,
+        node_url: &node_url,
+        state: &state,
+        key: &key,
+        production_view: &production_view,
+        production: &production,
+        backup: backup.as_ref(),
+        servers: &servers,
+        clients: args.clients,
+        today,
+        synced: [&p_sync, &b_sync],
+        passwords: &passwords,
+    })?;
+
+    // Run until Ctrl-C, q or the duration.
+    let mut keys = stdin_lines();
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let signal = crate::logging::shutdown_signal();
+    tokio::pin!(signal);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => break,
+            line = keys.recv(), if stdin_open => {
+                let Some(line) = line else {
+                    stdin_open = false;
+                    continue;
+                };
+                match line.trim() {
+                    "q" | "quit" => break,
+                    "p" => match primary.take() {
+                        Some(server) => {
+                            server.stop().await;
+                            if backup.is_some() {
+                                say("production server stopped: the clients move to the backup within ~12 s (s + Enter starts it again)");
+                            } else {
+                                say("production server stopped (s + Enter starts it again)");
+                            }
+                        }
+                        None => say("the production server is already stopped (s + Enter starts it)"),
+                    },
+                    "s" => {
+                        if primary.is_some() {
+                            say("the production server is already running");
+                        } else {
+                            match start_server(&production, &common).await {
+                                Ok(server) => {
+                                    primary = Some(server);
+                                    say("production server started again on its data directory: it restores its leases and grants at once (after more than ~2 minutes away it relearns them first); the clients return to it within a few seconds");
+                                }
+                                Err(e) => say(&format!("cannot start the production server again: {e:#}")),
+                            }
+                        }
+                    }
+                    "" => {}
+                    other => say(&format!("unknown key {other:?}: p stops the primary, s starts it, q quits")),
+                }
+            }
+            _ = ticker.tick() => {
+                let line = status_line(primary.as_ref(), standby.as_ref(), backup.is_some(), &roles).await;
+                say(&line);
+            }
+        }
+    }
+
+    // Stop: clients first (they give their licenses back), then the servers, then the node.
+    say("stopping the demo");
+    stop_clients.store(true, Ordering::Release);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in client_threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    if let Some(server) = primary.take() {
+        server.stop().await;
+    }
+    if let Some(server) = standby {
+        server.stop().await;
+    }
+    let _ = node_stop.send(());
+    match node_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the node stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "the node task failed"),
+    }
+    say("demo stopped");
+    Ok(())
+}
+
+/// What the demo runs on: its directory's vendor key, node database, installation and GUIDs,
+/// created on the first start and reused after.
+struct Provisioned {
+    created: bool,
+    key: VendorSigningKey,
+    node: Arc<Node>,
+    state: DemoState,
+    production_view: leasehold_proto::api::node::ServerView,
+}
+
+/// Reuses the demo in `dir` or creates one: the vendor key, the node's database with one
+/// installation, a production server with licenses and (unless `with_backup` is off) a
+/// backup server with licenses backing them up.
+async fn provision(dir: &Path, with_backup: bool, today: NaiveDate) -> anyhow::Result<Provisioned> {
     // The directory: reuse a demo, or create one.
-    let existing = read_state(&dir)?;
+    let existing = read_state(dir)?;
     let created = existing.is_none();
     if created {
-        refuse_partial_demo(&dir)?;
-        std::fs::create_dir_all(&dir)
+        refuse_partial_demo(dir)?;
+        std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
     }
     let key = if created {
@@ -214,66 +412,25 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
         }
         state.backup = Some(backup.guid);
     }
-    write_state(&dir, &state)?;
+    write_state(dir, &state)?;
 
-    let node_listener = tokio::net::TcpListener::bind(port(base, 0))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} for the node (choose other ports with --listen-base)",
-                port(base, 0)
-            )
-        })?;
-    let node_url = format!("http://{}", port(base, 0));
-    let (node_stop, node_stopped) = tokio::sync::oneshot::channel::<()>();
-    let node_task = tokio::spawn(leasehold_node::serve(
-        NodeState::new(node.clone(), &state.node_admin_token),
-        node_listener,
-        async move {
-            let _ = node_stopped.await;
-        },
-    ));
+    Ok(Provisioned {
+        created,
+        key,
+        node,
+        state,
+        production_view,
+    })
+}
 
-    let common = Common {
-        node_url: node_url.clone(),
-        trusted: TrustedKeys::new().with(key.verifying_key()),
-        public_key: key.public_key_string(),
-        logs,
-    };
-    let production = ServerSpec::new(&dir, "production", state.production, base, 1)?;
-    let backup = match (with_backup, state.backup) {
-        (true, Some(guid)) => Some(ServerSpec::new(&dir, "backup", guid, base, 3)?),
-        _ => None,
-    };
-
-    // Both servers: started and synced together.
-    let (primary, standby) = tokio::join!(start_server(&production, &common), async {
-        match &backup {
-            Some(spec) => start_server(spec, &common).await.map(Some),
-            None => Ok(None),
-        }
-    });
-    let (mut primary, standby) = match (primary, standby) {
-        (Ok(p), Ok(s)) => (Some(p), s),
-        (p, s) => {
-            let mut error = None;
-            for r in [p.map(Some), s] {
-                match r {
-                    Ok(Some(server)) => server.stop().await,
-                    Ok(None) => {}
-                    Err(e) => error = error.or(Some(e)),
-                }
-            }
-            let _ = node_stop.send(());
-            let _ = node_task.await;
-            return Err(error.unwrap_or_else(|| anyhow::anyhow!("a server did not start")));
-        }
-    };
-    let mut passwords = read_passwords(&dir)?;
-    for (spec, running) in [
-        (Some(&production), primary.as_ref()),
-        (backup.as_ref(), standby.as_ref()),
-    ] {
+/// The dashboard password of each running server: the one it generated at its first start,
+/// the one noted in the demo directory, or a new one set now. Noted in the directory.
+async fn dashboard_passwords(
+    dir: &Path,
+    servers: [(Option<&ServerSpec>, Option<&RunningServer>); 2],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut passwords = read_passwords(dir)?;
+    for (spec, running) in servers {
         if let (Some(spec), Some(running)) = (spec, running) {
             let password = match (&running.dashboard_password, passwords.get(spec.name)) {
                 (Some(generated), _) => generated.clone(),
@@ -293,24 +450,25 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
             passwords.insert(spec.name.to_owned(), password);
         }
     }
-    write_passwords(&dir, &passwords)?;
-    let (p_sync, b_sync) =
-        tokio::join!(wait_synced(primary.as_ref()), wait_synced(standby.as_ref()));
+    write_passwords(dir, &passwords)?;
+    Ok(passwords)
+}
 
-    // The simulated clients.
-    let servers = match &backup {
-        Some(b) => format!("{};{}", production.lease, b.lease),
-        None => production.lease.to_string(),
-    };
+/// The demo's application processes: one thread per simulated client, each a real library
+/// client placing calls; `roles` tells the console which server each one uses.
+struct SimulatedClients {
+    stop: Arc<AtomicBool>,
+    roles: Arc<Vec<AtomicU8>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn start_clients(servers: &str, count: u32, today: NaiveDate) -> anyhow::Result<SimulatedClients> {
     let stop_clients = Arc::new(AtomicBool::new(false));
-    let roles: Arc<Vec<AtomicU8>> = Arc::new(
-        (0..args.clients)
-            .map(|_| AtomicU8::new(ROLE_NONE))
-            .collect(),
-    );
+    let roles: Arc<Vec<AtomicU8>> =
+        Arc::new((0..count).map(|_| AtomicU8::new(ROLE_NONE)).collect());
     let mut client_threads = Vec::new();
-    for i in 0..args.clients {
-        let (servers, stop, roles) = (servers.clone(), stop_clients.clone(), roles.clone());
+    for i in 0..count {
+        let (servers, stop, roles) = (servers.to_owned(), stop_clients.clone(), roles.clone());
         let thread = std::thread::Builder::new()
             .name(format!("demo-client-{i}"))
             .spawn(move || {
@@ -319,171 +477,112 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
             .context("cannot start a simulated client thread")?;
         client_threads.push(thread);
     }
-
-    // What to look at.
-    {
-        let mut out = std::io::stdout().lock();
-        let dir_note = if created {
-            "created; a later start reuses it with the same GUIDs"
-        } else {
-            "reused: same vendor key, GUIDs and licenses"
-        };
-        writeln!(out, "Leasehold demo in {} ({dir_note})", dir.display())?;
-        writeln!(
-            out,
-            "  license node       {node_url}  admin token: {}  vendor key: {}",
-            state.node_admin_token,
-            key.kid()
-        )?;
-        let licenses = describe_licenses(&production_view.licenses);
-        for spec in std::iter::once(&production).chain(backup.as_ref()) {
-            writeln!(
-                out,
-                "  {:<18} {}  lease http://{}  admin token: {}",
-                format!("{} server", spec.name),
-                spec.guid,
-                spec.lease,
-                spec.token
-            )?;
-        }
-        writeln!(
-            out,
-            "  licenses           {licenses}{}",
-            if backup.is_some() {
-                " (the backup holds the same, in parallel)"
-            } else {
-                ""
-            }
-        )?;
-        writeln!(
-            out,
-            "  simulated clients  {} on \"{servers}\", features asr.en-US and tts, product release {today}",
-            args.clients
-        )?;
-        for (spec, synced) in [(Some(&production), &p_sync), (backup.as_ref(), &b_sync)] {
-            if let (Some(spec), Err(why)) = (spec, synced) {
-                writeln!(
-                    out,
-                    "  note: the {} server is not synced yet: {why}",
-                    spec.name
-                )?;
-            }
-        }
-        if !created {
-            writeln!(
-                out,
-                "  note: restarted servers relearn the leases clients may hold for ~2 minutes; until then they only confirm what clients hold"
-            )?;
-        }
-        for spec in std::iter::once(&production).chain(backup.as_ref()) {
-            writeln!(
-                out,
-                "{} dashboard: http://{}  password: {}",
-                spec.name,
-                spec.admin,
-                passwords.get(spec.name).map_or("?", String::as_str)
-            )?;
-        }
-        writeln!(out, "Try:")?;
-        writeln!(
-            out,
-            "  leasehold server status --admin http://{} --token {}",
-            production.admin, production.token
-        )?;
-        writeln!(
-            out,
-            "  leasehold vendor --node {node_url} --token {} server show '{}'",
-            state.node_admin_token, production.guid
-        )?;
-        if backup.is_some() {
-            writeln!(out, "Press p + Enter to stop the primary (clients move to the backup within ~12 s), s + Enter to start it again, q + Enter or Ctrl-C to quit.")?;
-        } else {
-            writeln!(out, "Press p + Enter to stop the primary (no backup: clients keep what they hold), s + Enter to start it again, q + Enter or Ctrl-C to quit.")?;
-        }
-        out.flush()?;
-    }
-
-    // Run until Ctrl-C, q or the duration.
-    let mut keys = stdin_lines();
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let signal = crate::logging::shutdown_signal();
-    tokio::pin!(signal);
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
-    let mut stdin_open = true;
-    loop {
-        tokio::select! {
-            () = &mut signal => break,
-            () = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            } => break,
-            line = keys.recv(), if stdin_open => {
-                let Some(line) = line else {
-                    stdin_open = false;
-                    continue;
-                };
-                match line.trim() {
-                    "q" | "quit" => break,
-                    "p" => match primary.take() {
-                        Some(server) => {
-                            server.stop().await;
-                            if backup.is_some() {
-                                say("production server stopped: the clients move to the backup within ~12 s (s + Enter starts it again)");
-                            } else {
-                                say("production server stopped (s + Enter starts it again)");
-                            }
-                        }
-                        None => say("the production server is already stopped (s + Enter starts it)"),
-                    },
-                    "s" => {
-                        if primary.is_some() {
-                            say("the production server is already running");
-                        } else {
-                            match start_server(&production, &common).await {
-                                Ok(server) => {
-                                    primary = Some(server);
-                                    say("production server started again: the clients return to it within a few seconds; it relearns the leases they hold for ~2 minutes before granting more");
-                                }
-                                Err(e) => say(&format!("cannot start the production server again: {e:#}")),
-                            }
-                        }
-                    }
-                    "" => {}
-                    other => say(&format!("unknown key {other:?}: p stops the primary, s starts it, q quits")),
-                }
-            }
-            _ = ticker.tick() => {
-                let line = status_line(primary.as_ref(), standby.as_ref(), backup.is_some(), &roles).await;
-                say(&line);
-            }
-        }
-    }
-
-    // Stop: clients first (they give their licenses back), then the servers, then the node.
-    say("stopping the demo");
-    stop_clients.store(true, Ordering::Release);
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in client_threads {
-            let _ = t.join();
-        }
+    Ok(SimulatedClients {
+        stop: stop_clients,
+        roles,
+        threads: client_threads,
     })
-    .await;
-    if let Some(server) = primary.take() {
-        server.stop().await;
+}
+
+/// What the console shows at the start: where everything is, the dashboards and passwords,
+/// what to try.
+struct Intro<'a> {
+    dir: &'a Path,
+    created: bool,
+    node_url: &'a str,
+    state: &'a DemoState,
+    key: &'a VendorSigningKey,
+    production_view: &'a leasehold_proto::api::node::ServerView,
+    production: &'a ServerSpec,
+    backup: Option<&'a ServerSpec>,
+    servers: &'a str,
+    clients: u32,
+    today: NaiveDate,
+    synced: [&'a Result<(), String>; 2],
+    passwords: &'a BTreeMap<String, String>,
+}
+
+fn print_intro(i: &Intro<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let dir_note = if i.created {
+        "created; a later start reuses it with the same GUIDs"
+    } else {
+        "reused: same vendor key, GUIDs and licenses"
+    };
+    writeln!(out, "Leasehold demo in {} ({dir_note})", i.dir.display())?;
+    writeln!(
+        out,
+        "  license node       {}  admin token: {}  vendor key: {}",
+        i.node_url,
+        i.state.node_admin_token,
+        i.key.kid()
+    )?;
+    let licenses = describe_licenses(&i.production_view.licenses);
+    for spec in std::iter::once(i.production).chain(i.backup) {
+        writeln!(
+            out,
+            "  {:<18} {}  lease http://{}  admin token: {}",
+            format!("{} server", spec.name),
+            spec.guid,
+            spec.lease,
+            spec.token
+        )?;
     }
-    if let Some(server) = standby {
-        server.stop().await;
+    writeln!(
+        out,
+        "  licenses           {licenses}{}",
+        if i.backup.is_some() {
+            " (the backup holds the same, in parallel)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  simulated clients  {} on \"{}\", features asr.en-US and tts, product release {}",
+        i.clients, i.servers, i.today
+    )?;
+    for (spec, synced) in [(Some(i.production), i.synced[0]), (i.backup, i.synced[1])] {
+        if let (Some(spec), Err(why)) = (spec, synced) {
+            writeln!(
+                out,
+                "  note: the {} server is not synced yet: {why}",
+                spec.name
+            )?;
+        }
     }
-    let _ = node_stop.send(());
-    match node_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "the node stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "the node task failed"),
+    if !i.created {
+        writeln!(
+            out,
+            "  note: the servers restart on their own data directories: they restore the leases they granted and grant at once (a data directory unused for more than ~2 minutes relearns them first)"
+        )?;
     }
-    say("demo stopped");
+    for spec in std::iter::once(i.production).chain(i.backup) {
+        writeln!(
+            out,
+            "{} dashboard: http://{}  password: {}",
+            spec.name,
+            spec.admin,
+            i.passwords.get(spec.name).map_or("?", String::as_str)
+        )?;
+    }
+    writeln!(out, "Try:")?;
+    writeln!(
+        out,
+        "  leasehold server status --admin http://{} --token {}",
+        i.production.admin, i.production.token
+    )?;
+    writeln!(
+        out,
+        "  leasehold vendor --node {} --token {} server show '{}'",
+        i.node_url, i.state.node_admin_token, i.production.guid
+    )?;
+    if i.backup.is_some() {
+        writeln!(out, "Press p + Enter to stop the primary (clients move to the backup within ~12 s), s + Enter to start it again, q + Enter or Ctrl-C to quit.")?;
+    } else {
+        writeln!(out, "Press p + Enter to stop the primary (no backup: clients keep what they hold), s + Enter to start it again, q + Enter or Ctrl-C to quit.")?;
+    }
+    out.flush()?;
     Ok(())
 }
 
