@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use leasehold_proto::Clock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -160,6 +161,13 @@ pub async fn start_with_dashboard(
                 };
                 // The peer address feeds the dashboard's limit on failed sign-ins.
                 let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                // Answers go out at once: without TCP_NODELAY a small answer can wait for
+                // the client's delayed ACK (up to 40 ms on Linux), longer than a deny-wait.
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
                 if let Err(e) = axum::serve(listener, service)
                     .with_graceful_shutdown(shutdown)
                     .await
