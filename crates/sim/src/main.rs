@@ -131,16 +131,7 @@ fn real_main() -> Result<ExitCode, String> {
             verbose: !quiet,
             ..Config::for_calls(case.load(calls, deny_wait_ms))
         };
-        return Ok(match run(seed, &cfg) {
-            Ok(stats) => {
-                println!("seed {seed} passed: {stats:#?}");
-                ExitCode::SUCCESS
-            }
-            Err(f) => {
-                eprintln!("{f}");
-                ExitCode::FAILURE
-            }
-        });
+        return Ok(replay(seed, &cfg));
     }
     if !cases.is_empty() {
         let seeds = if seeds_given { seeds } else { 10 };
@@ -162,16 +153,7 @@ fn real_main() -> Result<ExitCode, String> {
 
     if let Some(seed) = one {
         cfg.verbose = !quiet;
-        return Ok(match run(seed, &cfg) {
-            Ok(stats) => {
-                println!("seed {seed} passed: {stats:#?}");
-                ExitCode::SUCCESS
-            }
-            Err(f) => {
-                eprintln!("{f}");
-                ExitCode::FAILURE
-            }
-        });
+        return Ok(replay(seed, &cfg));
     }
 
     let started = Instant::now();
@@ -217,4 +199,18 @@ fn real_main() -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs one seed with every event printed (unless quiet) and says whether it passed.
+fn replay(seed: u64, cfg: &Config) -> ExitCode {
+    match run(seed, cfg) {
+        Ok(stats) => {
+            println!("seed {seed} passed: {stats:#?}");
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            eprintln!("{f}");
+            ExitCode::FAILURE
+        }
+    }
 }
