@@ -99,10 +99,6 @@ impl Endpoint {
         &self.base
     }
 
-    pub(crate) fn has_token(&self) -> bool {
-        self.token.is_some()
-    }
-
     pub(crate) fn require_token(&self) -> Result<()> {
         if self.token.is_none() {
             return Err(ApiClientError::Usage(self.token_hint.to_owned()));

@@ -62,10 +62,6 @@ impl NodeClient {
         self.endpoint.require_token()
     }
 
-    pub fn has_token(&self) -> bool {
-        self.endpoint.has_token()
-    }
-
     pub async fn health(&self) -> Result<Health> {
         self.endpoint
             .json(Method::GET, "v1/health", Body::<()>::None, Auth::Optional)

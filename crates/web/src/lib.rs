@@ -13,5 +13,5 @@ mod routes;
 
 pub use auth::{same_secret, AdminAuth, AdminToken};
 pub use error::ApiError;
-pub use json::{json_rejection, ApiJson};
+pub use json::ApiJson;
 pub use routes::{health, metrics_response, not_found, Service};
