@@ -19,18 +19,7 @@ if [ ${#CASES[@]} -eq 0 ]; then
   for n in 10 200; do for p in 2 16; do for l in 0.5 0.9; do CASES+=("$n:$p:$l:5s"); done; done; done
   CASES+=("50:4:0.8:30s")
 fi
-cargo build --release -p leasehold-cli >/dev/null
-B=${LEASEHOLD_BIN:-$PWD/target/release/leasehold}
-D=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}" "${NODE_PID:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$D"; }
-trap cleanup EXIT
-PK=$($B vendor keygen --out "$D/key.pem" --json | sed -n 's/.*"public_key": *"\([^"]*\)".*/\1/p')
-$B node serve --db "sqlite://$D/node.db" --listen 127.0.0.1:0 --signing-key "$D/key.pem" --admin-token bench >"$D/node.out" 2>"$D/node.log" &
-NODE_PID=$!
-until grep -q listening "$D/node.out"; do sleep 0.1; done
-NODE=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$D/node.out")
-export LEASEHOLD_NODE=$NODE LEASEHOLD_ADMIN_TOKEN=bench
+source scripts/bench-node.sh
 i=0
 for c in "${CASES[@]}"; do
   IFS=: read -r n p l hold <<<"$c"
