@@ -2,7 +2,7 @@
 //! keeps the usage ledger and serves the admin API and the dashboard.
 #![forbid(unsafe_code)]
 
-pub mod agent;
+pub use service::agent;
 pub mod allocator;
 pub use leasehold_proto::api::server as api;
 pub mod charts;

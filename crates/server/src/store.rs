@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use leasehold_proto::{ClientId, Feature, ServerGuid, UsageBucket};
+use leasehold_proto::{ClientId, Feature, InstanceId, ServerGuid, SignedEnvelope, UsageBucket};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -30,7 +30,10 @@ pub struct FlushWrite {
     /// Prune the history to hours from here on.
     pub history_from: Option<DateTime<Utc>>,
     pub snapshot: Snapshot,
-    pub meta: Vec<(&'static str, String)>,
+    /// The time high-water mark to record (the clock-tamper check).
+    pub high_water: Option<DateTime<Utc>>,
+    /// The process's heartbeat: a restart within one hold of it restores the leases.
+    pub alive_at: Option<DateTime<Utc>>,
 }
 
 /// One job of the group-committing writer.
@@ -59,8 +62,37 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Keys of the `meta` table.
-pub mod keys {
+/// Everything an earlier process left in the data directory, read once at start.
+#[derive(Debug, Default)]
+pub struct PersistedState {
+    /// This data directory's instance id (made once, at its first start).
+    pub instance_id: Option<InstanceId>,
+    pub guid: Option<ServerGuid>,
+    /// The last bundle taken, verbatim (verified again by the caller).
+    pub bundle: Option<StoredBundle>,
+    /// The highest wall-clock time seen.
+    pub high_water: Option<DateTime<Utc>>,
+    pub last_sync: Option<DateTime<Utc>>,
+    /// The last heartbeat of a process on this directory.
+    pub alive_at: Option<DateTime<Utc>>,
+    /// Until when the last process that started in learning mode was learning.
+    pub learning_until: Option<DateTime<Utc>>,
+    /// Reservation bounds and client counts of the leases an earlier process granted.
+    pub bounds: Vec<BoundRow>,
+    pub counts: Vec<CountRow>,
+    /// Usage of the hours still open when the earlier process last flushed.
+    pub open_usage: BTreeMap<HourKey, Counts>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredBundle {
+    pub envelope: String,
+    /// Local time the bundle was taken (grace counts from here).
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+/// Keys of the `meta` table (private: callers use the typed methods).
+mod keys {
     pub const GUID: &str = "guid";
     pub const INSTANCE_ID: &str = "instance_id";
     pub const ENVELOPE: &str = "bundle_envelope";
@@ -127,26 +159,104 @@ impl ServerStore {
         &self.dir
     }
 
-    pub async fn get(&self, key: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get::<String, _>("value")))
-    }
-
-    pub async fn get_all(&self) -> StoreResult<BTreeMap<String, String>> {
+    /// Reads everything an earlier process persisted. Values that do not parse are taken
+    /// as absent (and rewritten by this process).
+    pub async fn load(&self) -> StoreResult<PersistedState> {
         let rows = sqlx::query("SELECT key, value FROM meta")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
+        let meta: BTreeMap<String, String> = rows
             .iter()
             .map(|r| (r.get::<String, _>("key"), r.get::<String, _>("value")))
-            .collect())
+            .collect();
+        let time = |key: &str| {
+            meta.get(key)
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let (bounds, counts) = self.leases().await?;
+        Ok(PersistedState {
+            instance_id: meta
+                .get(keys::INSTANCE_ID)
+                .and_then(|s| InstanceId::parse(s).ok()),
+            guid: meta.get(keys::GUID).and_then(|s| ServerGuid::parse(s).ok()),
+            bundle: meta.get(keys::ENVELOPE).map(|e| StoredBundle {
+                envelope: e.clone(),
+                received_at: time(keys::RECEIVED_AT),
+            }),
+            high_water: time(keys::HIGH_WATER),
+            last_sync: time(keys::LAST_SYNC),
+            alive_at: time(keys::ALIVE_AT),
+            learning_until: time(keys::LEARNING_UNTIL),
+            bounds,
+            counts,
+            open_usage: self.open_usage().await?,
+        })
     }
 
-    /// Sets and removes several values in one transaction.
-    pub async fn put(&self, set: &[(&str, String)], remove: &[&str]) -> StoreResult<()> {
+    pub async fn save_instance_id(&self, id: &InstanceId) -> StoreResult<()> {
+        self.put(&[(keys::INSTANCE_ID, id.to_string())], &[]).await
+    }
+
+    /// Records that a process started granting at `now` (and, in learning mode, until when
+    /// it learns).
+    pub async fn save_start(
+        &self,
+        now: DateTime<Utc>,
+        learning_until: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let mut set = vec![(keys::ALIVE_AT, now.to_rfc3339())];
+        if let Some(until) = learning_until {
+            set.push((keys::LEARNING_UNTIL, until.to_rfc3339()));
+        }
+        self.put(&set, &[]).await
+    }
+
+    /// Sets the server GUID and drops the bundle (it was for the old GUID).
+    pub async fn save_guid(&self, guid: ServerGuid) -> StoreResult<()> {
+        self.put(
+            &[(keys::GUID, guid.to_string())],
+            &[keys::ENVELOPE, keys::RECEIVED_AT],
+        )
+        .await
+    }
+
+    /// Stores a verified bundle of `guid` taken at `now` and its consequences in one
+    /// transaction: the envelope verbatim, the sync time (which is also the new time
+    /// high-water mark), and the deletion of every bucket of `guid` the node acknowledged.
+    pub async fn save_bundle(
+        &self,
+        envelope: &SignedEnvelope,
+        now: DateTime<Utc>,
+        guid: ServerGuid,
+        acked_seq: u64,
+    ) -> StoreResult<()> {
+        let now = now.to_rfc3339();
+        let mut tx = self.pool.begin().await?;
+        for (k, v) in [
+            (keys::ENVELOPE, envelope.to_json()),
+            (keys::RECEIVED_AT, now.clone()),
+            (keys::HIGH_WATER, now.clone()),
+            (keys::LAST_SYNC, now),
+        ] {
+            upsert_meta(&mut tx, k, &v).await?;
+        }
+        ack_usage(&mut tx, guid, acked_seq).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes the buckets of `guid` up to `acked_seq` (what a bundle acknowledges).
+    #[cfg(test)]
+    pub async fn ack_usage(&self, guid: ServerGuid, acked_seq: u64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        ack_usage(&mut tx, guid, acked_seq).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets and removes several `meta` values in one transaction.
+    async fn put(&self, set: &[(&str, String)], remove: &[&str]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for (k, v) in set {
             upsert_meta(&mut tx, k, v).await?;
@@ -157,28 +267,6 @@ impl ServerStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Stores a verified bundle and its consequences in one transaction: the envelope
-    /// verbatim, the meta values, and the deletion of every bucket of `guid` the node
-    /// acknowledged.
-    pub async fn apply_bundle(
-        &self,
-        set: &[(&str, String)],
-        guid: ServerGuid,
-        acked_seq: u64,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for (k, v) in set {
-            upsert_meta(&mut tx, k, v).await?;
-        }
-        sqlx::query("DELETE FROM usage_buckets WHERE seq <= ? AND server_guid = ?")
-            .bind(i64::try_from(acked_seq).unwrap_or(i64::MAX))
-            .bind(guid.to_string())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -198,7 +286,7 @@ impl ServerStore {
     }
 
     /// Reservation bounds and client counts persisted by an earlier process.
-    pub async fn leases(&self) -> StoreResult<(Vec<BoundRow>, Vec<CountRow>)> {
+    async fn leases(&self) -> StoreResult<(Vec<BoundRow>, Vec<CountRow>)> {
         let rows = sqlx::query(
             "SELECT client_id, feature, bound, product_release, failover FROM lease_bounds",
         )
@@ -242,7 +330,7 @@ impl ServerStore {
         Ok((bounds, counts))
     }
 
-    pub async fn open_usage(&self) -> StoreResult<BTreeMap<HourKey, Counts>> {
+    async fn open_usage(&self) -> StoreResult<BTreeMap<HourKey, Counts>> {
         let rows = sqlx::query(
             "SELECT feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_ms FROM open_usage",
         )
@@ -441,8 +529,11 @@ async fn write_flush(
     delete_clients(tx, "client_counts", &snap.counts_removed).await?;
     write_bounds(tx, &snap.bounds).await?;
     write_counts(tx, &snap.counts).await?;
-    for (k, v) in &f.meta {
-        upsert_meta(tx, k, v).await?;
+    if let Some(t) = f.high_water {
+        upsert_meta(tx, keys::HIGH_WATER, &t.to_rfc3339()).await?;
+    }
+    if let Some(t) = f.alive_at {
+        upsert_meta(tx, keys::ALIVE_AT, &t.to_rfc3339()).await?;
     }
     Ok(())
 }
@@ -515,6 +606,19 @@ async fn delete_clients(
         q.push(")");
         q.build().execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+async fn ack_usage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    guid: ServerGuid,
+    acked_seq: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM usage_buckets WHERE seq <= ? AND server_guid = ?")
+        .bind(i64::try_from(acked_seq).unwrap_or(i64::MAX))
+        .bind(guid.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

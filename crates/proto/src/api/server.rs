@@ -63,6 +63,17 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
 }
 
+impl NodeStatus {
+    /// A node not tried yet.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            last_ok: None,
+            last_error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientStatus {
     pub client: ClientId,

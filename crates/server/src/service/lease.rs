@@ -1,0 +1,225 @@
+//! The lease path: `POST /v1/lease` and `DELETE /v1/lease/{client}`. The allocator and the
+//! usage ledger sit under one lock (a flush takes both at the same moment, so a call counted
+//! in one is counted in the other); metric handles are made when the licenses change, so a
+//! request allocates no label.
+
+use std::collections::BTreeMap;
+
+use leasehold_proto::{
+    ClientId, Context, ErrorCode, Feature, LeaseRequest, LeaseResponse, LEASE_SECS,
+};
+use leasehold_web::ApiError;
+
+use super::{lock, read, LicenseServer};
+use crate::allocator::{Allocator, ClientRequest, PoolLicense, Serving, UsageDelta};
+use crate::api::ServerState;
+use crate::ledger::{Counts, Ledger};
+use crate::store::Write;
+
+const MAX_FEATURES_PER_REQUEST: usize = 256;
+
+#[derive(Debug)]
+pub(super) struct LeaseState {
+    pub alloc: Allocator,
+    pub ledger: Ledger,
+    /// Metric handles of every licensed feature.
+    counters: BTreeMap<Feature, FeatureCounters>,
+}
+
+impl LeaseState {
+    pub fn new(alloc: Allocator, ledger: Ledger) -> Self {
+        Self {
+            alloc,
+            ledger,
+            counters: BTreeMap::new(),
+        }
+    }
+
+    pub fn set_licenses(&mut self, licenses: &[PoolLicense], backup: bool) {
+        self.alloc.set_backup(backup);
+        self.alloc.set_licenses(licenses);
+        for l in licenses {
+            if !self.counters.contains_key(&l.feature) {
+                self.counters
+                    .insert(l.feature.clone(), FeatureCounters::new(&l.feature));
+            }
+        }
+    }
+
+    /// Licensed count per feature now (what the allocator serves).
+    pub fn licensed_counts(&self) -> BTreeMap<Feature, u32> {
+        self.alloc
+            .totals()
+            .into_iter()
+            .map(|(f, t)| (f, t.count))
+            .collect()
+    }
+}
+
+/// `leasehold_server_{grants,denials,denials_while_free}_total{feature}` of one feature.
+#[derive(Debug, Clone)]
+struct FeatureCounters {
+    grants: metrics::Counter,
+    denials: metrics::Counter,
+    denials_while_free: metrics::Counter,
+}
+
+impl FeatureCounters {
+    fn new(feature: &Feature) -> Self {
+        let label = feature.to_string();
+        Self {
+            grants: metrics::counter!("leasehold_server_grants_total", "feature" => label.clone()),
+            denials: metrics::counter!("leasehold_server_denials_total", "feature" => label.clone()),
+            denials_while_free: metrics::counter!("leasehold_server_denials_while_free_total", "feature" => label),
+        }
+    }
+
+    fn record(&self, delta: &UsageDelta) {
+        self.grants.increment(delta.acquired);
+        self.denials.increment(delta.denied);
+        self.denials_while_free.increment(delta.denied_while_free);
+    }
+}
+
+/// `leasehold_server_lease_requests_total{state}`, one handle per state.
+#[derive(Debug)]
+pub(super) struct RequestCounters([metrics::Counter; 5]);
+
+impl RequestCounters {
+    const STATES: [ServerState; 5] = [
+        ServerState::Unconfigured,
+        ServerState::NotSynced,
+        ServerState::Ok,
+        ServerState::Expired,
+        ServerState::ClockTampered,
+    ];
+
+    pub fn new() -> Self {
+        Self(Self::STATES.map(|s| {
+            metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(s))
+        }))
+    }
+
+    fn get(&self, state: ServerState) -> &metrics::Counter {
+        let i = Self::STATES.iter().position(|s| *s == state).unwrap_or(0);
+        &self.0[i]
+    }
+}
+
+fn state_label(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Unconfigured => "unconfigured",
+        ServerState::NotSynced => "not_synced",
+        ServerState::Ok => "ok",
+        ServerState::Expired => "expired",
+        ServerState::ClockTampered => "clock_tampered",
+    }
+}
+
+impl LicenseServer {
+    /// `POST /v1/lease`. A grant that raises a client's reservation is on disk before it is
+    /// answered (group-committed with others), so a restarted server knows it.
+    pub async fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ApiError> {
+        if req.features.len() > MAX_FEATURES_PER_REQUEST {
+            return Err(ApiError::bad_request(format!(
+                "a lease request may name at most {MAX_FEATURES_PER_REQUEST} features"
+            )));
+        }
+        let now = self.clock.now();
+        let mono = self.clock.monotonic_ms();
+        let tampered = self.high_water.observe(now);
+        // One look at the bundle: the state, who we are and whether today's licenses are in.
+        let view = read(&self.bundle).view;
+        let (state, serving) = self.state_of(&view, now, tampered);
+        let (Some(guid), Some(context)) = (view.guid, view.context) else {
+            self.requests.get(state).increment(1);
+            let why = match serving {
+                Serving::No(why) => why,
+                Serving::Yes => "not ready".into(),
+            };
+            return Err(ApiError::new(ErrorCode::NotReady, why));
+        };
+        if view.day != Some(now.date_naive()) {
+            self.refresh_licenses(now);
+        }
+        let request = ClientRequest {
+            client: &req.client_id,
+            product_release: req.product_release,
+            features: &req.features,
+            failover: req.failover,
+            seq: req.seq,
+            epoch: req.epoch,
+            asks: req.asks,
+            release: req.release,
+        };
+        let (answer, epoch, persisted) = {
+            let mut guard = lock(&self.leases);
+            let s = &mut *guard;
+            let answer = s.alloc.request(mono, &request, &serving);
+            for (feature, delta) in &answer.usage {
+                let in_use = s.alloc.in_use(feature);
+                s.ledger.record(
+                    feature,
+                    now,
+                    in_use,
+                    &Counts {
+                        peak_in_use: 0,
+                        grants: delta.acquired,
+                        denials: delta.denied,
+                        denials_while_free: delta.denied_while_free,
+                        backup_use_ms: if context == Context::Backup {
+                            delta.failover_use_ms
+                        } else {
+                            0
+                        },
+                    },
+                );
+                if delta.acquired == 0 && delta.denied == 0 {
+                    continue;
+                }
+                match s.counters.get(feature) {
+                    Some(c) => c.record(delta),
+                    // A feature this server has no license for: rare, so registered here.
+                    None => FeatureCounters::new(feature).record(delta),
+                }
+            }
+            // Queued under the lock: the writer keeps the order of raises and snapshots.
+            let persisted = (!answer.raised.is_empty())
+                .then(|| self.writer.queue(Write::Bounds(answer.raised.clone())));
+            (answer, s.alloc.epoch(), persisted)
+        };
+        self.requests.get(state).increment(1);
+        if let Some(p) = persisted {
+            // Not on disk: the client gets no answer, so it cannot use the grant (the
+            // reservation stays until its hold ends).
+            p.wait().await.map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("cannot record the grant in the data directory: {e}"),
+                )
+            })?;
+        }
+        if answer.stale {
+            return Err(ApiError::new(
+                ErrorCode::StaleRequest,
+                "a later request of this client was already answered; this one changed nothing",
+            ));
+        }
+        Ok(LeaseResponse {
+            server_guid: guid,
+            context,
+            lease_secs: LEASE_SECS,
+            features: answer.features,
+            epoch,
+        })
+    }
+
+    /// `DELETE /v1/lease/{client_id}?seq=N&epoch=E`: only if no later request of the client
+    /// arrived and the epoch is this process's.
+    pub fn release(&self, client: &ClientId, seq: u64, epoch: u64) -> bool {
+        let mono = self.clock.monotonic_ms();
+        lock(&self.leases)
+            .alloc
+            .release_upto(mono, client, seq, epoch)
+    }
+}
