@@ -184,6 +184,59 @@ impl Snapshot {
     }
 }
 
+/// What a data directory holds of the leases after the raises and snapshots written so far:
+/// the in-memory model of the `lease_bounds` and `client_counts` tables, for the simulation's
+/// disk and the allocator's property test (the store writes the same rows to SQLite).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersistedLeases {
+    pub bounds: BTreeMap<(ClientId, Feature), BoundRow>,
+    pub counts: BTreeMap<(ClientId, Feature), CountRow>,
+}
+
+impl PersistedLeases {
+    /// Raised bounds, written before the grant is answered.
+    pub fn raise(&mut self, rows: &[BoundRow]) {
+        for r in rows {
+            self.bounds
+                .insert((r.client.clone(), r.feature.clone()), r.clone());
+        }
+    }
+
+    /// A snapshot written by a flush.
+    pub fn apply(&mut self, s: &Snapshot) {
+        for id in &s.bounds_removed {
+            self.bounds.retain(|k, _| &k.0 != id);
+        }
+        for id in &s.counts_removed {
+            self.counts.retain(|k, _| &k.0 != id);
+        }
+        self.raise(&s.bounds);
+        for c in &s.counts {
+            self.counts
+                .insert((c.client.clone(), c.feature.clone()), c.clone());
+        }
+    }
+
+    /// A start that restores these leases.
+    pub fn restored(&self) -> Start {
+        Start::Restored {
+            bounds: self.bounds.values().cloned().collect(),
+            counts: self.count_rows(),
+        }
+    }
+
+    /// A start that relearns the leases (keeping the clients' counts).
+    pub fn learning(&self) -> Start {
+        Start::Learning {
+            counts: self.count_rows(),
+        }
+    }
+
+    fn count_rows(&self) -> Vec<CountRow> {
+        self.counts.values().cloned().collect()
+    }
+}
+
 /// The answer to one request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Answer {

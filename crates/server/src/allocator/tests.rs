@@ -558,35 +558,6 @@ struct Delayed {
     sent: u64,
 }
 
-#[derive(Default)]
-struct Disk {
-    bounds: BTreeMap<(ClientId, Feature), BoundRow>,
-    counts: BTreeMap<(ClientId, Feature), CountRow>,
-}
-
-impl Disk {
-    fn raise(&mut self, rows: &[BoundRow]) {
-        for r in rows {
-            self.bounds
-                .insert((r.client.clone(), r.feature.clone()), r.clone());
-        }
-    }
-
-    fn apply(&mut self, s: &Snapshot) {
-        for id in &s.bounds_removed {
-            self.bounds.retain(|k, _| &k.0 != id);
-        }
-        for id in &s.counts_removed {
-            self.counts.retain(|k, _| &k.0 != id);
-        }
-        self.raise(&s.bounds);
-        for c in &s.counts {
-            self.counts
-                .insert((c.client.clone(), c.feature.clone()), c.clone());
-        }
-    }
-}
-
 fn check_bound(
     clients: &[ModelClient],
     at: u64,
@@ -643,7 +614,7 @@ fn run_model(
         a
     };
     let mut alloc = new_alloc(now, Start::Fresh, epoch);
-    let mut disk = Disk::default();
+    let mut disk = PersistedLeases::default();
     // As the server does: a restart while the previous process was still learning learns
     // again (that process could not see everything granted before it).
     let mut learning_until = 0u64;
@@ -656,7 +627,7 @@ fn run_model(
         .collect();
     // The server takes a request, persists what it raised, and answers.
     let serve = |alloc: &mut Allocator,
-                 disk: &mut Disk,
+                 disk: &mut PersistedLeases,
                  clients: &mut [ModelClient],
                  i: usize,
                  id: u8,
@@ -802,14 +773,9 @@ fn run_model(
                     learning_until = now + HOLD_MS;
                 }
                 let start = if learning {
-                    Start::Learning {
-                        counts: disk.counts.values().cloned().collect(),
-                    }
+                    disk.learning()
                 } else {
-                    Start::Restored {
-                        bounds: disk.bounds.values().cloned().collect(),
-                        counts: disk.counts.values().cloned().collect(),
-                    }
+                    disk.restored()
                 };
                 alloc = new_alloc(now, start, epoch);
             }

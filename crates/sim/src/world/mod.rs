@@ -28,8 +28,8 @@ use leasehold_proto::{
     ClientId, Context, Feature, InstanceId, LeaseRequest, LeaseResponse, QuotaReason, ServerGuid,
 };
 use leasehold_server::allocator::{
-    Allocator, BoundRow, ClientRequest, CountRow, Fault, PoolLicense, Serving, Snapshot, Start,
-    HOLD_MS, LEASE_MS,
+    Allocator, ClientRequest, Fault, PersistedLeases, PoolLicense, Serving, Start, HOLD_MS,
+    LEASE_MS,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -181,37 +181,14 @@ struct Disk {
     /// The open bucket as last persisted.
     open: Counts,
     unacked: BTreeMap<u64, Counts>,
-    bounds: BTreeMap<(ClientId, Feature), BoundRow>,
-    counts: BTreeMap<(ClientId, Feature), CountRow>,
+    /// Reservation bounds and client counts as persisted.
+    leases: PersistedLeases,
     /// True time of the last persist (the real server's heartbeat).
     persisted_at: Option<u64>,
     /// True time until which the last process that started learning was learning.
     learning_until: u64,
     /// Ground truth for the usage invariant: calls counted per client process, as persisted.
     proc_counted: BTreeMap<usize, (u64, u64)>,
-}
-
-impl Disk {
-    fn apply(&mut self, s: &Snapshot) {
-        for id in &s.bounds_removed {
-            self.bounds.retain(|k, _| &k.0 != id);
-        }
-        for id in &s.counts_removed {
-            self.counts.retain(|k, _| &k.0 != id);
-        }
-        self.raise(&s.bounds);
-        for c in &s.counts {
-            self.counts
-                .insert((c.client.clone(), c.feature.clone()), c.clone());
-        }
-    }
-
-    fn raise(&mut self, rows: &[BoundRow]) {
-        for r in rows {
-            self.bounds
-                .insert((r.client.clone(), r.feature.clone()), r.clone());
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -639,8 +616,7 @@ impl<'a> World<'a> {
                     next_seq: 1,
                     open: Counts::default(),
                     unacked: BTreeMap::new(),
-                    bounds: BTreeMap::new(),
-                    counts: BTreeMap::new(),
+                    leases: PersistedLeases::default(),
                     persisted_at: None,
                     learning_until: 0,
                     proc_counted: BTreeMap::new(),

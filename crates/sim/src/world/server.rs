@@ -21,17 +21,13 @@ impl World<'_> {
                 .disk
                 .persisted_at
                 .is_some_and(|t| now.saturating_sub(t) <= RESTORE_WITHIN_MS);
-            let counts: Vec<CountRow> = server.disk.counts.values().cloned().collect();
             if recently && now >= server.disk.learning_until {
                 self.stats.restores += 1;
-                Start::Restored {
-                    bounds: server.disk.bounds.values().cloned().collect(),
-                    counts,
-                }
+                server.disk.leases.restored()
             } else {
                 self.stats.learning_starts += 1;
                 server.disk.learning_until = now + HOLD_MS;
-                Start::Learning { counts }
+                server.disk.leases.learning()
             }
         };
         let mut alloc = Allocator::new(local, start, server.backup, epoch);
@@ -107,7 +103,7 @@ impl World<'_> {
             return;
         };
         let snap = alloc.snapshot();
-        server.disk.apply(&snap);
+        server.disk.leases.apply(&snap);
         alloc.mark_durable(&snap);
         server.disk.open = server.open;
         server.disk.proc_counted = server.proc_counted.clone();
@@ -205,7 +201,7 @@ impl World<'_> {
         };
         let answer = alloc.request(local, &req, &Serving::Yes);
         // What raised a reservation is on disk before the answer leaves.
-        server.disk.raise(&answer.raised);
+        server.disk.leases.raise(&answer.raised);
         if answer.stale {
             return Err("stale_request".into());
         }
