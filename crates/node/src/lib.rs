@@ -5,6 +5,7 @@
 
 pub use leasehold_proto::api::node as api;
 pub mod chain;
+pub mod domain;
 mod error;
 mod http;
 mod service;

@@ -1,17 +1,19 @@
-//! What the node does, independent of HTTP: validates requests, makes identifiers, applies
-//! the store's transactions and signs bundles.
+//! What the node does, independent of HTTP: validates requests, makes identifiers, runs
+//! each decision of [`crate::domain`] in one store transaction and signs bundles.
 
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use leasehold_proto::{
-    Clock, InstallationId, License, LicenseId, ServerGuid, SignedEnvelope, SyncToken, SyncUpload,
+    Clock, InstallationId, LicenseId, ServerGuid, SignedEnvelope, SyncToken, SyncUpload,
     VendorSigningKey, MIN_GRACE_DAYS,
 };
 use rand::RngCore;
 
 use crate::api::{GrantLicense, InstallationView, LicenseView, ServerView, UpdateServer, UsageRow};
-use crate::store::{DynStore, SyncInput};
+use crate::domain::batch::SyncWriter;
+use crate::domain::{self, NewLicense, SyncInput};
+use crate::store::{DynStore, StoreTx};
 use leasehold_web::ApiError;
 
 /// Shortest sync interval a vendor may set: more often would only load the nodes.
@@ -20,6 +22,7 @@ pub const MIN_SYNC_INTERVAL_SECS: u64 = 60;
 #[derive(Debug)]
 pub struct Node {
     store: DynStore,
+    syncs: SyncWriter,
     key: VendorSigningKey,
     clock: Arc<dyn Clock>,
 }
@@ -31,8 +34,18 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 impl Node {
+    /// A node on `store`; starts its sync writer, so it must be made inside a Tokio runtime.
     pub fn new(store: DynStore, key: VendorSigningKey, clock: Arc<dyn Clock>) -> Self {
-        Self { store, key, clock }
+        Self {
+            syncs: SyncWriter::spawn(store.clone()),
+            store,
+            key,
+            clock,
+        }
+    }
+
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, ApiError> {
+        Ok(self.store.begin().await?)
     }
 
     pub fn signing_key(&self) -> &VendorSigningKey {
@@ -43,7 +56,7 @@ impl Node {
     pub async fn sync(&self, upload: SyncUpload) -> Result<SignedEnvelope, ApiError> {
         upload.validate().map_err(ApiError::bad_request)?;
         let bundle = self
-            .store
+            .syncs
             .sync(SyncInput {
                 upload,
                 now: self.clock.now(),
@@ -61,14 +74,17 @@ impl Node {
             ));
         }
         let id = InstallationId::from_random(random());
-        Ok(self
-            .store
-            .create_installation(&id, name, self.clock.now())
-            .await?)
+        let mut tx = self.begin().await?;
+        let out = domain::create_installation(&mut *tx, &id, name, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn list_installations(&self) -> Result<Vec<InstallationView>, ApiError> {
-        Ok(self.store.list_installations().await?)
+        let mut tx = self.begin().await?;
+        let out = domain::list_installations(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn add_server(
@@ -77,14 +93,18 @@ impl Node {
         context: leasehold_proto::Context,
     ) -> Result<ServerView, ApiError> {
         let guid = ServerGuid::from_bytes(random());
-        Ok(self
-            .store
-            .add_server(installation, guid, context, self.clock.now())
-            .await?)
+        let mut tx = self.begin().await?;
+        let out =
+            domain::add_server(&mut *tx, installation, guid, context, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn server(&self, guid: ServerGuid) -> Result<ServerView, ApiError> {
-        Ok(self.store.server(guid).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::server_view(&mut *tx, guid).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn update_server(
@@ -109,8 +129,6 @@ impl Node {
                 )));
             }
         }
-        let current = self.store.server(guid).await?;
-        let grace_secs = u64::from(update.grace_days.unwrap_or(current.grace_days)) * 86_400;
         if let Some(secs) = update.sync_interval_secs {
             if secs < MIN_SYNC_INTERVAL_SECS {
                 return Err(ApiError::bad_request(format!(
@@ -118,39 +136,28 @@ impl Node {
                 )));
             }
         }
-        let interval = update
-            .sync_interval_secs
-            .unwrap_or(current.sync_interval_secs);
-        if interval * 2 > grace_secs {
-            return Err(ApiError::bad_request(format!(
-                "sync interval {interval} s must be at most half the grace period ({grace_secs} s), so a missed sync can be retried before licenses lapse"
-            )));
-        }
-        Ok(self.store.update_server(guid, update).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::update_server(&mut *tx, guid, update).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn reassign_server(&self, guid: ServerGuid) -> Result<ServerView, ApiError> {
-        Ok(self.store.reassign_server(guid).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::reassign_server(&mut *tx, guid).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn grant_license(&self, req: &GrantLicense) -> Result<LicenseView, ApiError> {
-        let server = self.store.server(req.server).await?;
-        let license = License {
+        let new = NewLicense {
             id: LicenseId::from_random(random()),
-            feature: req.feature.clone(),
-            count: req.count,
-            context: req.context.unwrap_or(server.context),
-            maintenance_until: req.maintenance_until,
-            expires: req.expires,
-            backs_up: req.backs_up.clone(),
+            grant: req,
         };
-        license
-            .validate()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        Ok(self
-            .store
-            .grant_license(req.server, &license, self.clock.now())
-            .await?)
+        let mut tx = self.begin().await?;
+        let out = domain::grant_license(&mut *tx, new, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn transfer_license(
@@ -158,11 +165,17 @@ impl Node {
         id: &LicenseId,
         to: ServerGuid,
     ) -> Result<LicenseView, ApiError> {
-        Ok(self.store.transfer_license(id, to).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::transfer_license(&mut *tx, id, to).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn revoke_license(&self, id: &LicenseId) -> Result<LicenseView, ApiError> {
-        Ok(self.store.revoke_license(id, self.clock.now()).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::revoke_license(&mut *tx, id, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn set_maintenance(
@@ -170,16 +183,25 @@ impl Node {
         id: &LicenseId,
         until: NaiveDate,
     ) -> Result<LicenseView, ApiError> {
-        Ok(self.store.set_maintenance(id, until).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::set_maintenance(&mut *tx, id, until).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn usage(&self, guid: ServerGuid) -> Result<Vec<UsageRow>, ApiError> {
-        Ok(self.store.usage(guid).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::usage(&mut *tx, guid).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 }
 
 impl Node {
     pub async fn license(&self, id: &LicenseId) -> Result<LicenseView, ApiError> {
-        Ok(self.store.license(id).await?)
+        let mut tx = self.begin().await?;
+        let out = domain::license(&mut *tx, id).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 }

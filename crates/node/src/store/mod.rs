@@ -1,6 +1,7 @@
-//! Storage behind one small trait. The backend is picked at runtime from the URL scheme
-//! (`sqlite://` now; `postgres://` has its own module and migrations). Each method is one
-//! transaction: it either changes everything it says or nothing.
+//! Storage behind a narrow trait: transactions that read and write domain rows. Every rule
+//! (context refusals, the sync-token chain, placement, transfer and revoke refusals, the
+//! bundle) is decided in [`crate::domain`], once for every backend; a backend only runs
+//! SQL. The backend is picked at runtime from the URL scheme.
 
 use std::sync::Arc;
 
@@ -8,11 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use leasehold_proto::rules::RuleError;
 use leasehold_proto::{
-    BundlePayload, Context, ErrorCode, InstallationId, License, LicenseId, ServerGuid, SyncToken,
-    SyncUpload,
+    Context, ErrorCode, InstallationId, InstanceId, License, LicenseId, ServerGuid, SyncToken,
+    UsageBucket,
 };
 
-use crate::api::{InstallationView, LicenseView, ServerView, UpdateServer, UsageRow};
+use crate::api::UsageRow;
 
 pub mod sqlite;
 
@@ -38,56 +39,161 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// What a sync needs from the store: the upload, the moment, and a fresh token.
-#[derive(Debug, Clone)]
-pub struct SyncInput {
-    pub upload: SyncUpload,
-    pub now: DateTime<Utc>,
-    pub new_token: SyncToken,
+/// A license server as the vendor registered it, and where its sync chain stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRecord {
+    pub guid: ServerGuid,
+    pub installation: InstallationId,
+    pub context: Context,
+    pub grace_days: u32,
+    pub sync_interval_secs: u64,
+    /// The instance bound to the GUID (`None`: free for the next one that syncs).
+    pub instance_id: Option<InstanceId>,
+    pub bundle_serial: u64,
+    pub acked_usage_seq: u64,
+    /// Generation of the newest sync token issued.
+    pub head_generation: u64,
+    pub last_sync: Option<DateTime<Utc>>,
+    pub software_version: Option<String>,
+    pub forks_detected: u64,
 }
 
+/// A license and the server it is placed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseRecord {
+    pub license: License,
+    pub server: ServerGuid,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationRecord {
+    pub id: InstallationId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A sync token the server issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub generation: u64,
+    pub revoked: bool,
+}
+
+/// What a successful sync changes on the server's row.
+#[derive(Debug, Clone)]
+pub struct SyncRecord<'a> {
+    pub instance_id: &'a InstanceId,
+    pub acked_usage_seq: u64,
+    pub head_generation: u64,
+    pub bundle_serial: u64,
+    pub at: DateTime<Utc>,
+    pub software_version: &'a str,
+}
+
+/// The store: hands out transactions.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    async fn create_installation(
-        &self,
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
+}
+
+/// One transaction. Dropped without [`StoreTx::commit`], it changes nothing.
+#[async_trait]
+pub trait StoreTx: Send {
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    async fn insert_installation(
+        &mut self,
         id: &InstallationId,
         name: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<InstallationView>;
-    async fn list_installations(&self) -> StoreResult<Vec<InstallationView>>;
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The installation; with `for_update`, locked until the transaction ends (its shape is
+    /// decided under that lock).
+    async fn installation(
+        &mut self,
+        id: &InstallationId,
+        for_update: bool,
+    ) -> StoreResult<Option<InstallationRecord>>;
+    /// Every installation, oldest first.
+    async fn installations(&mut self) -> StoreResult<Vec<InstallationRecord>>;
 
-    async fn add_server(
-        &self,
+    async fn insert_server(
+        &mut self,
         installation: &InstallationId,
         guid: ServerGuid,
         context: Context,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ServerView>;
-    async fn server(&self, guid: ServerGuid) -> StoreResult<ServerView>;
-    async fn update_server(
-        &self,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The server's row; with `for_update`, locked until the transaction ends (where the
+    /// backend has row locks), so two nodes cannot both decide on the same old row.
+    async fn server(
+        &mut self,
         guid: ServerGuid,
-        update: &UpdateServer,
-    ) -> StoreResult<ServerView>;
-    /// Frees the GUID for a new instance: forgets the bound instance and the token chain.
-    async fn reassign_server(&self, guid: ServerGuid) -> StoreResult<ServerView>;
+        for_update: bool,
+    ) -> StoreResult<Option<ServerRecord>>;
+    /// Every server, oldest first.
+    async fn servers(&mut self) -> StoreResult<Vec<ServerRecord>>;
+    /// The servers of one installation.
+    async fn servers_of(&mut self, installation: &InstallationId)
+        -> StoreResult<Vec<ServerRecord>>;
+    async fn set_server_policy(
+        &mut self,
+        guid: ServerGuid,
+        grace_days: Option<u32>,
+        sync_interval_secs: Option<u64>,
+    ) -> StoreResult<()>;
+    /// Frees the GUID: no bound instance, nothing acknowledged, every token revoked.
+    async fn unbind_server(&mut self, guid: ServerGuid) -> StoreResult<()>;
+    async fn count_fork(&mut self, guid: ServerGuid) -> StoreResult<()>;
+    async fn record_sync(&mut self, guid: ServerGuid, sync: &SyncRecord<'_>) -> StoreResult<()>;
 
-    async fn grant_license(
-        &self,
+    async fn insert_license(
+        &mut self,
         server: ServerGuid,
         license: &License,
-        now: DateTime<Utc>,
-    ) -> StoreResult<LicenseView>;
-    async fn license(&self, id: &LicenseId) -> StoreResult<LicenseView>;
-    async fn transfer_license(&self, id: &LicenseId, to: ServerGuid) -> StoreResult<LicenseView>;
-    async fn revoke_license(&self, id: &LicenseId, now: DateTime<Utc>) -> StoreResult<LicenseView>;
-    async fn set_maintenance(&self, id: &LicenseId, until: NaiveDate) -> StoreResult<LicenseView>;
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// A license, revoked or not; with `for_update`, locked until the transaction ends.
+    async fn license(
+        &mut self,
+        id: &LicenseId,
+        for_update: bool,
+    ) -> StoreResult<Option<LicenseRecord>>;
+    /// The server's licenses that are not revoked, by feature, then age.
+    async fn licenses_of(&mut self, guid: ServerGuid) -> StoreResult<Vec<License>>;
+    /// Licenses (not revoked) that back up `id`.
+    async fn backups_of(&mut self, id: &LicenseId) -> StoreResult<Vec<LicenseId>>;
+    async fn move_license(&mut self, id: &LicenseId, to: ServerGuid) -> StoreResult<()>;
+    async fn revoke_license(&mut self, id: &LicenseId, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn set_maintenance(&mut self, id: &LicenseId, until: NaiveDate) -> StoreResult<()>;
 
-    async fn usage(&self, guid: ServerGuid) -> StoreResult<Vec<UsageRow>>;
+    async fn token(
+        &mut self,
+        guid: ServerGuid,
+        token: &SyncToken,
+    ) -> StoreResult<Option<TokenRecord>>;
+    /// Revokes the server's tokens of a generation above `above` (all with `None`).
+    async fn revoke_tokens(&mut self, guid: ServerGuid, above: Option<u64>) -> StoreResult<()>;
+    async fn insert_token(
+        &mut self,
+        guid: ServerGuid,
+        token: &SyncToken,
+        generation: u64,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
 
-    /// Checks the upload against the server's binding and token chain, stores its usage,
-    /// advances the chain and returns the bundle to sign — all in one transaction.
-    async fn sync(&self, input: SyncInput) -> StoreResult<BundlePayload>;
+    /// Stores usage buckets of one instance; a bucket already stored (same instance and
+    /// sequence number) is left as it is.
+    async fn insert_usage(
+        &mut self,
+        guid: ServerGuid,
+        instance: &InstanceId,
+        buckets: &[&UsageBucket],
+        received_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The server's stored usage, by hour, feature, instance and sequence number.
+    async fn usage_of(&mut self, guid: ServerGuid) -> StoreResult<Vec<UsageRow>>;
 }
 
 pub type DynStore = Arc<dyn Store>;
