@@ -5,25 +5,20 @@
 //! loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/stub.rs"]
-mod stub;
-
-// The client tests' harness: a node and a license server in this process.
-#[allow(dead_code)]
-#[path = "../tests/it/harness.rs"]
-mod harness;
-
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use leasehold_client::Client;
-use leasehold_proto::{ClientId, Feature, FeatureRequest, LeaseRequest, LeaseResponse};
+use leasehold_proto::{LeaseRequest, LeaseResponse};
+use leasehold_testkit::blocking::Env;
+use leasehold_testkit::server::lease_request;
+use leasehold_testkit::{release_date, stub};
 
 fn acquire(c: &mut Criterion) {
     let addr = stub::start(1_000_000);
     let client = Client::builder()
         .servers(&addr.to_string())
-        .product_release(chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())
+        .product_release(release_date())
         .features(["asr.en-US", "tts"])
         .build()
         .unwrap();
@@ -55,39 +50,14 @@ fn acquire(c: &mut Criterion) {
     });
 }
 
-/// One lease request as a client sends it: holding `in_use` of `tts`, wanting `want`.
-fn lease_request(client: &ClientId, in_use: u32, want: u32) -> LeaseRequest {
-    LeaseRequest {
-        seq: 0,
-        client_id: client.clone(),
-        product_release: harness::release_date(),
-        features: [(
-            Feature::parse("tts").unwrap(),
-            FeatureRequest {
-                in_use,
-                want,
-                quota: want,
-                ..FeatureRequest::default()
-            },
-        )]
-        .into_iter()
-        .collect(),
-        failover: false,
-        epoch: 0,
-        asks: false,
-        release: false,
-    }
-}
-
 /// The same license over the network: every iteration is a full HTTP round trip to a real
 /// license server (loopback, keep-alive connection, JSON both ways, the allocator's
 /// decision), as a checkout in a FlexLM-style system costs.
 fn network_checkout(c: &mut Criterion) {
-    let env = harness::Env::new();
-    let server = env.start_server(&env.server_dir("p"), env.prod, None);
+    let env = Env::new();
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let url = format!("http://{}/v1/lease", server.addr());
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let id = ClientId::from_random([7; ClientId::RANDOM_BYTES]);
     let post = |req: &LeaseRequest| -> LeaseResponse {
         env.rt.block_on(async {
             let r = http.post(&url).json(req).send().await.unwrap();
@@ -95,8 +65,9 @@ fn network_checkout(c: &mut Criterion) {
             r.json().await.unwrap()
         })
     };
-    let checkout = lease_request(&id, 0, 1);
-    let checkin = lease_request(&id, 0, 0);
+    // Client 7 holding none of `tts`, asking for one, then giving it back.
+    let checkout = lease_request(7, "tts", 0, 1, 1);
+    let checkin = lease_request(7, "tts", 0, 0, 0);
     let granted = post(&checkout);
     assert_eq!(granted.features.values().next().unwrap().quota, 1);
 

@@ -3,14 +3,12 @@
 //! around many calls.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/stub.rs"]
-mod stub;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
 use leasehold_client::{Client, Denied};
+use leasehold_testkit::{release_date, stub};
 
 struct Counting;
 
@@ -44,7 +42,7 @@ fn acquire_and_release_never_allocate() {
     let addr = stub::start(100);
     let client = Client::builder()
         .servers(&addr.to_string())
-        .product_release(chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())
+        .product_release(release_date())
         .features(["tts", "asr.en-US"])
         .refresh(Duration::from_millis(50))
         .build()

@@ -3,10 +3,6 @@
 //! acquire/release through the C functions never allocate.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
-#[path = "it/harness.rs"]
-mod harness;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -16,8 +12,8 @@ use std::time::Duration;
 
 use leasehold_client::ffi::*;
 use leasehold_client::{ServerRole, Status};
-
-use harness::{wait_for, Env};
+use leasehold_testkit::blocking::{wait_for, Env};
+use leasehold_testkit::release_date;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -144,7 +140,7 @@ fn run(example: &Path, args: &[&str]) -> Run {
 fn the_c_example_takes_a_license_from_a_real_server() {
     let example = compile_example();
     let env = Env::new();
-    let server = env.start_server(&env.server_dir("p"), env.prod, None);
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let addr = server.addr();
 
     let granted = run(&example, &[&addr, "tts, asr.en-US", "tts"]);
@@ -223,16 +219,17 @@ fn allocations() -> u64 {
 #[test]
 fn acquire_and_release_through_the_c_abi_never_allocate() {
     let env = Env::new();
-    let server = env.start_server(&env.server_dir("p"), env.prod, None);
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let mut err = [0 as std::ffi::c_char; 256];
     let servers = std::ffi::CString::new(server.addr()).unwrap();
+    let release = std::ffi::CString::new(release_date().to_string()).unwrap();
     // SAFETY: valid strings, a buffer of the length given.
     let client = unsafe {
         leasehold_client_new_with_timing(
             servers.as_ptr(),
             std::ptr::null(),
             c"tts,ocr".as_ptr(),
-            c"2026-10-01".as_ptr(),
+            release.as_ptr(),
             100,
             500,
             5_000,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use leasehold_testkit::release_date;
 use serde_json::Value;
 
 use crate::support::{leasehold, Fixture, LicenseServer};
@@ -20,18 +21,14 @@ fn installation() -> (Fixture, String, String) {
     (f, prod, backup)
 }
 
-/// `leasehold client --servers SERVERS --product-release 2026-10-01 ARGS...`
+/// `leasehold client --servers SERVERS --product-release RELEASE ARGS...` (the kit's
+/// release date).
 fn client(servers: &str, args: &[&str]) -> assert_cmd::Command {
     let mut cmd = leasehold();
-    cmd.args([
-        "client",
-        "--servers",
-        servers,
-        "--product-release",
-        "2026-10-01",
-    ])
-    .args(args)
-    .timeout(Duration::from_secs(30));
+    cmd.args(["client", "--servers", servers])
+        .args(["--product-release", &release_date().to_string()])
+        .args(args)
+        .timeout(Duration::from_secs(30));
     cmd
 }
 
@@ -52,7 +49,7 @@ fn watch_lines(cmd: &mut assert_cmd::Command) -> Vec<Value> {
 fn acquire_and_watch_against_a_license_server() {
     let (f, prod, _) = installation();
     let server = LicenseServer::start(&f, "prod", &prod);
-    server.sync();
+    server.sync_now();
     let addr = server.lease_addr();
 
     let out = client(addr, &["acquire", "tts", "--json"])
@@ -130,7 +127,7 @@ fn acquire_and_watch_against_a_license_server() {
 fn watch_uses_the_backup_server_when_the_primary_is_dead() {
     let (f, _, backup) = installation();
     let server = LicenseServer::start(&f, "backup", &backup);
-    server.sync();
+    server.sync_now();
     // A loopback port nothing listens on.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

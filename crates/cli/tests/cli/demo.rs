@@ -6,10 +6,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command as StdCommand, Stdio};
+use std::process::{ChildStdin, Command as StdCommand, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use leasehold_testkit::process::{without_leasehold_env, ChildGuard};
 use serde_json::Value;
 
 use crate::support::{leasehold, leasehold_path};
@@ -33,7 +34,7 @@ fn free_port_base() -> u16 {
 
 /// The demo process, killed if the test ends early.
 struct Demo {
-    child: Child,
+    child: ChildGuard,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -69,13 +70,6 @@ impl Demo {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(text.as_bytes()).unwrap();
         stdin.flush().unwrap();
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -126,12 +120,8 @@ fn the_demo_runs_a_whole_system_and_fails_over_on_p() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("LEASEHOLD_") {
-            cmd.env_remove(name);
-        }
-    }
-    let mut child = cmd.spawn().unwrap();
+    without_leasehold_env(&mut cmd);
+    let mut child = ChildGuard(cmd.spawn().unwrap());
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().unwrap();
     let (tx, lines) = mpsc::channel();

@@ -5,13 +5,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use leasehold_testkit::process::{free_addr, without_leasehold_env, ChildGuard};
+use leasehold_testkit::release_date;
 use serde_json::Value;
 
-use crate::support::{free_addr, leasehold, leasehold_path, Fixture, LicenseServer};
+use crate::support::{leasehold, leasehold_path, Fixture, LicenseServer};
 
 /// The count of `tts` on the production server and of the backup license on the backup.
 const COUNT: u64 = 4;
@@ -21,7 +23,7 @@ const HOLD: u64 = 2;
 /// A `leasehold client ... watch --json` child process; its lines are collected by a reader
 /// thread. Killed when dropped.
 struct Watcher {
-    child: Child,
+    _child: ChildGuard,
     lines: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -29,7 +31,8 @@ impl Watcher {
     fn start(primary: &str, backup: &str) -> Self {
         let mut cmd = StdCommand::new(leasehold_path());
         cmd.args(["client", "--servers", primary, "--backup-servers", backup])
-            .args(["--product-release", "2026-10-01", "--refresh", "200ms"])
+            .args(["--product-release", &release_date().to_string()])
+            .args(["--refresh", "200ms"])
             .args(["--failover-after", "1s", "--flush-after", "30s"])
             .args(["watch", "--feature", "tts", "--hold", &HOLD.to_string()])
             .arg("--json")
@@ -37,12 +40,8 @@ impl Watcher {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("LEASEHOLD_") {
-                cmd.env_remove(name);
-            }
-        }
-        let mut child = cmd.spawn().unwrap();
+        without_leasehold_env(&mut cmd);
+        let mut child = ChildGuard(cmd.spawn().unwrap());
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
@@ -54,18 +53,14 @@ impl Watcher {
                 sink.lock().unwrap().push(v);
             }
         });
-        Self { child, lines }
+        Self {
+            _child: child,
+            lines,
+        }
     }
 
     fn last(&self) -> Option<Value> {
         self.lines.lock().unwrap().last().cloned()
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -190,8 +185,8 @@ fn killing_the_primary_under_load_moves_clients_to_the_backup_without_over_alloc
     let (lease_addr, admin_addr) = (free_addr(), free_addr());
     let primary = LicenseServer::start_on(&f, "primary", &prod, &lease_addr, &admin_addr);
     let backup = LicenseServer::start(&f, "backup", &backup_guid);
-    primary.sync();
-    backup.sync();
+    primary.sync_now();
+    backup.sync_now();
     let before = primary.status();
     assert_eq!(before["state"], "ok", "{before}");
     assert_eq!(before["learning_until"], Value::Null, "{before}");
@@ -220,7 +215,7 @@ fn killing_the_primary_under_load_moves_clients_to_the_backup_without_over_alloc
     assert_eq!(total_held(&snap), COUNT, "{snap:?}");
 
     // Usage the node acknowledged before the crash.
-    primary.sync();
+    primary.sync_now();
     let acked = usage_rows(&f, &prod);
     let serial = num(&primary.status(), "bundle_serial");
 
@@ -257,7 +252,7 @@ fn killing_the_primary_under_load_moves_clients_to_the_backup_without_over_alloc
     sample_for(&clients, Duration::from_secs(3), "back on the primary");
 
     // Nothing acknowledged before the crash is lost, nothing is stored twice.
-    primary.sync();
+    primary.sync_now();
     let rows = usage_rows(&f, &prod);
     for row in &acked {
         assert!(
@@ -300,7 +295,7 @@ fn a_copied_data_directory_is_refused_and_a_reassigned_guid_moves_to_a_new_serve
     f.grant(&guid, "tts", 2, &[]);
 
     let original = LicenseServer::start(&f, "original", &guid);
-    original.sync();
+    original.sync_now();
     original.kill9();
     copy_dir(&f.path("original"), &f.path("copy"));
 
@@ -380,7 +375,7 @@ fn without_its_node_a_server_reports_the_error_and_keeps_serving() {
     let guid = f.add_server(&inst, "production");
     f.grant(&guid, "tts", 2, &[]);
     let server = LicenseServer::start(&f, "server", &guid);
-    server.sync();
+    server.sync_now();
     let node_url = f.node().url.clone();
     drop(f.node.take());
 
@@ -408,13 +403,8 @@ fn without_its_node_a_server_reports_the_error_and_keeps_serving() {
     // Licenses are still served.
     let out = leasehold()
         .args(["client", "--servers", server.lease_addr()])
-        .args([
-            "--product-release",
-            "2026-10-01",
-            "acquire",
-            "tts",
-            "--json",
-        ])
+        .args(["--product-release", &release_date().to_string()])
+        .args(["acquire", "tts", "--json"])
         .timeout(Duration::from_secs(30))
         .assert()
         .success();

@@ -4,165 +4,23 @@
 //! restart, the data-directory lock, contexts, and configuration errors.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::NaiveDate;
-use leasehold_proto::{ClientId, Feature, FeatureRequest, LeaseRequest, VendorSigningKey};
+use leasehold_testkit::server::{client_id, lease_request};
+use leasehold_testkit::{maintenance_date, vendor_key, SERVER_TOKEN};
 use serde_json::Value;
 
-use crate::support::{leasehold, leasehold_path, spawn_until_ready, Fixture};
+use crate::support::{leasehold, leasehold_path, read_log, Fixture, LicenseServer};
 
-const SERVER_TOKEN: &str = "server-admin-token-0123456789";
-const READY: &str = "leasehold server listening on ";
-
-/// A `leasehold server run` child process, killed when dropped.
-#[derive(Debug)]
-struct Server {
-    child: Child,
-    lease_url: String,
-    admin_url: String,
-    log: PathBuf,
-    token: String,
-}
-
-/// `leasehold server run --data-dir DIR` on free loopback ports, logging to `DIR.log`.
-fn run_command(data_dir: &Path, args: &[&str]) -> (StdCommand, PathBuf) {
-    let log = data_dir.with_extension("log");
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .unwrap();
-    let mut cmd = StdCommand::new(leasehold_path());
-    cmd.args(["server", "run", "--data-dir"])
-        .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        // Flushes (and records that it is alive) at every tick, from the start.
-        .args(["--agent-tick", "1s"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(log_file);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("LEASEHOLD_") {
-            cmd.env_remove(name);
-        }
-    }
-    (cmd, log)
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
-}
-
-impl Server {
-    /// Starts a server with the test token and waits for its ready line.
-    fn start(data_dir: &Path, args: &[&str]) -> Self {
-        let mut all = vec!["--admin-token", SERVER_TOKEN];
-        all.extend_from_slice(args);
-        Self::start_with_token(data_dir, &all, SERVER_TOKEN)
-    }
-
-    fn start_with_token(data_dir: &Path, args: &[&str], token: &str) -> Self {
-        let (cmd, log) = run_command(data_dir, args);
-        Self::spawn(cmd, log, token)
-    }
-
-    fn spawn(cmd: StdCommand, log: PathBuf, token: &str) -> Self {
-        match spawn_until_ready(cmd, READY, Duration::from_secs(10)) {
-            Ok((child, rest)) => {
-                // "http://LEASE (admin http://ADMIN)"
-                let (lease, admin) = rest
-                    .strip_suffix(')')
-                    .and_then(|r| r.split_once(" (admin "))
-                    .unwrap_or_else(|| panic!("unexpected ready line: {rest:?}"));
-                assert!(lease.starts_with("http://127.0.0.1:"), "{rest}");
-                assert!(admin.starts_with("http://127.0.0.1:"), "{rest}");
-                Server {
-                    child,
-                    lease_url: lease.to_owned(),
-                    admin_url: admin.to_owned(),
-                    log,
-                    token: token.to_owned(),
-                }
-            }
-            Err(status) => panic!(
-                "server did not print {READY:?} (exit status {status:?}); its log:\n{}",
-                read_log(&log)
-            ),
-        }
-    }
-
-    /// `leasehold server ARGS --admin URL --token TOKEN`
-    fn admin(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = leasehold();
-        cmd.arg("server")
-            .args(args)
-            .args(["--admin", &self.admin_url, "--token", &self.token])
-            .timeout(Duration::from_secs(30));
-        cmd
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.admin(args).arg("--json").assert().success();
-        let stdout = &out.get_output().stdout;
-        serde_json::from_slice(stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?} printed no single JSON object ({e}): {}\nserver log:\n{}",
-                String::from_utf8_lossy(stdout),
-                read_log(&self.log)
-            )
-        })
-    }
-
-    fn text(&self, args: &[&str]) -> String {
-        let out = self.admin(args).assert().success();
-        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
-    }
-
-    /// Runs an admin command, expects failure and returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.admin(args).assert().failure();
-        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
-    }
-
-    fn status(&self) -> Value {
-        self.json(&["status"])
-    }
-
-    /// `leasehold server sync-now` and the outcome it printed.
-    fn sync_now(&self) -> Value {
-        let v = self.json(&["sync-now"]);
-        assert_eq!(v["ok"], true, "{v}\n{}", read_log(&self.log));
-        v
-    }
-
-    /// One lease refresh as a client sends it; returns the HTTP status and the answer.
-    fn lease(&self, client: &ClientId, feature: &str, held: Held) -> (u16, Value) {
-        let request = LeaseRequest {
-            seq: 0,
-            client_id: client.clone(),
-            product_release: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
-            features: [(
-                Feature::parse(feature).unwrap(),
-                FeatureRequest {
-                    in_use: held.in_use,
-                    want: held.want,
-                    quota: held.quota,
-                    ..FeatureRequest::default()
-                },
-            )]
-            .into_iter()
-            .collect(),
-            failover: false,
-            epoch: 0,
-            asks: false,
-            release: false,
-        };
+impl LicenseServer {
+    /// One lease refresh of client `client` (the kit's `client_id`) as a client sends it;
+    /// returns the HTTP status and the answer.
+    fn lease(&self, client: u8, feature: &str, held: Held) -> (u16, Value) {
+        let request = lease_request(client, feature, held.in_use, held.want, held.quota);
         let url = format!("{}/v1/lease", self.lease_url);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -182,44 +40,11 @@ impl Server {
     }
 
     /// The quota granted for `feature`, asserting the request succeeded.
-    fn quota(&self, client: &ClientId, feature: &str, held: Held) -> (u64, Value) {
+    fn quota(&self, client: u8, feature: &str, held: Held) -> (u64, Value) {
         let (status, answer) = self.lease(client, feature, held);
         assert_eq!(status, 200, "{answer}");
         let quota = answer["features"][feature]["quota"].as_u64().unwrap();
         (quota, answer)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for the process to exit and returns whether it exited successfully.
-    fn wait_exit(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit; log:\n{}",
-                read_log(&self.log)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, as a crash or power loss would.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -228,10 +53,6 @@ struct Held {
     in_use: u32,
     want: u32,
     quota: u32,
-}
-
-fn client(n: u8) -> ClientId {
-    ClientId::from_random([n; ClientId::RANDOM_BYTES])
 }
 
 /// A node with an installation, a server of `context` and a 5-seat `asr.en-US` license on
@@ -265,10 +86,11 @@ fn feature_row<'a>(status: &'a Value, feature: &str) -> &'a Value {
 #[test]
 fn a_server_syncs_with_a_node_and_serves_leases() {
     let (f, guid) = licensed("production");
+    let maintenance = maintenance_date().to_string();
     let data = f.path("server");
     let mut args = key_args(&f);
     args.extend(["--node".into(), f.node().url.clone()]);
-    let server = Server::start(&data, &strs(&args));
+    let server = LicenseServer::run(&data, &strs(&args));
 
     let status = server.status();
     assert_eq!(status["state"], "unconfigured", "{status}");
@@ -277,7 +99,7 @@ fn a_server_syncs_with_a_node_and_serves_leases() {
         "{status}"
     );
     let (code, answer) = server.lease(
-        &client(1),
+        1,
         "asr.en-US",
         Held {
             in_use: 0,
@@ -319,12 +141,12 @@ fn a_server_syncs_with_a_node_and_serves_leases() {
     assert!(status["nodes"][0]["last_ok"].is_string(), "{status}");
     let asr = feature_row(&status, "asr.en-US");
     assert_eq!(asr["count"], 5);
-    assert_eq!(asr["maintenance_until"], "2027-01-31");
+    assert_eq!(asr["maintenance_until"], maintenance.as_str());
     assert_eq!(asr["expires"], Value::Null);
     assert_eq!(feature_row(&status, "tts")["expires"], "2028-06-30");
 
     let (quota, answer) = server.quota(
-        &client(1),
+        1,
         "asr.en-US",
         Held {
             in_use: 0,
@@ -337,7 +159,7 @@ fn a_server_syncs_with_a_node_and_serves_leases() {
     assert_eq!(answer["context"], "production");
     assert_eq!(answer["lease_secs"], 120);
     let (quota, answer) = server.quota(
-        &client(2),
+        2,
         "asr.en-US",
         Held {
             in_use: 0,
@@ -350,7 +172,7 @@ fn a_server_syncs_with_a_node_and_serves_leases() {
     let clients = server.json(&["clients"]);
     assert_eq!(clients["clients"].as_array().unwrap().len(), 2, "{clients}");
     let table = server.text(&["clients"]);
-    assert!(table.contains(client(1).as_str()), "{table}");
+    assert!(table.contains(client_id(1).as_str()), "{table}");
 
     // The text form names the state, the licenses and the node.
     let text = server.text(&["status"]);
@@ -358,7 +180,7 @@ fn a_server_syncs_with_a_node_and_serves_leases() {
         "ok",
         &guid,
         "asr.en-US",
-        "2027-01-31",
+        &maintenance,
         "2028-06-30",
         &f.node().url,
     ] {
@@ -432,14 +254,14 @@ fn after_a_crash_the_server_keeps_its_licenses_and_its_leases() {
         "--guid".into(),
         guid.clone(),
     ]);
-    let server = Server::start(&data, &strs(&args));
+    let server = LicenseServer::run(&data, &strs(&args));
     server.sync_now();
     let before = server.status();
     assert_eq!(before["state"], "ok", "{before}");
     let serial = before["bundle_serial"].as_u64().unwrap();
-    let a = client(1);
+    let a = 1;
     let (quota, _) = server.quota(
-        &a,
+        a,
         "asr.en-US",
         Held {
             in_use: 0,
@@ -449,7 +271,7 @@ fn after_a_crash_the_server_keeps_its_licenses_and_its_leases() {
     );
     assert_eq!(quota, 3);
     let (quota, _) = server.quota(
-        &a,
+        a,
         "asr.en-US",
         Held {
             in_use: 2,
@@ -461,7 +283,7 @@ fn after_a_crash_the_server_keeps_its_licenses_and_its_leases() {
     server.kill9();
 
     // Same data directory, new process: the bundle is there and verified again.
-    let server = Server::start(&data, &strs(&args));
+    let server = LicenseServer::run(&data, &strs(&args));
     let after = server.status();
     assert_eq!(after["state"], "ok", "{after}");
     assert_eq!(after["bundle_serial"], serial, "{after}");
@@ -475,7 +297,7 @@ fn after_a_crash_the_server_keeps_its_licenses_and_its_leases() {
     // reserved, and a new client gets the other 2 at once (no relearning).
     assert_eq!(feature_row(&after, "asr.en-US")["reserved"], 3, "{after}");
     let (quota, answer) = server.quota(
-        &client(2),
+        2,
         "asr.en-US",
         Held {
             in_use: 0,
@@ -485,7 +307,7 @@ fn after_a_crash_the_server_keeps_its_licenses_and_its_leases() {
     );
     assert_eq!(quota, 2, "{answer}");
     let (quota, answer) = server.quota(
-        &a,
+        a,
         "asr.en-US",
         Held {
             in_use: 2,
@@ -501,10 +323,11 @@ fn after_a_crash_the_server_keeps_its_licenses_and_its_leases() {
 #[test]
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let key = VendorSigningKey::from_secret_bytes([3; 32]).public_key_string();
+    let key = vendor_key().public_key_string();
     let data = dir.path().join("server");
-    let first = Server::start(&data, &["--vendor-key", &key]);
-    let (cmd, log) = run_command(&data, &["--vendor-key", &key, "--admin-token", "x"]);
+    let first = LicenseServer::run(&data, &["--vendor-key", &key]);
+    let args: [&str; 4] = ["--vendor-key", &key, "--admin-token", "x"];
+    let (cmd, log) = LicenseServer::command(&data, "127.0.0.1:0", "127.0.0.1:0", &args);
     let mut cmd = cmd;
     let status = cmd.stdout(Stdio::null()).status().unwrap();
     assert!(!status.success());
@@ -521,7 +344,7 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
 fn an_air_gapped_server_syncs_through_files() {
     let (f, guid) = licensed("production");
     let data = f.path("server");
-    let server = Server::start(&data, &strs(&key_args(&f)));
+    let server = LicenseServer::run(&data, &strs(&key_args(&f)));
     server.json(&["set-guid", &guid]);
 
     let stderr = server.fails(&["sync-now"]);
@@ -553,7 +376,7 @@ fn an_air_gapped_server_syncs_through_files() {
     let serial = status["bundle_serial"].as_u64().unwrap();
     assert_eq!(feature_row(&status, "asr.en-US")["count"], 5);
     let (quota, _) = server.quota(
-        &client(1),
+        1,
         "tts",
         Held {
             in_use: 0,
@@ -635,7 +458,7 @@ fn a_development_server_gets_development_licenses_and_refuses_foreign_bundles() 
         "--guid".into(),
         dev.clone(),
     ]);
-    let server = Server::start(&data, &strs(&args));
+    let server = LicenseServer::run(&data, &strs(&args));
     server.sync_now();
     let status = server.status();
     assert_eq!(status["state"], "ok", "{status}");
@@ -644,7 +467,7 @@ fn a_development_server_gets_development_licenses_and_refuses_foreign_bundles() 
         assert_eq!(l["context"], "development", "{status}");
     }
     let (_, answer) = server.quota(
-        &client(1),
+        1,
         "asr.en-US",
         Held {
             in_use: 0,
@@ -660,7 +483,7 @@ fn a_development_server_gets_development_licenses_and_refuses_foreign_bundles() 
     let inst = f.create_installation("Globex");
     let prod = f.add_server(&inst, "production");
     f.grant(&prod, "asr.en-US", 50, &[]);
-    let other = Server::start(&f.path("other"), &strs(&key_args(&f)));
+    let other = LicenseServer::run(&f.path("other"), &strs(&key_args(&f)));
     other.json(&["set-guid", &prod]);
     let upload = f.path("other-upload.json");
     other.json(&["export-upload", "--out", upload.to_str().unwrap()]);
@@ -691,7 +514,7 @@ fn a_development_server_gets_development_licenses_and_refuses_foreign_bundles() 
 #[test]
 fn settings_layer_file_env_and_flags_and_a_token_is_generated_once() {
     let dir = tempfile::tempdir().unwrap();
-    let signing = VendorSigningKey::from_secret_bytes([5; 32]);
+    let signing = vendor_key();
     let key_file = dir.path().join("vendor.pub");
     std::fs::write(&key_file, format!("{}\n", signing.public_key_string())).unwrap();
     let config = dir.path().join("server.toml");
@@ -723,7 +546,7 @@ guid = "{00000000-0000-0000-0000-000000000001}"
     let token_path = dir.path().join("from-file").join("admin-token");
     let token = {
         // The token is generated before the server answers; read it once it is up.
-        let mut server = Server::spawn(cmd, log.clone(), "");
+        let mut server = LicenseServer::spawn(cmd, log.clone(), "");
         let token = std::fs::read_to_string(&token_path).unwrap();
         let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -768,7 +591,7 @@ guid = "{00000000-0000-0000-0000-000000000001}"
         .env_remove("LEASEHOLD_SERVER_GUID")
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("server2.log")).unwrap());
-    let server = Server::spawn(cmd, dir.path().join("server2.log"), &token);
+    let server = LicenseServer::spawn(cmd, dir.path().join("server2.log"), &token);
     assert_eq!(
         server.status()["guid"],
         "{00000000-0000-0000-0000-000000000001}"
@@ -794,7 +617,7 @@ fn bad_settings_are_refused_at_start_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let key = VendorSigningKey::from_secret_bytes([4; 32]).public_key_string();
+    let key = vendor_key().public_key_string();
     let config = dir.path().join("server.toml");
     let config_s = config.to_str().unwrap();
 

@@ -1,18 +1,20 @@
-//! Test helpers: a license node running as a child process (killed on drop) and a way to run
-//! `leasehold vendor ...` against it.
+//! What the CLI tests need of the `leasehold` binary itself, on the test kit's process
+//! helpers: the command with no settings leaking in, a vendor key made with `vendor keygen`,
+//! and `node serve` and `server run` child processes (killed on drop) with the commands that
+//! drive them.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use leasehold_testkit::process::{log_file, spawn_until_ready, without_leasehold_env, ChildGuard};
+use leasehold_testkit::{maintenance_date, NODE_TOKEN, SERVER_TOKEN};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const TOKEN: &str = "test-admin-token-0123456789";
-const READY: &str = "leasehold node listening on ";
+const NODE_READY: &str = "leasehold node listening on ";
+const SERVER_READY: &str = "leasehold server listening on ";
 
 pub fn leasehold_path() -> PathBuf {
     assert_cmd::cargo::cargo_bin("leasehold")
@@ -35,46 +37,9 @@ pub fn leasehold() -> Command {
     cmd
 }
 
-/// Spawns `cmd` with stdout piped and waits until it prints a line starting with `ready`;
-/// returns the child and the rest of that line. Stdout keeps being drained afterwards, so
-/// the child never blocks on a full pipe. On exit or timeout, returns the exit status.
-pub fn spawn_until_ready(
-    mut cmd: StdCommand,
-    ready: &str,
-    timeout: Duration,
-) -> Result<(Child, String), Option<std::process::ExitStatus>> {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let ready = ready.to_owned();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if let Some(rest) = line.trim().strip_prefix(ready.as_str()) {
-                        let _ = tx.send(rest.to_owned());
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = std::io::copy(&mut reader.into_inner(), &mut std::io::sink());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(rest) => Ok((child, rest)),
-        Err(_) => {
-            let status = child.try_wait().ok().flatten();
-            if status.is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            Err(status)
-        }
-    }
+/// The text of a child's log file (empty when there is none yet).
+pub fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
 }
 
 /// A vendor key made with `leasehold vendor keygen`.
@@ -135,10 +100,10 @@ impl Fixture {
         self.dir.path().join(name)
     }
 
-    /// `leasehold vendor --node URL --token TOKEN ARGS...`
+    /// `leasehold vendor --node URL --token NODE_TOKEN ARGS...`
     pub fn vendor(&self, args: &[&str]) -> Command {
         let mut cmd = leasehold();
-        cmd.args(["vendor", "--node", &self.node().url, "--token", TOKEN])
+        cmd.args(["vendor", "--node", &self.node().url, "--token", NODE_TOKEN])
             .args(args);
         cmd
     }
@@ -185,9 +150,10 @@ impl Fixture {
         v["guid"].as_str().unwrap().to_owned()
     }
 
-    /// Grants a license and returns its id.
+    /// Grants a license (maintenance to the kit's date) and returns its id.
     pub fn grant(&self, server: &str, feature: &str, count: u32, extra: &[&str]) -> String {
         let count = count.to_string();
+        let maintenance = maintenance_date().to_string();
         let mut args = vec![
             "license",
             "grant",
@@ -198,7 +164,7 @@ impl Fixture {
             "--count",
             &count,
             "--maintenance",
-            "2027-01-31",
+            &maintenance,
         ];
         args.extend_from_slice(extra);
         let v = self.json(&args);
@@ -209,125 +175,71 @@ impl Fixture {
 /// A `leasehold node serve` child process, killed when dropped.
 #[derive(Debug)]
 pub struct Node {
-    child: Child,
+    _child: ChildGuard,
     pub url: String,
-    log: PathBuf,
 }
 
 impl Node {
     pub fn start(dir: &Path, signing_key: &Path) -> Self {
         let db = format!("sqlite://{}", dir.join("node.db").display());
         let log = dir.join("node.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut child = StdCommand::new(leasehold_path())
-            .args(["node", "serve", "--db", &db, "--listen", "127.0.0.1:0"])
+        let mut cmd = StdCommand::new(leasehold_path());
+        cmd.args(["node", "serve", "--db", &db, "--listen", "127.0.0.1:0"])
             .arg("--signing-key")
             .arg(signing_key)
-            .args(["--admin-token", TOKEN])
-            .env_remove("LEASEHOLD_NODE")
-            .env_remove("LEASEHOLD_ADMIN_TOKEN")
+            .args(["--admin-token", NODE_TOKEN])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Reads the ready line, then keeps draining so the node never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        if let Some(url) = line.trim().strip_prefix(READY) {
-                            let _ = tx.send(url.to_owned());
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = std::io::copy(&mut reader.into_inner(), &mut std::io::sink());
-        });
-        let mut node = Node {
-            child,
-            url: String::new(),
-            log,
-        };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => node.url = url,
-            Err(_) => {
-                let status = node.child.try_wait().ok().flatten();
-                panic!(
-                    "node did not print {READY:?} (exit status {status:?}); its log:\n{}",
-                    node.log_text()
-                );
-            }
+            .stderr(log_file(&log));
+        without_leasehold_env(&mut cmd);
+        match spawn_until_ready(cmd, NODE_READY, Duration::from_secs(60)) {
+            Ok((child, url)) => Node { _child: child, url },
+            Err(status) => panic!(
+                "node did not print {NODE_READY:?} (exit status {status:?}); its log:\n{}",
+                read_log(&log)
+            ),
         }
-        node
-    }
-
-    pub fn log_text(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        text
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const SERVER_READY: &str = "leasehold server listening on ";
-pub const SERVER_TOKEN: &str = "license-server-token-0123456789";
-
-/// A `leasehold server run` child process on free loopback ports, syncing with the fixture's
-/// node under a given GUID; killed when dropped. Logs to `NAME.log` in the fixture.
+/// A `leasehold server run` child process, killed when dropped. Logs to `DATA_DIR.log`.
 #[derive(Debug)]
 pub struct LicenseServer {
-    child: Child,
+    child: ChildGuard,
     /// `http://127.0.0.1:PORT` of the lease API.
     pub lease_url: String,
     pub admin_url: String,
-    log: PathBuf,
+    pub log: PathBuf,
+    /// The admin token its admin commands are sent with.
+    pub token: String,
 }
 
 impl LicenseServer {
-    /// Starts the server and waits for its ready line (it is not synced yet: see `sync`).
-    pub fn start(f: &Fixture, name: &str, guid: &str) -> Self {
-        let log = f.path(&format!("{name}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
+    /// `leasehold server run --data-dir DIR --listen LISTEN --admin-listen ADMIN --agent-tick 1s
+    /// ARGS` (flushing, and recording that it is alive, at every tick from the start), with
+    /// stderr appended to `DIR.log`; returns the command and the log's path.
+    pub fn command(
+        data_dir: &Path,
+        listen: &str,
+        admin: &str,
+        args: &[&str],
+    ) -> (StdCommand, PathBuf) {
+        let log = data_dir.with_extension("log");
         let mut cmd = StdCommand::new(leasehold_path());
         cmd.args(["server", "run", "--data-dir"])
-            .arg(f.path(name))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(["--agent-tick", "1s", "--admin-token", SERVER_TOKEN])
-            .args(["--vendor-key", &f.key.public_key])
-            .args(["--node", &f.node().url, "--guid", guid])
+            .arg(data_dir)
+            .args(["--listen", listen, "--admin-listen", admin])
+            .args(["--agent-tick", "1s"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stderr(log_file);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("LEASEHOLD_") {
-                cmd.env_remove(name);
-            }
-        }
+            .stderr(log_file(&log));
+        without_leasehold_env(&mut cmd);
+        (cmd, log)
+    }
+
+    /// Spawns `cmd` and waits for its ready line; `token` is what its admin commands send.
+    pub fn spawn(cmd: StdCommand, log: PathBuf, token: &str) -> Self {
         match spawn_until_ready(cmd, SERVER_READY, Duration::from_secs(20)) {
             Ok((child, rest)) => {
                 // "http://LEASE (admin http://ADMIN)"
@@ -335,18 +247,52 @@ impl LicenseServer {
                     .strip_suffix(')')
                     .and_then(|r| r.split_once(" (admin "))
                     .unwrap_or_else(|| panic!("unexpected ready line: {rest:?}"));
+                assert!(lease.starts_with("http://127.0.0.1:"), "{rest}");
+                assert!(admin.starts_with("http://127.0.0.1:"), "{rest}");
                 Self {
                     child,
                     lease_url: lease.to_owned(),
                     admin_url: admin.to_owned(),
                     log,
+                    token: token.to_owned(),
                 }
             }
             Err(status) => panic!(
                 "server did not print {SERVER_READY:?} (exit status {status:?}); its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                read_log(&log)
             ),
         }
+    }
+
+    /// A server on `data_dir` and free loopback ports with [`SERVER_TOKEN`] and `args`.
+    pub fn run(data_dir: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["--admin-token", SERVER_TOKEN];
+        all.extend_from_slice(args);
+        let (cmd, log) = Self::command(data_dir, "127.0.0.1:0", "127.0.0.1:0", &all);
+        Self::spawn(cmd, log, SERVER_TOKEN)
+    }
+
+    /// A server on the fixture's `name` directory and free loopback ports, trusting its key
+    /// and syncing with its node under `guid` (it is not synced yet: see `sync_now`).
+    pub fn start(f: &Fixture, name: &str, guid: &str) -> Self {
+        Self::start_on(f, name, guid, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Like [`LicenseServer::start`], on given lease and admin addresses (`127.0.0.1:PORT`),
+    /// so that a restarted server is found where its clients look for it.
+    pub fn start_on(f: &Fixture, name: &str, guid: &str, listen: &str, admin: &str) -> Self {
+        let args: [&str; 8] = [
+            "--admin-token",
+            SERVER_TOKEN,
+            "--vendor-key",
+            &f.key.public_key,
+            "--node",
+            &f.node().url,
+            "--guid",
+            guid,
+        ];
+        let (cmd, log) = Self::command(&f.path(name), listen, admin, &args);
+        Self::spawn(cmd, log, SERVER_TOKEN)
     }
 
     /// `host:port` of the lease API, as a client's server list takes it.
@@ -354,97 +300,51 @@ impl LicenseServer {
         self.lease_url.trim_start_matches("http://")
     }
 
-    /// `leasehold server sync-now`, expecting success.
-    pub fn sync(&self) {
-        let out = leasehold()
-            .args(["server", "sync-now", "--json", "--admin", &self.admin_url])
-            .args(["--token", SERVER_TOKEN])
-            .timeout(Duration::from_secs(30))
-            .assert()
-            .success();
-        let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-        assert_eq!(v["ok"], true, "{v}\nserver log:\n{}", self.log_text());
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for LicenseServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free loopback address (`127.0.0.1:PORT`): bound once and released, for a process that
-/// must come back on the same address after a restart. Another process could take the port
-/// in between; on loopback in a test run that is rare enough.
-pub fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-impl LicenseServer {
-    /// Like [`LicenseServer::start`], on given lease and admin addresses (`127.0.0.1:PORT`),
-    /// so that a restarted server is found where its clients look for it.
-    pub fn start_on(f: &Fixture, name: &str, guid: &str, listen: &str, admin: &str) -> Self {
-        let log = f.path(&format!("{name}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut cmd = StdCommand::new(leasehold_path());
-        cmd.args(["server", "run", "--data-dir"])
-            .arg(f.path(name))
-            .args(["--listen", listen, "--admin-listen", admin])
-            .args(["--agent-tick", "1s", "--admin-token", SERVER_TOKEN])
-            .args(["--vendor-key", &f.key.public_key])
-            .args(["--node", &f.node().url, "--guid", guid])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stderr(log_file);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("LEASEHOLD_") {
-                cmd.env_remove(name);
-            }
-        }
-        match spawn_until_ready(cmd, SERVER_READY, Duration::from_secs(20)) {
-            Ok((child, rest)) => {
-                let (lease, admin_url) = rest
-                    .strip_suffix(')')
-                    .and_then(|r| r.split_once(" (admin "))
-                    .unwrap_or_else(|| panic!("unexpected ready line: {rest:?}"));
-                Self {
-                    child,
-                    lease_url: lease.to_owned(),
-                    admin_url: admin_url.to_owned(),
-                    log,
-                }
-            }
-            Err(status) => panic!(
-                "server did not print {SERVER_READY:?} (exit status {status:?}); its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ),
-        }
-    }
-
     /// `leasehold server ARGS --admin URL --token TOKEN`
     pub fn admin(&self, args: &[&str]) -> Command {
         let mut cmd = leasehold();
         cmd.arg("server")
             .args(args)
-            .args(["--admin", &self.admin_url, "--token", SERVER_TOKEN])
+            .args(["--admin", &self.admin_url, "--token", &self.token])
             .timeout(Duration::from_secs(30));
         cmd
     }
 
+    /// Runs an admin command with `--json`, expects success and returns the one JSON object.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.admin(args).arg("--json").assert().success();
+        let stdout = &out.get_output().stdout;
+        serde_json::from_slice(stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no single JSON object ({e}): {}\nserver log:\n{}",
+                String::from_utf8_lossy(stdout),
+                self.log_text()
+            )
+        })
+    }
+
+    /// Runs an admin command without `--json`, expects success and returns stdout.
+    pub fn text(&self, args: &[&str]) -> String {
+        let out = self.admin(args).assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+    }
+
+    /// Runs an admin command, expects failure and returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.admin(args).assert().failure();
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    }
+
     /// `leasehold server status --json`.
     pub fn status(&self) -> Value {
-        let out = self.admin(&["status", "--json"]).assert().success();
-        serde_json::from_slice(&out.get_output().stdout).unwrap()
+        self.json(&["status"])
+    }
+
+    /// `leasehold server sync-now --json`, expecting a successful sync; its outcome.
+    pub fn sync_now(&self) -> Value {
+        let v = self.json(&["sync-now"]);
+        assert_eq!(v["ok"], true, "{v}\nserver log:\n{}", self.log_text());
+        v
     }
 
     /// `leasehold server sync-now --json`: the outcome when it succeeded, else its stderr.
@@ -459,9 +359,32 @@ impl LicenseServer {
         }
     }
 
+    pub fn log_text(&self) -> String {
+        read_log(&self.log)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, as a crash or power loss would; waits until the process is gone.
-    pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    pub fn kill9(self) {
+        self.child.kill9();
     }
 }

@@ -7,9 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use leasehold_proto::{
     parse_public_key, Context, License, ServerGuid, SignedEnvelope, TrustedKeys, VendorSigningKey,
 };
+use leasehold_testkit::{maintenance_date, NODE_TOKEN};
 use serde_json::{json, Value};
 
-use crate::support::{keygen, leasehold, Fixture, TOKEN};
+use crate::support::{keygen, leasehold, Fixture};
 
 fn licenses_of(server: &Value) -> Vec<Value> {
     server["licenses"].as_array().unwrap().clone()
@@ -191,7 +192,7 @@ fn server_show_has_the_documented_json_shape_and_a_table() {
             "feature": "asr.en-US",
             "count": 4,
             "context": "production",
-            "maintenance_until": "2027-01-31",
+            "maintenance_until": maintenance_date().to_string(),
             "expires": "2028-06-30",
             "backs_up": null,
         }])
@@ -377,7 +378,13 @@ fn bad_local_input_is_refused_before_any_request() {
     // No node listens on port 9: a request would fail with a connection error instead.
     let run = |args: &[&str]| {
         let out = leasehold()
-            .args(["vendor", "--node", "http://127.0.0.1:9", "--token", TOKEN])
+            .args([
+                "vendor",
+                "--node",
+                "http://127.0.0.1:9",
+                "--token",
+                NODE_TOKEN,
+            ])
             .args(args)
             .assert()
             .failure();
@@ -476,7 +483,7 @@ fn admin_commands_need_the_right_token() {
     // The environment works as well as the flags.
     let out = leasehold()
         .env("LEASEHOLD_NODE", url)
-        .env("LEASEHOLD_ADMIN_TOKEN", TOKEN)
+        .env("LEASEHOLD_ADMIN_TOKEN", NODE_TOKEN)
         .args(["vendor", "installation", "list", "--json"])
         .assert()
         .success();

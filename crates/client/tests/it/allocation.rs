@@ -6,18 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use leasehold_client::Denied;
+use leasehold_testkit::blocking::{wait_for, Env};
 
-use crate::harness::{feature, wait_for, Env};
+use crate::harness::{client_builder, feature};
 
 const REFRESH: Duration = Duration::from_secs(1);
 
 #[test]
 fn an_idle_quota_in_one_client_reaches_another_that_needs_it_within_two_refreshes() {
     let env = Env::new();
-    let p = env.start_server(&env.server_dir("p"), env.prod, None);
+    let p = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let long = Duration::from_secs(30);
-    let a = env
-        .client(&p.addr())
+    let a = client_builder(&p.addr())
         .refresh(REFRESH)
         .failover_after(long)
         .flush_after(long)
@@ -49,8 +49,7 @@ fn an_idle_quota_in_one_client_reaches_another_that_needs_it_within_two_refreshe
     });
     assert!(reached.quota >= 3, "A never got a quota: {reached:?}");
     // A goes quiet, its quota idle. C takes every license it can get from the pool.
-    let c = env
-        .client(&p.addr())
+    let c = client_builder(&p.addr())
         .refresh(REFRESH)
         .failover_after(long)
         .flush_after(long)
@@ -68,8 +67,7 @@ fn an_idle_quota_in_one_client_reaches_another_that_needs_it_within_two_refreshe
     let idle = feature(&a, "tts");
     assert!(idle.quota > 0 && idle.in_use == 0, "{idle:?}");
     // B needs one: the pool has none, A's idle quota must move.
-    let b = env
-        .client(&p.addr())
+    let b = client_builder(&p.addr())
         .refresh(REFRESH)
         .failover_after(long)
         .flush_after(long)
@@ -105,12 +103,11 @@ fn an_idle_quota_in_one_client_reaches_another_that_needs_it_within_two_refreshe
 #[test]
 fn deny_wait_asks_the_server_and_is_refused_only_when_it_has_none() {
     let env = Env::new();
-    let p = env.start_server(&env.server_dir("p"), env.prod, None);
+    let p = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let long = Duration::from_secs(30);
     let wait = Duration::from_secs(2);
     // Regular refreshes far apart: every license beyond the first quota comes from asking.
-    let a = env
-        .client(&p.addr())
+    let a = client_builder(&p.addr())
         .refresh(long)
         .failover_after(long)
         .flush_after(Duration::from_secs(60))
@@ -137,8 +134,7 @@ fn deny_wait_asks_the_server_and_is_refused_only_when_it_has_none() {
     assert!(took < wait, "a denial waited {took:?}, the whole deny-wait");
 
     // Another client asking is refused too, until A lets one go: then its ask is granted.
-    let b = env
-        .client(&p.addr())
+    let b = client_builder(&p.addr())
         .refresh(long)
         .failover_after(long)
         .flush_after(Duration::from_secs(60))

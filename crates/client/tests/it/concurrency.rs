@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leasehold_client::Denied;
+use leasehold_testkit::blocking::{wait_for, Env};
 
-use crate::harness::{feature, hammer, wait_for, Env, HeldCounter};
+use crate::harness::{client_builder, feature, hammer, HeldCounter};
 
 #[test]
 fn many_threads_on_two_clients_never_exceed_the_quota_or_the_count() {
     let env = Env::new();
-    let server = env.start_server(&env.server_dir("p"), env.prod, None);
-    let a = env.client(&server.addr()).build().unwrap();
-    let b = env.client(&server.addr()).build().unwrap();
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
+    let a = client_builder(&server.addr()).build().unwrap();
+    let b = client_builder(&server.addr()).build().unwrap();
     assert!(a.wait_connected(Duration::from_secs(10)));
     assert!(b.wait_connected(Duration::from_secs(10)));
 
@@ -73,8 +74,8 @@ fn many_threads_on_two_clients_never_exceed_the_quota_or_the_count() {
 #[test]
 fn one_client_holds_at_most_its_quota() {
     let env = Env::new();
-    let server = env.start_server(&env.server_dir("p"), env.prod, None);
-    let c = env.client(&server.addr()).build().unwrap();
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
+    let c = client_builder(&server.addr()).build().unwrap();
     assert!(c.wait_connected(Duration::from_secs(10)));
     // Grab until the whole count is held; the cache only ever grows to the server's count.
     let mut guards = Vec::new();

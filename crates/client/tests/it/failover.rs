@@ -3,8 +3,10 @@
 use std::time::{Duration, Instant};
 
 use leasehold_client::{Client, ServerRole};
+use leasehold_testkit::blocking::{wait_for, BlockingServer, Env};
+use leasehold_testkit::proxy::ProxyMode;
 
-use crate::harness::{feature, wait_for, Env, ProxyMode, TestServer};
+use crate::harness::{client_builder, feature};
 
 const REFRESH: Duration = Duration::from_millis(100);
 const FAILOVER_AFTER: Duration = Duration::from_millis(500);
@@ -18,7 +20,7 @@ fn on(client: &Client, role: ServerRole) -> Option<()> {
     (client.status().server == role).then_some(())
 }
 
-fn gone_from(server: &TestServer, client: &Client) -> Option<()> {
+fn gone_from(server: &BlockingServer, client: &Client) -> Option<()> {
     (!server
         .clients()
         .iter()
@@ -30,11 +32,10 @@ fn gone_from(server: &TestServer, client: &Client) -> Option<()> {
 fn a_stopped_primary_sends_the_client_to_the_backup_and_back() {
     let env = Env::new();
     let pdir = env.server_dir("p");
-    let p = env.start_server(&pdir, env.prod, None);
-    let b = env.start_server(&env.server_dir("b"), env.backup, None);
+    let p = env.start_server(&pdir, env.installation.production, None);
+    let b = env.start_server(&env.server_dir("b"), env.installation.backup, None);
     let paddr = p.lease_addr;
-    let c = env
-        .client(&format!("{};{}", p.addr(), b.addr()))
+    let c = client_builder(&format!("{};{}", p.addr(), b.addr()))
         .refresh(REFRESH)
         .failover_after(FAILOVER_AFTER)
         .flush_after(Duration::from_secs(30))
@@ -69,7 +70,7 @@ fn a_stopped_primary_sends_the_client_to_the_backup_and_back() {
     );
     assert_eq!(
         s.server_guid.as_deref(),
-        Some(env.backup.to_string().as_str())
+        Some(env.installation.backup.to_string().as_str())
     );
     // Held licenses are untouched and covered by the backup's grant.
     let f = feature(&c, "tts");
@@ -84,7 +85,7 @@ fn a_stopped_primary_sends_the_client_to_the_backup_and_back() {
 
     // The primary comes back on the same address and data directory. It restored its leases
     // (no relearning), so the client returns at once and gives the backup its grant back.
-    let p = env.start_server(&pdir, env.prod, Some(paddr));
+    let p = env.start_server(&pdir, env.installation.production, Some(paddr));
     wait_for("the primary again", Duration::from_secs(10), || {
         on(&c, ServerRole::Primary)
     });
@@ -105,11 +106,10 @@ fn a_stopped_primary_sends_the_client_to_the_backup_and_back() {
 #[test]
 fn a_slow_primary_sends_the_client_to_the_backup_and_back() {
     let env = Env::new();
-    let p = env.start_server(&env.server_dir("p"), env.prod, None);
-    let b = env.start_server(&env.server_dir("b"), env.backup, None);
+    let p = env.start_server(&env.server_dir("p"), env.installation.production, None);
+    let b = env.start_server(&env.server_dir("b"), env.installation.backup, None);
     let proxy = env.proxy(p.lease_addr);
-    let c = env
-        .client(&proxy.addr())
+    let c = client_builder(&proxy.addr())
         .backup_servers(&b.addr())
         .refresh(REFRESH)
         .failover_after(FAILOVER_AFTER)
@@ -156,13 +156,13 @@ fn slow_is_not_dead_six_second_round_trips_stay_on_the_primary_and_a_frozen_one_
     // The seed's words, with the client's default timings: up to 10 s of delay with the
     // primary is allowed before the backup is used.
     let env = Env::new();
-    let p = env.start_server(&env.server_dir("p"), env.prod, None);
-    let b = env.start_server(&env.server_dir("b"), env.backup, None);
+    let p = env.start_server(&env.server_dir("p"), env.installation.production, None);
+    let b = env.start_server(&env.server_dir("b"), env.installation.backup, None);
     let proxy = env.proxy(p.lease_addr);
     let c = leasehold_client::Client::builder()
         .servers(&proxy.addr())
         .backup_servers(&b.addr())
-        .product_release(crate::harness::release_date())
+        .product_release(leasehold_testkit::release_date())
         .feature("tts")
         .build()
         .unwrap();

@@ -4,18 +4,19 @@
 use std::time::{Duration, Instant};
 
 use leasehold_client::{Denied, ServerRole};
+use leasehold_testkit::blocking::{wait_for, Env};
+use leasehold_testkit::proxy::ProxyMode;
 
-use crate::harness::{feature, wait_for, Env, ProxyMode};
+use crate::harness::{client_builder, feature};
 
 #[test]
 fn all_servers_gone_flushes_the_cache_until_one_answers() {
     let env = Env::new();
-    let p = env.start_server(&env.server_dir("p"), env.prod, None);
-    let b = env.start_server(&env.server_dir("b"), env.backup, None);
+    let p = env.start_server(&env.server_dir("p"), env.installation.production, None);
+    let b = env.start_server(&env.server_dir("b"), env.installation.backup, None);
     let (pp, bp) = (env.proxy(p.lease_addr), env.proxy(b.lease_addr));
     let flush_after = Duration::from_millis(1500);
-    let c = env
-        .client(&format!("{};{}", pp.addr(), bp.addr()))
+    let c = client_builder(&format!("{};{}", pp.addr(), bp.addr()))
         .flush_after(flush_after)
         .build()
         .unwrap();
@@ -73,9 +74,9 @@ fn all_servers_gone_flushes_the_cache_until_one_answers() {
 #[test]
 fn a_held_license_survives_the_flush_and_is_reported_on_reconnect() {
     let env = Env::new();
-    let p = env.start_server(&env.server_dir("p"), env.prod, None);
+    let p = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let pp = env.proxy(p.lease_addr);
-    let c = env.client(&pp.addr()).build().unwrap();
+    let c = client_builder(&pp.addr()).build().unwrap();
     assert!(c.wait_connected(Duration::from_secs(10)));
     let g = wait_for("a license", Duration::from_secs(10), || {
         c.acquire("tts").ok()

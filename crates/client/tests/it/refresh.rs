@@ -3,17 +3,18 @@
 
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::Days;
 use leasehold_client::{Client, Denied, ServerRole};
+use leasehold_testkit::blocking::{wait_for, Env};
+use leasehold_testkit::{maintenance_date, release_date};
 
-use crate::harness::{feature, release_date, wait_for, Env};
+use crate::harness::{client_builder, feature};
 
 #[test]
 fn the_cache_is_refreshed_and_grows_when_the_server_grants_more() {
     let env = Env::new();
-    let server = env.start_server(&env.server_dir("p"), env.prod, None);
-    let c = env
-        .client(&server.addr())
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
+    let c = client_builder(&server.addr())
         .feature("asr.en-US")
         .feature("not.licensed")
         .build()
@@ -27,7 +28,7 @@ fn the_cache_is_refreshed_and_grows_when_the_server_grants_more() {
     );
     assert_eq!(
         s.server_guid.as_deref(),
-        Some(env.prod.to_string().as_str())
+        Some(env.installation.production.to_string().as_str())
     );
     assert_eq!(s.server_context.as_deref(), Some("production"));
     assert!(!s.flushed && !s.failover);
@@ -87,10 +88,10 @@ fn the_cache_is_refreshed_and_grows_when_the_server_grants_more() {
 #[test]
 fn a_product_released_after_maintenance_is_denied_with_that_reason() {
     let env = Env::new();
-    let server = env.start_server(&env.server_dir("p"), env.prod, None);
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let c = Client::builder()
         .servers(&server.addr())
-        .product_release(NaiveDate::from_ymd_opt(2027, 7, 1).unwrap())
+        .product_release(maintenance_date() + Days::new(1))
         .feature("tts")
         .refresh(Duration::from_millis(100))
         .build()
@@ -99,12 +100,12 @@ fn a_product_released_after_maintenance_is_denied_with_that_reason() {
     assert_eq!(c.acquire("tts").unwrap_err(), Denied::MaintenanceExpired);
     assert!(feature(&c, "tts").reason.unwrap().contains("maintenance"));
     // The same server serves a product released in time.
-    let ok = env.client(&server.addr()).build().unwrap();
+    let ok = client_builder(&server.addr()).build().unwrap();
     assert!(ok.wait_connected(Duration::from_secs(10)));
     let g = wait_for("a license", Duration::from_secs(10), || {
         ok.acquire("tts").ok()
     });
-    assert!(release_date() < NaiveDate::from_ymd_opt(2027, 6, 30).unwrap());
+    assert!(release_date() < maintenance_date());
     drop(g);
     drop((c, ok));
     env.stop_server(server);

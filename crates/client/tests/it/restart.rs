@@ -5,24 +5,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use leasehold_client::Denied;
+use leasehold_testkit::blocking::{wait_for, Env};
+use leasehold_testkit::proxy::ProxyMode;
 
-use crate::harness::{feature, hammer, wait_for, Env, HeldCounter, ProxyMode};
+use crate::harness::{client_builder, feature, hammer, HeldCounter};
 
 #[test]
 fn a_server_restart_does_not_let_two_clients_exceed_the_count() {
     let env = Env::new();
     let pdir = env.server_dir("p");
-    let p = env.start_server(&pdir, env.prod, None);
+    let p = env.start_server(&pdir, env.installation.production, None);
     let paddr = p.lease_addr;
     // Client A reaches the server through a proxy that will cut it off; B goes direct.
     let proxy = env.proxy(paddr);
-    let a = env
-        .client(&proxy.addr())
+    let a = client_builder(&proxy.addr())
         .flush_after(Duration::from_secs(4))
         .build()
         .unwrap();
-    let b = env
-        .client(&p.addr())
+    let b = client_builder(&p.addr())
         .flush_after(Duration::from_secs(30))
         .build()
         .unwrap();
@@ -47,7 +47,7 @@ fn a_server_restart_does_not_let_two_clients_exceed_the_count() {
         // A is cut off but keeps its lease (valid by its own clock); the server restarts.
         proxy.set(ProxyMode::Down);
         env.stop_server(p.take().unwrap());
-        p = Some(env.start_server(&pdir, env.prod, Some(paddr)));
+        p = Some(env.start_server(&pdir, env.installation.production, Some(paddr)));
         learning = Some(p.as_ref().unwrap().status().learning_until);
         // The restarted server restored A's reservation: B keeps asking for more while A
         // still uses its old quota and gets only what A does not hold; A then flushes.

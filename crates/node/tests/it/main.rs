@@ -1,5 +1,5 @@
-//! License node integration tests: a real node on port 0, driven over HTTP.
+//! License node integration tests: a real node on port 0 (the test kit's `TestNode`), driven
+//! over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
 mod sync;

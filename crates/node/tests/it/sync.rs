@@ -1,40 +1,37 @@
 //! The node's sync contract through HTTP (DESIGN.md §3.1, §4.3, §4.4, §4.7).
 
-use chrono::{Duration, NaiveDate};
-use leasehold_node::api::{ServerView, UsageReport};
+use chrono::Duration;
+use leasehold_node::api::{GrantLicense, InstallationView, ServerView, UpdateServer};
 use leasehold_proto::{Context, ErrorCode, ServerGuid};
+use leasehold_testkit::node::{refusal, usage_bucket, FakeServer, TestNode};
+use leasehold_testkit::{grant_request, manual_clock, start_time};
 use reqwest::{Method, StatusCode};
 
-use crate::harness::*;
+async fn start(dir: &std::path::Path) -> TestNode {
+    TestNode::start(dir, manual_clock()).await
+}
 
-fn guid_path(g: ServerGuid) -> String {
-    let s = g.to_string();
-    s[1..s.len() - 1].to_string()
+/// An installation `name` with its production server.
+async fn installation(node: &TestNode, name: &str) -> (InstallationView, ServerView) {
+    let installation = node.admin.create_installation(name).await.unwrap();
+    let production = node
+        .admin
+        .add_server(&installation.id, Context::Production)
+        .await
+        .unwrap();
+    (installation, production)
 }
 
 async fn show(node: &TestNode, g: ServerGuid) -> ServerView {
-    node.admin::<(), _>(Method::GET, &format!("/servers/{}", guid_path(g)), None)
-        .await
-        .unwrap()
-}
-
-async fn usage(node: &TestNode, g: ServerGuid) -> UsageReport {
-    node.admin::<(), _>(
-        Method::GET,
-        &format!("/servers/{}/usage", guid_path(g)),
-        None,
-    )
-    .await
-    .unwrap()
+    node.admin.server(g).await.unwrap()
 }
 
 #[tokio::test]
 async fn first_sync_binds_the_instance_and_a_second_instance_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let inst = node.installation("Acme").await;
-    let prod = node.add_server(&inst, Context::Production).await;
-    node.grant(prod.guid, "asr.en-US", 20, None, None)
+    let node = start(dir.path()).await;
+    let (inst, prod) = installation(&node, "Acme").await;
+    node.grant(&grant_request(prod.guid, "asr.en-US", 20))
         .await
         .unwrap();
 
@@ -62,13 +59,7 @@ async fn first_sync_binds_the_instance_and_a_second_instance_is_refused() {
     assert_eq!(server.sync(&node, vec![]).await.unwrap().serial, 2);
 
     // The vendor reassigns the GUID: the new instance may bind, the old one is refused.
-    node.admin::<(), ServerView>(
-        Method::POST,
-        &format!("/servers/{}/reassign", guid_path(prod.guid)),
-        None,
-    )
-    .await
-    .unwrap();
+    node.admin.reassign_server(prod.guid).await.unwrap();
     assert_eq!(other.sync(&node, vec![]).await.unwrap().serial, 3);
     assert_eq!(
         server.sync(&node, vec![]).await.unwrap_err(),
@@ -80,13 +71,12 @@ async fn first_sync_binds_the_instance_and_a_second_instance_is_refused() {
 #[tokio::test]
 async fn a_resent_usage_batch_is_counted_once() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let inst = node.installation("Acme").await;
-    let prod = node.add_server(&inst, Context::Production).await;
+    let node = start(dir.path()).await;
+    let (_, prod) = installation(&node, "Acme").await;
     let mut server = FakeServer::new(prod.guid, 1);
     server.sync(&node, vec![]).await.unwrap();
 
-    let batch = vec![bucket(1, "tts", 0, 4), bucket(2, "tts", 1, 6)];
+    let batch = vec![usage_bucket(1, "tts", 0, 4), usage_bucket(2, "tts", 1, 6)];
     // The node stores the batch but the answer is lost: the server sends it again with the
     // same token.
     let lost = node.sync(&server.upload(batch.clone())).await.unwrap();
@@ -95,10 +85,10 @@ async fn a_resent_usage_batch_is_counted_once() {
     assert_eq!(again.acked_usage_seq, 2);
     // And once more after it was acknowledged, plus a new bucket.
     let mut more = batch.clone();
-    more.push(bucket(3, "tts", 2, 1));
+    more.push(usage_bucket(3, "tts", 2, 1));
     assert_eq!(server.sync(&node, more).await.unwrap().acked_usage_seq, 3);
 
-    let rows = usage(&node, prod.guid).await.rows;
+    let rows = node.admin.usage(prod.guid).await.unwrap().rows;
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(rows.iter().map(|r| r.peak_in_use).sum::<u32>(), 11);
     node.stop().await;
@@ -107,24 +97,21 @@ async fn a_resent_usage_batch_is_counted_once() {
 #[tokio::test]
 async fn transfer_and_revoke_show_up_in_the_next_bundle_and_expired_licenses_are_left_out() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let a = node.installation("A").await;
-    let b = node.installation("B").await;
-    let pa = node.add_server(&a, Context::Production).await;
-    let pb = node.add_server(&b, Context::Production).await;
-    let moving = node.grant(pa.guid, "tts", 5, None, None).await.unwrap();
+    let node = start(dir.path()).await;
+    let (_, pa) = installation(&node, "A").await;
+    let (_, pb) = installation(&node, "B").await;
+    let moving = node.grant(&grant_request(pa.guid, "tts", 5)).await.unwrap();
     let revoked = node
-        .grant(pa.guid, "asr.en-US", 2, None, None)
+        .grant(&grant_request(pa.guid, "asr.en-US", 2))
         .await
         .unwrap();
+    // The last day of validity is 8 days after the clock's start.
+    let last_day = start_time().date_naive() + Duration::days(8);
     let expiring = node
-        .grant(
-            pa.guid,
-            "asr.de-DE",
-            1,
-            Some(NaiveDate::from_ymd_opt(2026, 11, 10).unwrap()),
-            None,
-        )
+        .grant(&GrantLicense {
+            expires: Some(last_day),
+            ..grant_request(pa.guid, "asr.de-DE", 1)
+        })
         .await
         .unwrap();
 
@@ -133,16 +120,12 @@ async fn transfer_and_revoke_show_up_in_the_next_bundle_and_expired_licenses_are
     assert_eq!(sa.sync(&node, vec![]).await.unwrap().licenses.len(), 3);
     assert!(sb.sync(&node, vec![]).await.unwrap().licenses.is_empty());
 
-    let id = moving.license.id.as_str().to_string();
-    node.admin::<_, serde_json::Value>(
-        Method::POST,
-        &format!("/licenses/{id}/transfer"),
-        Some(&serde_json::json!({"to": pb.guid})),
-    )
-    .await
-    .unwrap();
-    let rid = revoked.license.id.as_str().to_string();
-    node.admin::<(), serde_json::Value>(Method::POST, &format!("/licenses/{rid}/revoke"), None)
+    node.admin
+        .transfer_license(&moving.license.id, pb.guid)
+        .await
+        .unwrap();
+    node.admin
+        .revoke_license(&revoked.license.id)
         .await
         .unwrap();
 
@@ -153,10 +136,10 @@ async fn transfer_and_revoke_show_up_in_the_next_bundle_and_expired_licenses_are
     assert_eq!(after_b.licenses.len(), 1);
     assert_eq!(after_b.licenses[0].id, moving.license.id);
 
-    // The last day of validity is 2026-11-10: still there on that day, gone the day after.
-    node.clock.set(start_time() + Duration::days(9));
+    // Still there on the last day, gone the day after.
+    node.clock.set(start_time() + Duration::days(8));
     assert_eq!(sa.sync(&node, vec![]).await.unwrap().licenses.len(), 1);
-    node.clock.set(start_time() + Duration::days(10));
+    node.clock.set(start_time() + Duration::days(9));
     assert!(sa.sync(&node, vec![]).await.unwrap().licenses.is_empty());
     node.stop().await;
 }
@@ -164,9 +147,8 @@ async fn transfer_and_revoke_show_up_in_the_next_bundle_and_expired_licenses_are
 #[tokio::test]
 async fn a_copied_server_is_detected_and_a_restored_one_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let inst = node.installation("Acme").await;
-    let prod = node.add_server(&inst, Context::Production).await;
+    let node = start(dir.path()).await;
+    let (_, prod) = installation(&node, "Acme").await;
     let mut original = FakeServer::new(prod.guid, 1);
     original.sync(&node, vec![]).await.unwrap();
 
@@ -196,25 +178,30 @@ async fn a_copied_server_is_detected_and_a_restored_one_keeps_working() {
 #[tokio::test]
 async fn grace_and_interval_are_vendor_settable_within_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let inst = node.installation("Acme").await;
-    let prod = node.add_server(&inst, Context::Production).await;
-    let path = format!("/servers/{}", guid_path(prod.guid));
+    let node = start(dir.path()).await;
+    let (_, prod) = installation(&node, "Acme").await;
     let err = node
-        .admin::<_, ServerView>(
-            Method::PATCH,
-            &path,
-            Some(&serde_json::json!({"grace_days": 59})),
+        .admin
+        .update_server(
+            prod.guid,
+            &UpdateServer {
+                grace_days: Some(59),
+                sync_interval_secs: None,
+            },
         )
         .await
+        .map_err(refusal)
         .unwrap_err();
     assert_eq!(err.1.error, ErrorCode::BadRequest);
     assert!(err.1.message.contains("60"), "{}", err.1.message);
-    let view: ServerView = node
-        .admin(
-            Method::PATCH,
-            &path,
-            Some(&serde_json::json!({"grace_days": 90, "sync_interval_secs": 3600})),
+    let view = node
+        .admin
+        .update_server(
+            prod.guid,
+            &UpdateServer {
+                grace_days: Some(90),
+                sync_interval_secs: Some(3600),
+            },
         )
         .await
         .unwrap();
@@ -229,11 +216,17 @@ async fn grace_and_interval_are_vendor_settable_within_bounds() {
 #[tokio::test]
 async fn rejections_carry_codes_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let inst = node.installation("Acme").await;
-    let prod = node.add_server(&inst, Context::Production).await;
-    let backup = node.add_server(&inst, Context::Backup).await;
-    let lic = node.grant(prod.guid, "tts", 4, None, None).await.unwrap();
+    let node = start(dir.path()).await;
+    let (inst, prod) = installation(&node, "Acme").await;
+    let backup = node
+        .admin
+        .add_server(&inst.id, Context::Backup)
+        .await
+        .unwrap();
+    let lic = node
+        .grant(&grant_request(prod.guid, "tts", 4))
+        .await
+        .unwrap();
 
     // Unknown server.
     let stranger = FakeServer::new(ServerGuid::from_bytes([9; 16]), 1);
@@ -249,7 +242,7 @@ async fn rejections_carry_codes_and_change_nothing() {
     let mut liar = FakeServer::new(prod.guid, 1);
     liar.context = Some(Context::Development);
     assert_eq!(
-        node.sync(&liar.upload(vec![bucket(1, "tts", 0, 1)]))
+        node.sync(&liar.upload(vec![usage_bucket(1, "tts", 0, 1)]))
             .await
             .unwrap_err()
             .1
@@ -261,7 +254,7 @@ async fn rejections_carry_codes_and_change_nothing() {
         view.instance_id, None,
         "a refused sync must not bind the GUID"
     );
-    assert!(usage(&node, prod.guid).await.rows.is_empty());
+    assert!(node.admin.usage(prod.guid).await.unwrap().rows.is_empty());
 
     // Malformed bodies.
     for body in [&b"not json"[..], b"{}", br#"{"server_guid":"nope"}"#] {
@@ -272,7 +265,10 @@ async fn rejections_carry_codes_and_change_nothing() {
     // Out-of-order usage sequence numbers.
     let s = FakeServer::new(prod.guid, 1);
     let err = node
-        .sync(&s.upload(vec![bucket(2, "tts", 0, 1), bucket(1, "tts", 1, 1)]))
+        .sync(&s.upload(vec![
+            usage_bucket(2, "tts", 0, 1),
+            usage_bucket(1, "tts", 1, 1),
+        ]))
         .await
         .unwrap_err();
     assert_eq!(err.1.error, ErrorCode::BadRequest);
@@ -284,51 +280,43 @@ async fn rejections_carry_codes_and_change_nothing() {
     // Context mismatch on grant and on transfer; bad backs_up; second production server.
     let req = serde_json::json!({"server": backup.guid, "feature": "tts", "count": 1, "context": "production", "maintenance_until": "2027-01-01"});
     let e = node
-        .admin::<_, serde_json::Value>(Method::POST, "/licenses", Some(&req))
+        .admin_raw::<_, serde_json::Value>(Method::POST, "/licenses", Some(&req))
         .await
         .unwrap_err();
     assert_eq!(e.1.error, ErrorCode::ContextMismatch);
     let e = node
-        .admin::<_, serde_json::Value>(
-            Method::POST,
-            &format!("/licenses/{}/transfer", lic.license.id),
-            Some(&serde_json::json!({"to": backup.guid})),
-        )
+        .admin
+        .transfer_license(&lic.license.id, backup.guid)
         .await
+        .map_err(refusal)
         .unwrap_err();
     assert_eq!(e.1.error, ErrorCode::ContextMismatch);
-    let e = node
-        .grant(backup.guid, "tts", 5, None, Some(lic.license.id.clone()))
-        .await
-        .unwrap_err();
+    let backs_up = |count| GrantLicense {
+        backs_up: Some(lic.license.id.clone()),
+        ..grant_request(backup.guid, "tts", count)
+    };
+    let e = node.grant(&backs_up(5)).await.unwrap_err();
     assert_eq!(e.1.error, ErrorCode::InstallationShape, "{}", e.1.message);
     let e = node
-        .grant(backup.guid, "tts", 2, None, None)
+        .grant(&grant_request(backup.guid, "tts", 2))
         .await
         .unwrap_err();
     assert_eq!(e.1.error, ErrorCode::BadRequest, "{}", e.1.message);
-    let ok = node
-        .grant(backup.guid, "tts", 4, None, Some(lic.license.id.clone()))
-        .await
-        .unwrap();
+    let ok = node.grant(&backs_up(4)).await.unwrap();
     assert_eq!(ok.license.context, Context::Backup);
     let e = node
-        .admin::<_, ServerView>(
-            Method::POST,
-            "/servers",
-            Some(&serde_json::json!({"installation": inst.id, "context": "development"})),
-        )
+        .admin
+        .add_server(&inst.id, Context::Development)
         .await
+        .map_err(refusal)
         .unwrap_err();
     assert_eq!(e.1.error, ErrorCode::InstallationShape);
     // A production license with a backup cannot be revoked from under it.
     let e = node
-        .admin::<(), serde_json::Value>(
-            Method::POST,
-            &format!("/licenses/{}/revoke", lic.license.id),
-            None,
-        )
+        .admin
+        .revoke_license(&lic.license.id)
         .await
+        .map_err(refusal)
         .unwrap_err();
     assert_eq!(e.1.error, ErrorCode::InstallationShape);
     assert_eq!(show(&node, prod.guid).await.licenses.len(), 1);
@@ -338,7 +326,7 @@ async fn rejections_carry_codes_and_change_nothing() {
 #[tokio::test]
 async fn admin_api_needs_the_token_and_health_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
+    let node = start(dir.path()).await;
     let r = node
         .http
         .get(format!("{}/v1/admin/installations", node.url))
@@ -373,19 +361,22 @@ async fn admin_api_needs_the_token_and_health_does_not() {
 #[tokio::test]
 async fn a_restarted_node_keeps_all_data() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let inst = node.installation("Acme").await;
-    let prod = node.add_server(&inst, Context::Production).await;
-    node.grant(prod.guid, "tts", 3, None, None).await.unwrap();
+    let node = start(dir.path()).await;
+    let (_, prod) = installation(&node, "Acme").await;
+    node.grant(&grant_request(prod.guid, "tts", 3))
+        .await
+        .unwrap();
     let mut s = FakeServer::new(prod.guid, 1);
-    s.sync(&node, vec![bucket(1, "tts", 0, 2)]).await.unwrap();
+    s.sync(&node, vec![usage_bucket(1, "tts", 0, 2)])
+        .await
+        .unwrap();
     let before = show(&node, prod.guid).await;
     let clock = node.clock.clone();
     node.stop().await;
 
-    let node = TestNode::start_with(dir.path(), clock).await;
+    let node = TestNode::start(dir.path(), clock).await;
     assert_eq!(show(&node, prod.guid).await, before);
-    assert_eq!(usage(&node, prod.guid).await.rows.len(), 1);
+    assert_eq!(node.admin.usage(prod.guid).await.unwrap().rows.len(), 1);
     // The token chain survived too: the same server continues.
     assert_eq!(s.sync(&node, vec![]).await.unwrap().serial, 2);
     node.stop().await;

@@ -1,19 +1,20 @@
 //! The dashboard through real HTTP with a cookie jar: sign-in and its limits, sessions,
 //! CSRF, and each page's action.
 
-use std::sync::Arc;
-
-use chrono::NaiveDate;
+use chrono::Days;
 use leasehold_node::api::GrantLicense;
-use leasehold_proto::{Feature, ManualClock, ServerGuid};
+use leasehold_proto::ServerGuid;
 use leasehold_server::api::ServerState;
 use leasehold_server::config::FileConfig;
 use leasehold_server::DashboardSettings;
+use leasehold_testkit::node::TestNode;
+use leasehold_testkit::server::{lease_request, options, TestServer};
+use leasehold_testkit::{
+    grant_request, maintenance_date, manual_clock, start_time, vendor_key, SERVER_TOKEN,
+};
 use reqwest::header::LOCATION;
 use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
-
-use crate::harness::*;
 
 /// A browser: keeps cookies, shows redirects instead of following them.
 fn browser() -> Client {
@@ -85,7 +86,7 @@ async fn login(b: &Client, admin: &str, password: &str) -> String {
 #[tokio::test]
 async fn pages_need_a_session_and_failed_logins_are_limited() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let server = TestServer::start(options(&dir.path().join("s"), vec![], None), clock).await;
     let admin = server.admin_url.clone();
     let b = browser();
@@ -182,22 +183,16 @@ async fn pages_need_a_session_and_failed_logins_are_limited() {
 #[tokio::test]
 async fn login_shows_the_licenses_and_logout_ends_the_session() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     // Expires within 30 days: marked in words.
-    node.node
-        .grant_license(&GrantLicense {
-            server: prod,
-            feature: Feature::parse("asr.de-DE").unwrap(),
-            count: 3,
-            context: None,
-            maintenance_until: NaiveDate::from_ymd_opt(2027, 6, 30).unwrap(),
-            expires: NaiveDate::from_ymd_opt(2026, 11, 20),
-            backs_up: None,
-        })
-        .await
-        .unwrap();
+    let expires = start_time().date_naive() + Days::new(18);
+    node.grant_directly(&GrantLicense {
+        expires: Some(expires),
+        ..grant_request(prod, "asr.de-DE", 3)
+    })
+    .await;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -211,10 +206,11 @@ async fn login_shows_the_licenses_and_logout_ends_the_session() {
     let csrf = login(&b, &admin, &server.dashboard_password()).await;
 
     let page = get(&b, &format!("{admin}/licenses")).await;
+    let maintenance = maintenance_date().to_string();
     for text in [
         "tts",
         "asr.en-US",
-        "2027-06-30",
+        &maintenance,
         "⚠ license ends in 18 days",
         "1 license needs attention",
         "production",
@@ -245,7 +241,10 @@ async fn login_shows_the_licenses_and_logout_ends_the_session() {
     let setup = get(&b, &format!("{admin}/setup")).await;
     assert!(setup.body.contains("production") && setup.body.contains("Change the server GUID"));
     // Clients: one client leases, the table fragment shows it.
-    server.lease(&request(7, "tts", 1, 2, 0)).await.unwrap();
+    server
+        .lease(&lease_request(7, "tts", 1, 2, 0))
+        .await
+        .unwrap();
     let table = get(&b, &format!("{admin}/clients/table")).await;
     assert!(
         table.body.contains("tts") && !table.body.contains("<html"),
@@ -275,9 +274,9 @@ async fn login_shows_the_licenses_and_logout_ends_the_session() {
 #[tokio::test]
 async fn forms_need_the_csrf_token_and_a_bad_guid_is_explained() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], None),
         clock.clone(),
@@ -369,9 +368,9 @@ async fn forms_need_the_csrf_token_and_a_bad_guid_is_explained() {
 #[tokio::test]
 async fn sync_now_shows_the_outcome_and_what_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -414,9 +413,9 @@ async fn sync_now_shows_the_outcome_and_what_is_sent() {
 #[tokio::test]
 async fn config_edits_are_checked_written_atomically_and_the_node_list_applies() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
@@ -531,9 +530,9 @@ async fn config_edits_are_checked_written_atomically_and_the_node_list_applies()
 #[tokio::test]
 async fn usage_charts_node_checks_and_the_support_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -543,20 +542,19 @@ async fn usage_charts_node_checks_and_the_support_bundle() {
         .wait_for("first sync", |s| s.state == ServerState::Ok)
         .await;
     // Some use this hour, then an hour later more, with a denial.
-    server.lease(&request(1, "tts", 0, 4, 0)).await.unwrap();
-    server.lease(&request(1, "tts", 3, 4, 4)).await.unwrap();
-    clock.advance(chrono::Duration::hours(1));
-    let mut r = request(1, "tts", 4, 5, 4);
-    r.features.values_mut().for_each(|f| f.denied = 2);
-    server.lease(&r).await.unwrap();
     server
-        .running
-        .as_ref()
-        .unwrap()
-        .server
-        .flush()
+        .lease(&lease_request(1, "tts", 0, 4, 0))
         .await
         .unwrap();
+    server
+        .lease(&lease_request(1, "tts", 3, 4, 4))
+        .await
+        .unwrap();
+    clock.advance(chrono::Duration::hours(1));
+    let mut r = lease_request(1, "tts", 4, 5, 4);
+    r.features.values_mut().for_each(|f| f.denied = 2);
+    server.lease(&r).await.unwrap();
+    server.service().flush().await.unwrap();
 
     let admin = server.admin_url.clone();
     let b = browser();
@@ -614,7 +612,7 @@ async fn usage_charts_node_checks_and_the_support_bundle() {
     assert_eq!(json["status"]["guid"], serde_json::json!(prod.to_string()));
     assert_eq!(json["node_checks"][0]["url"], serde_json::json!(node.url));
     assert!(
-        !text.contains(TOKEN),
+        !text.contains(SERVER_TOKEN),
         "the admin token leaked into the support bundle"
     );
 

@@ -1,7 +1,6 @@
-//! License server integration tests: real nodes and servers on port 0, driven over HTTP,
-//! with time moved by an injected clock.
+//! License server integration tests: real nodes and servers on port 0 (the test kit's
+//! `TestNode` and `TestServer`), driven over HTTP, with time moved by an injected clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod dashboard;
-mod harness;
 mod server;

@@ -1,19 +1,21 @@
 //! The license server's contract (DESIGN.md §3–§4) through real HTTP.
 
-use std::sync::Arc;
-
 use chrono::Duration;
-use leasehold_proto::{Context, ManualClock, ServerGuid, SignedEnvelope};
+use leasehold_proto::{Context, ServerGuid, SignedEnvelope};
 use leasehold_server::api::ServerState;
-
-use crate::harness::*;
+use leasehold_testkit::node::TestNode;
+use leasehold_testkit::server::{lease_request, options, quota, TestServer};
+use leasehold_testkit::{
+    maintenance_date, manual_clock, other_vendor_key, start_time, trusted_keys, vendor_key,
+    SERVER_TOKEN,
+};
 
 #[tokio::test]
 async fn first_sync_serves_licenses_and_periodic_sync_follows_the_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -30,7 +32,10 @@ async fn first_sync_serves_licenses_and_periodic_sync_follows_the_interval() {
     assert_eq!(s.grace_days_left, Some(60));
     assert_eq!(s.next_sync, Some(start_time() + Duration::hours(24)));
 
-    let resp = server.lease(&request(1, "tts", 0, 4, 0)).await.unwrap();
+    let resp = server
+        .lease(&lease_request(1, "tts", 0, 4, 0))
+        .await
+        .unwrap();
     assert_eq!(resp.server_guid, prod);
     assert_eq!(resp.lease_secs, 120);
     assert_eq!(quota(&resp, "tts"), 4);
@@ -50,9 +55,9 @@ async fn first_sync_serves_licenses_and_periodic_sync_follows_the_interval() {
 #[tokio::test]
 async fn tries_every_node_and_moves_past_a_dead_one() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     // A "node" that takes connections and drops them at once. (A port merely left closed
     // could be taken by another test's server while the tests run in parallel.)
     let dead_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -104,9 +109,10 @@ async fn tries_every_node_and_moves_past_a_dead_one() {
 #[tokio::test]
 async fn a_bad_bundle_is_refused_and_the_old_one_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, backup, _) = node.installation().await;
+    let inst = node.standard_installation().await;
+    let (prod, backup) = (inst.production, inst.backup);
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -122,7 +128,7 @@ async fn a_bad_bundle_is_refused_and_the_old_one_kept() {
         async move {
             let r = http
                 .post(url)
-                .bearer_auth(TOKEN)
+                .bearer_auth(SERVER_TOKEN)
                 .header("content-type", "application/json")
                 .body(env)
                 .send()
@@ -132,22 +138,11 @@ async fn a_bad_bundle_is_refused_and_the_old_one_kept() {
         }
     };
     // Signed by a key the server does not trust.
-    let upload: leasehold_proto::SyncUpload = server
-        .http
-        .get(format!("{}/v1/admin/upload", server.admin_url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upload: leasehold_proto::SyncUpload =
+        serde_json::from_slice(&server.admin.upload_raw().await.unwrap()).unwrap();
     let genuine = node.node.sync(upload.clone()).await.unwrap();
-    let payload = genuine
-        .verify(&leasehold_proto::TrustedKeys::new().with(vendor_key().verifying_key()))
-        .unwrap();
-    let foreign =
-        leasehold_proto::VendorSigningKey::from_secret_bytes([99; 32]).sign_bytes(&payload);
+    let payload = genuine.verify(&trusted_keys()).unwrap();
+    let foreign = other_vendor_key().sign_bytes(&payload);
     let (code, text) = post(foreign.to_json()).await;
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("does not trust"), "{text}");
@@ -195,9 +190,9 @@ async fn a_bad_bundle_is_refused_and_the_old_one_kept() {
 #[tokio::test]
 async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let node_dir = dir.path().join("n");
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
@@ -207,7 +202,7 @@ async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
     server
         .wait_for("sync", |s| s.state == ServerState::Ok)
         .await;
-    let node_url = node.url.clone();
+    let node_addr = node.addr;
     node.stop().await;
 
     clock.advance(Duration::days(59));
@@ -216,7 +211,10 @@ async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
     assert_eq!(s.grace_days_left, Some(1));
     assert_eq!(
         quota(
-            &server.lease(&request(1, "tts", 0, 2, 0)).await.unwrap(),
+            &server
+                .lease(&lease_request(1, "tts", 0, 2, 0))
+                .await
+                .unwrap(),
             "tts"
         ),
         2
@@ -227,53 +225,38 @@ async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
     let s = server.status().await;
     assert_eq!(s.state, ServerState::Expired);
     assert!(s.reason.unwrap().contains("no successful sync"));
-    let resp = server.lease(&request(2, "tts", 0, 2, 0)).await.unwrap();
+    let resp = server
+        .lease(&lease_request(2, "tts", 0, 2, 0))
+        .await
+        .unwrap();
     let f = &resp.features[&leasehold_proto::Feature::parse("tts").unwrap()];
     assert_eq!(f.quota, 0);
     assert!(f.reason.as_deref().unwrap().contains("suspended"));
 
     // The node comes back (same address): a sync restores service.
-    let port: u16 = node_url.rsplit(':').next().unwrap().parse().unwrap();
-    let node = {
-        let store = leasehold_node::store::open(&format!(
-            "sqlite://{}",
-            node_dir.join("node.db").display()
-        ))
-        .await
-        .unwrap();
-        let n = Arc::new(leasehold_node::Node::new(
-            store,
-            vendor_key(),
-            clock.clone(),
-        ));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        tokio::spawn(leasehold_node::serve(
-            leasehold_node::NodeState::new(n, "t"),
-            listener,
-            std::future::pending(),
-        ))
-    };
+    let node = TestNode::start_on(&node_dir, clock.clone(), node_addr).await;
     assert!(server.sync_now().await.ok);
     assert_eq!(server.status().await.state, ServerState::Ok);
     assert_eq!(
         quota(
-            &server.lease(&request(2, "tts", 0, 2, 0)).await.unwrap(),
+            &server
+                .lease(&lease_request(2, "tts", 0, 2, 0))
+                .await
+                .unwrap(),
             "tts"
         ),
         2
     );
-    node.abort();
     server.stop().await;
+    node.stop().await;
 }
 
 #[tokio::test]
 async fn a_clock_set_back_suspends_licenses_until_it_is_right_or_a_sync_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -293,7 +276,10 @@ async fn a_clock_set_back_suspends_licenses_until_it_is_right_or_a_sync_succeeds
     assert!(s.reason.unwrap().contains("behind"));
     assert_eq!(
         quota(
-            &server.lease(&request(1, "tts", 0, 2, 0)).await.unwrap(),
+            &server
+                .lease(&lease_request(1, "tts", 0, 2, 0))
+                .await
+                .unwrap(),
             "tts"
         ),
         0
@@ -313,7 +299,7 @@ async fn a_clock_set_back_suspends_licenses_until_it_is_right_or_a_sync_succeeds
 #[tokio::test]
 async fn a_second_process_on_the_same_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let server = TestServer::start(options(dir.path(), vec![], None), clock.clone()).await;
     let err =
         leasehold_server::LicenseServer::open(options(dir.path(), vec![], None), clock.clone())
@@ -330,9 +316,10 @@ async fn a_second_process_on_the_same_data_directory_is_refused() {
 #[tokio::test]
 async fn backup_grants_only_in_failover_and_maintenance_is_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, backup, _) = node.installation().await;
+    let inst = node.standard_installation().await;
+    let (prod, backup) = (inst.production, inst.backup);
     let p = TestServer::start(
         options(&dir.path().join("p"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -351,7 +338,7 @@ async fn backup_grants_only_in_failover_and_maintenance_is_checked() {
     p.wait_for("primary sync", |s| s.state == ServerState::Ok)
         .await;
 
-    let normal = request(1, "tts", 0, 3, 0);
+    let normal = lease_request(1, "tts", 0, 3, 0);
     let resp = b.lease(&normal).await.unwrap();
     assert_eq!(quota(&resp, "tts"), 0);
     assert!(resp
@@ -363,13 +350,13 @@ async fn backup_grants_only_in_failover_and_maintenance_is_checked() {
         .as_deref()
         .unwrap()
         .contains("failover"));
-    let mut failover = request(2, "tts", 0, 3, 0);
+    let mut failover = lease_request(2, "tts", 0, 3, 0);
     failover.failover = true;
     assert_eq!(quota(&b.lease(&failover).await.unwrap(), "tts"), 3);
 
     // A product released after the licenses' maintenance date is not served.
-    let mut newer = request(3, "tts", 0, 1, 0);
-    newer.product_release = chrono::NaiveDate::from_ymd_opt(2027, 7, 1).unwrap();
+    let mut newer = lease_request(3, "tts", 0, 1, 0);
+    newer.product_release = maintenance_date() + Duration::days(1);
     let resp = p.lease(&newer).await.unwrap();
     assert_eq!(quota(&resp, "tts"), 0);
     assert!(resp
@@ -389,9 +376,9 @@ async fn backup_grants_only_in_failover_and_maintenance_is_checked() {
 #[tokio::test]
 async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let sdir = dir.path().join("s");
     let server = TestServer::start(
         options(&sdir, vec![node.url.clone()], Some(prod)),
@@ -402,19 +389,24 @@ async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_resta
         .wait_for("sync", |s| s.state == ServerState::Ok)
         .await;
     // Two clients use tts during this hour.
-    server.lease(&request(1, "tts", 0, 4, 0)).await.unwrap();
-    server.lease(&request(2, "tts", 0, 4, 0)).await.unwrap();
-    server.lease(&request(1, "tts", 3, 4, 4)).await.unwrap();
-    server.lease(&request(2, "tts", 4, 5, 4)).await.unwrap();
-    clock.advance(Duration::hours(1));
     server
-        .running
-        .as_ref()
-        .unwrap()
-        .server
-        .flush()
+        .lease(&lease_request(1, "tts", 0, 4, 0))
         .await
         .unwrap();
+    server
+        .lease(&lease_request(2, "tts", 0, 4, 0))
+        .await
+        .unwrap();
+    server
+        .lease(&lease_request(1, "tts", 3, 4, 4))
+        .await
+        .unwrap();
+    server
+        .lease(&lease_request(2, "tts", 4, 5, 4))
+        .await
+        .unwrap();
+    clock.advance(Duration::hours(1));
+    server.service().flush().await.unwrap();
     server.stop().await;
 
     // Restarted before any sync: the closed hour is still there.
@@ -423,14 +415,7 @@ async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_resta
         clock.clone(),
     )
     .await;
-    let upload = server
-        .running
-        .as_ref()
-        .unwrap()
-        .server
-        .upload()
-        .await
-        .unwrap();
+    let upload = server.service().upload().await.unwrap();
     assert_eq!(upload.usage.len(), 1, "{upload:?}");
     let b = &upload.usage[0];
     assert_eq!((b.peak_in_use, b.grants), (7, 7));
@@ -493,16 +478,7 @@ async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_resta
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].peak_in_use, 7);
     // Acknowledged buckets are gone from the server.
-    assert!(server
-        .running
-        .as_ref()
-        .unwrap()
-        .server
-        .upload()
-        .await
-        .unwrap()
-        .usage
-        .is_empty());
+    assert!(server.service().upload().await.unwrap().usage.is_empty());
     server.stop().await;
     node.stop().await;
 }
@@ -510,9 +486,9 @@ async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_resta
 #[tokio::test]
 async fn hours_recorded_under_one_guid_are_never_uploaded_under_another() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -521,8 +497,11 @@ async fn hours_recorded_under_one_guid_are_never_uploaded_under_another() {
     server
         .wait_for("sync", |s| s.state == ServerState::Ok)
         .await;
-    server.lease(&request(1, "tts", 3, 4, 0)).await.unwrap();
-    let s = &server.running.as_ref().unwrap().server;
+    server
+        .lease(&lease_request(1, "tts", 3, 4, 0))
+        .await
+        .unwrap();
+    let s = server.service();
     s.flush().await.unwrap();
     // The operator sets another GUID: the hour recorded under the first one is closed under
     // it and not part of the new GUID's upload, now or after more hours close.
@@ -547,9 +526,9 @@ async fn hours_recorded_under_one_guid_are_never_uploaded_under_another() {
 #[tokio::test]
 async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let sdir = dir.path().join("s");
     let server = TestServer::start(
         options(&sdir, vec![node.url.clone()], Some(prod)),
@@ -561,7 +540,10 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
         .await;
     assert_eq!(
         quota(
-            &server.lease(&request(1, "tts", 0, 6, 0)).await.unwrap(),
+            &server
+                .lease(&lease_request(1, "tts", 0, 6, 0))
+                .await
+                .unwrap(),
             "tts"
         ),
         6
@@ -585,7 +567,10 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
     // the other 3 at once.
     assert_eq!(
         quota(
-            &server.lease(&request(2, "tts", 0, 5, 0)).await.unwrap(),
+            &server
+                .lease(&lease_request(2, "tts", 0, 5, 0))
+                .await
+                .unwrap(),
             "tts"
         ),
         3
@@ -594,7 +579,10 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
     clock.advance(Duration::seconds(131));
     assert_eq!(
         quota(
-            &server.lease(&request(2, "tts", 0, 9, 0)).await.unwrap(),
+            &server
+                .lease(&lease_request(2, "tts", 0, 9, 0))
+                .await
+                .unwrap(),
             "tts"
         ),
         9
@@ -613,7 +601,10 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
     assert!(s.learning_until.is_some());
     assert_eq!(
         quota(
-            &server.lease(&request(3, "tts", 0, 5, 0)).await.unwrap(),
+            &server
+                .lease(&lease_request(3, "tts", 0, 5, 0))
+                .await
+                .unwrap(),
             "tts"
         ),
         0
@@ -625,10 +616,13 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
 #[tokio::test]
 async fn bad_lease_requests_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let server = TestServer::start(options(dir.path(), vec![], None), clock.clone()).await;
     // No GUID yet.
-    let (code, text) = server.lease(&request(1, "tts", 0, 1, 0)).await.unwrap_err();
+    let (code, text) = server
+        .lease(&lease_request(1, "tts", 0, 1, 0))
+        .await
+        .unwrap_err();
     assert_eq!(code, 503);
     assert!(text.contains("GUID"), "{text}");
     for body in [
@@ -665,7 +659,7 @@ async fn bad_lease_requests_are_refused_clearly() {
     let r = server
         .http
         .put(format!("{}/v1/admin/guid", server.admin_url))
-        .bearer_auth(TOKEN)
+        .bearer_auth(SERVER_TOKEN)
         .json(&serde_json::json!({"guid": "{123}"}))
         .send()
         .await
@@ -676,7 +670,7 @@ async fn bad_lease_requests_are_refused_clearly() {
     let r = server
         .http
         .put(format!("{}/v1/admin/guid", server.admin_url))
-        .bearer_auth(TOKEN)
+        .bearer_auth(SERVER_TOKEN)
         .json(&serde_json::json!({"guid": ServerGuid::from_bytes([1; 16]).to_string()}))
         .send()
         .await
@@ -684,7 +678,10 @@ async fn bad_lease_requests_are_refused_clearly() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(server.status().await.state, ServerState::NotSynced);
     // Metrics need no token and name what they count.
-    server.lease(&request(1, "tts", 0, 1, 0)).await.unwrap_err();
+    server
+        .lease(&lease_request(1, "tts", 0, 1, 0))
+        .await
+        .unwrap_err();
     let metrics = server
         .http
         .get(format!("{}/metrics", server.admin_url))
@@ -702,7 +699,7 @@ async fn bad_lease_requests_are_refused_clearly() {
     let r = server
         .http
         .get(format!("{}/v1/admin/status", server.lease_url))
-        .bearer_auth(TOKEN)
+        .bearer_auth(SERVER_TOKEN)
         .send()
         .await
         .unwrap();
@@ -714,9 +711,9 @@ async fn bad_lease_requests_are_refused_clearly() {
 #[tokio::test]
 async fn a_release_that_arrives_after_a_later_request_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(start_time()));
+    let clock = manual_clock();
     let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let (prod, _, _) = node.installation().await;
+    let prod = node.standard_installation().await.production;
     let server = TestServer::start(
         options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
         clock.clone(),
@@ -725,7 +722,7 @@ async fn a_release_that_arrives_after_a_later_request_is_ignored() {
     server
         .wait_for("sync", |s| s.state == ServerState::Ok)
         .await;
-    let mut req = request(1, "tts", 0, 4, 0);
+    let mut req = lease_request(1, "tts", 0, 4, 0);
     req.seq = 5;
     let answer = server.lease(&req).await.unwrap();
     assert_eq!(quota(&answer, "tts"), 4);

@@ -1,6 +1,6 @@
 //! A stub license server on loopback: plain std sockets, one thread, granting a fixed quota
-//! of every feature asked. For the allocation test and the benchmark, which need a filled
-//! cache but not a real server.
+//! of every feature asked. For tests and benchmarks that need a client's cache filled but
+//! not a real server (the client's allocation test and its `acquire` benchmark).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
