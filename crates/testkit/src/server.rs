@@ -217,3 +217,56 @@ pub fn lease_request(
 pub fn quota(response: &LeaseResponse, feature: &str) -> u32 {
     response.features[&Feature::parse(feature).unwrap()].quota
 }
+
+impl TestServer {
+    /// The quota of `feature` a lease request is granted (the request must succeed).
+    pub async fn quota_of(&self, request: &LeaseRequest, feature: &str) -> u32 {
+        match self.lease(request).await {
+            Ok(response) => quota(&response, feature),
+            Err((status, body)) => panic!("lease request refused: {status} {body}"),
+        }
+    }
+}
+
+/// The setup most server tests start from: a node in `dir/n` with the standard
+/// installation, and its production server in `dir/s` synced and serving, on one clock.
+#[derive(Debug)]
+pub struct Synced {
+    pub clock: Arc<ManualClock>,
+    pub node: crate::node::TestNode,
+    pub installation: crate::node::StandardInstallation,
+    pub server: TestServer,
+}
+
+impl Synced {
+    pub async fn start(dir: &Path) -> Self {
+        let clock = crate::fixtures::manual_clock();
+        let node = crate::node::TestNode::start(&dir.join("n"), clock.clone()).await;
+        let installation = node.standard_installation().await;
+        let server = TestServer::start(
+            options(
+                &dir.join("s"),
+                vec![node.url.clone()],
+                Some(installation.production),
+            ),
+            clock.clone(),
+        )
+        .await;
+        server
+            .wait_for("the first sync", |s| {
+                s.state == leasehold_server::api::ServerState::Ok
+            })
+            .await;
+        Self {
+            clock,
+            node,
+            installation,
+            server,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+        self.node.stop().await;
+    }
+}

@@ -8,7 +8,7 @@ use leasehold_server::api::ServerState;
 use leasehold_server::config::FileConfig;
 use leasehold_server::DashboardSettings;
 use leasehold_testkit::node::TestNode;
-use leasehold_testkit::server::{lease_request, options, TestServer};
+use leasehold_testkit::server::{lease_request, options, Synced, TestServer};
 use leasehold_testkit::{
     grant_request, maintenance_date, manual_clock, start_time, vendor_key, SERVER_TOKEN,
 };
@@ -368,17 +368,7 @@ async fn forms_need_the_csrf_token_and_a_bad_guid_is_explained() {
 #[tokio::test]
 async fn sync_now_shows_the_outcome_and_what_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = manual_clock();
-    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let prod = node.standard_installation().await.production;
-    let server = TestServer::start(
-        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
-        clock.clone(),
-    )
-    .await;
-    server
-        .wait_for("first sync", |s| s.state == ServerState::Ok)
-        .await;
+    let Synced { node, server, .. } = Synced::start(dir.path()).await;
     let admin = server.admin_url.clone();
     let b = browser();
     let csrf = login(&b, &admin, &server.dashboard_password()).await;
@@ -530,17 +520,13 @@ async fn config_edits_are_checked_written_atomically_and_the_node_list_applies()
 #[tokio::test]
 async fn usage_charts_node_checks_and_the_support_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = manual_clock();
-    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let prod = node.standard_installation().await.production;
-    let server = TestServer::start(
-        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
-        clock.clone(),
-    )
-    .await;
-    server
-        .wait_for("first sync", |s| s.state == ServerState::Ok)
-        .await;
+    let Synced {
+        clock,
+        node,
+        installation,
+        server,
+    } = Synced::start(dir.path()).await;
+    let prod = installation.production;
     // Some use this hour, then an hour later more, with a denial.
     server
         .lease(&lease_request(1, "tts", 0, 4, 0))

@@ -4,7 +4,7 @@ use chrono::Duration;
 use leasehold_proto::{Context, ServerGuid, SignedEnvelope};
 use leasehold_server::api::ServerState;
 use leasehold_testkit::node::TestNode;
-use leasehold_testkit::server::{lease_request, options, quota, TestServer};
+use leasehold_testkit::server::{lease_request, options, quota, Synced, TestServer};
 use leasehold_testkit::{
     maintenance_date, manual_clock, other_vendor_key, start_time, trusted_keys, vendor_key,
     SERVER_TOKEN,
@@ -210,13 +210,9 @@ async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
     assert_eq!(s.state, ServerState::Ok);
     assert_eq!(s.grace_days_left, Some(1));
     assert_eq!(
-        quota(
-            &server
-                .lease(&lease_request(1, "tts", 0, 2, 0))
-                .await
-                .unwrap(),
-            "tts"
-        ),
+        server
+            .quota_of(&lease_request(1, "tts", 0, 2, 0), "tts")
+            .await,
         2
     );
     assert!(!server.sync_now().await.ok);
@@ -238,13 +234,9 @@ async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
     assert!(server.sync_now().await.ok);
     assert_eq!(server.status().await.state, ServerState::Ok);
     assert_eq!(
-        quota(
-            &server
-                .lease(&lease_request(2, "tts", 0, 2, 0))
-                .await
-                .unwrap(),
-            "tts"
-        ),
+        server
+            .quota_of(&lease_request(2, "tts", 0, 2, 0), "tts")
+            .await,
         2
     );
     server.stop().await;
@@ -254,17 +246,12 @@ async fn sixty_days_without_contact_suspends_licenses_until_a_sync_succeeds() {
 #[tokio::test]
 async fn a_clock_set_back_suspends_licenses_until_it_is_right_or_a_sync_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = manual_clock();
-    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let prod = node.standard_installation().await.production;
-    let server = TestServer::start(
-        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
-        clock.clone(),
-    )
-    .await;
-    server
-        .wait_for("sync", |s| s.state == ServerState::Ok)
-        .await;
+    let Synced {
+        clock,
+        node,
+        server,
+        ..
+    } = Synced::start(dir.path()).await;
     clock.advance(Duration::days(10));
     server.status().await;
     // Back by 30 minutes: tolerated (time sync corrections). Back by 2 days: tampering.
@@ -275,13 +262,9 @@ async fn a_clock_set_back_suspends_licenses_until_it_is_right_or_a_sync_succeeds
     assert_eq!(s.state, ServerState::ClockTampered);
     assert!(s.reason.unwrap().contains("behind"));
     assert_eq!(
-        quota(
-            &server
-                .lease(&lease_request(1, "tts", 0, 2, 0))
-                .await
-                .unwrap(),
-            "tts"
-        ),
+        server
+            .quota_of(&lease_request(1, "tts", 0, 2, 0), "tts")
+            .await,
         0
     );
     // Set right again: served again.
@@ -352,7 +335,7 @@ async fn backup_grants_only_in_failover_and_maintenance_is_checked() {
         .contains("failover"));
     let mut failover = lease_request(2, "tts", 0, 3, 0);
     failover.failover = true;
-    assert_eq!(quota(&b.lease(&failover).await.unwrap(), "tts"), 3);
+    assert_eq!(b.quota_of(&failover, "tts").await, 3);
 
     // A product released after the licenses' maintenance date is not served.
     let mut newer = lease_request(3, "tts", 0, 1, 0);
@@ -486,17 +469,13 @@ async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_resta
 #[tokio::test]
 async fn hours_recorded_under_one_guid_are_never_uploaded_under_another() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = manual_clock();
-    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let prod = node.standard_installation().await.production;
-    let server = TestServer::start(
-        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
-        clock.clone(),
-    )
-    .await;
-    server
-        .wait_for("sync", |s| s.state == ServerState::Ok)
-        .await;
+    let Synced {
+        clock,
+        node,
+        installation,
+        server,
+    } = Synced::start(dir.path()).await;
+    let prod = installation.production;
     server
         .lease(&lease_request(1, "tts", 3, 4, 0))
         .await
@@ -539,13 +518,9 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
         .wait_for("sync", |s| s.state == ServerState::Ok)
         .await;
     assert_eq!(
-        quota(
-            &server
-                .lease(&lease_request(1, "tts", 0, 6, 0))
-                .await
-                .unwrap(),
-            "tts"
-        ),
+        server
+            .quota_of(&lease_request(1, "tts", 0, 6, 0), "tts")
+            .await,
         6
     );
     // The grant was on disk before it was answered (a kill -9 keeps it too: cli::server).
@@ -566,25 +541,17 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
     // of the 4 no bound covered, so that growing needs no disk write): a new client gets
     // the other 3 at once.
     assert_eq!(
-        quota(
-            &server
-                .lease(&lease_request(2, "tts", 0, 5, 0))
-                .await
-                .unwrap(),
-            "tts"
-        ),
+        server
+            .quota_of(&lease_request(2, "tts", 0, 5, 0), "tts")
+            .await,
         3
     );
     // Client 1 never comes back: its reservation ends one hold after the restart.
     clock.advance(Duration::seconds(131));
     assert_eq!(
-        quota(
-            &server
-                .lease(&lease_request(2, "tts", 0, 9, 0))
-                .await
-                .unwrap(),
-            "tts"
-        ),
+        server
+            .quota_of(&lease_request(2, "tts", 0, 9, 0), "tts")
+            .await,
         9
     );
     server.stop().await;
@@ -600,13 +567,9 @@ async fn a_restarted_server_restores_its_leases_and_grants_the_rest_at_once() {
     let s = server.status().await;
     assert!(s.learning_until.is_some());
     assert_eq!(
-        quota(
-            &server
-                .lease(&lease_request(3, "tts", 0, 5, 0))
-                .await
-                .unwrap(),
-            "tts"
-        ),
+        server
+            .quota_of(&lease_request(3, "tts", 0, 5, 0), "tts")
+            .await,
         0
     );
     server.stop().await;
@@ -711,17 +674,7 @@ async fn bad_lease_requests_are_refused_clearly() {
 #[tokio::test]
 async fn a_release_that_arrives_after_a_later_request_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = manual_clock();
-    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
-    let prod = node.standard_installation().await.production;
-    let server = TestServer::start(
-        options(&dir.path().join("s"), vec![node.url.clone()], Some(prod)),
-        clock.clone(),
-    )
-    .await;
-    server
-        .wait_for("sync", |s| s.state == ServerState::Ok)
-        .await;
+    let Synced { node, server, .. } = Synced::start(dir.path()).await;
     let mut req = lease_request(1, "tts", 0, 4, 0);
     req.seq = 5;
     let answer = server.lease(&req).await.unwrap();
