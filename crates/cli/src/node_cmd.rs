@@ -23,7 +23,9 @@ enum NodeCommand {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Database URL: sqlite://PATH (created if missing).
+    /// Database URL: sqlite://PATH (one node; created if missing) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?max_connections=N] (many nodes on one
+    /// database; migrated at start).
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
@@ -49,7 +51,7 @@ struct ServeArgs {
 impl std::fmt::Debug for ServeArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeArgs")
-            .field("db", &self.db)
+            .field("db", &leasehold_node::store::redact_url(&self.db))
             .field("listen", &self.listen)
             .field("signing_key", &self.signing_key)
             .field("admin_token", &"<redacted>")
@@ -78,13 +80,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let key = load_signing_key(&args.signing_key)?;
     let store = leasehold_node::store::open(&args.db)
         .await
-        .with_context(|| format!("--db {}", args.db))?;
+        .with_context(|| format!("--db {}", leasehold_node::store::redact_url(&args.db)))?;
     let node = Arc::new(Node::new(store, key, Arc::new(SystemClock)));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, db = %args.db, kid = %node.signing_key().kid(), "license node started");
+    tracing::info!(%addr, db = %leasehold_node::store::redact_url(&args.db), kid = %node.signing_key().kid(), "license node started");
     println!("leasehold node listening on http://{addr}");
     leasehold_node::serve(
         NodeState::new(node, &args.admin_token),

@@ -12,7 +12,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
             StoreError::Rule(r) => r.into(),
             StoreError::Refused(code, m) => ApiError::new(code, m),
-            StoreError::Other(m) => ApiError::internal("license node", m),
+            StoreError::Conflict(m) | StoreError::Other(m) => ApiError::internal("license node", m),
         }
     }
 }

@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod blocking;
+pub mod db;
 pub mod fixtures;
 pub mod node;
 pub mod process;

@@ -40,10 +40,26 @@ impl SyncWriter {
     }
 }
 
+/// How often a batch that collided with another node's transaction is run again.
+const CONFLICT_RETRIES: usize = 3;
+
 async fn run(store: DynStore, mut jobs: mpsc::Receiver<SyncJob>) {
     let mut batch = Vec::with_capacity(MAX_SYNC_BATCH);
     while jobs.recv_many(&mut batch, MAX_SYNC_BATCH).await > 0 {
-        match run_batch(&store, &batch).await {
+        // Server rows are locked in GUID order, so two nodes' batches never wait on each
+        // other in a circle (stable: two syncs of one GUID keep their order).
+        batch.sort_by_key(|j| j.input.upload.server_guid);
+        let mut result = run_batch(&store, &batch).await;
+        for _ in 0..CONFLICT_RETRIES {
+            match &result {
+                Err(StoreError::Conflict(e)) => {
+                    tracing::warn!(error = %e, "sync batch collided with another node; running it again");
+                    result = run_batch(&store, &batch).await;
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.reply.send(result);

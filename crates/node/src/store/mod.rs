@@ -15,6 +15,7 @@ use leasehold_proto::{
 
 use crate::api::UsageRow;
 
+pub mod postgres;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,10 @@ pub enum StoreError {
     /// A request the node understands but refuses, with the code the client sees.
     #[error("{1}")]
     Refused(ErrorCode, String),
+    /// Two transactions collided (a deadlock or a serialization failure); running it again
+    /// may succeed.
+    #[error("database conflict: {0}")]
+    Conflict(String),
     #[error("database: {0}")]
     Other(String),
 }
@@ -198,13 +203,26 @@ pub trait StoreTx: Send {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// A database URL with its password replaced, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
 /// Opens the backend the URL names, creating the database and running migrations.
 pub async fn open(url: &str) -> StoreResult<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
-        Err(StoreError::Other(format!(
-            "database URL {url:?} is not supported: use sqlite://PATH"
-        )))
+        Err(StoreError::Other(
+            "the database URL must start with sqlite:// (one node) or postgres:// (many nodes on one database)".into(),
+        ))
     }
 }

@@ -2,4 +2,5 @@
 //! over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod store;
 mod sync;

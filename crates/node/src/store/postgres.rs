@@ -1,0 +1,599 @@
+//! PostgreSQL backend, for many nodes on one database: a connection pool, native types, and
+//! row locks. Transactions run at READ COMMITTED; every decision of the domain layer rests
+//! on one row it reads `FOR UPDATE` (the server for a sync, the installation for a new
+//! server, the license for a transfer, revoke or maintenance change), so two nodes racing on
+//! it decide one after the other, the second on what the first committed. Row locks were
+//! chosen over SERIALIZABLE because each decision has exactly one such row: waiting on it
+//! is cheaper than aborting and retrying whole sync batches. A batch that still hits a
+//! deadlock or a serialization failure is retried by the batch writer
+//! ([`StoreError::Conflict`]).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use leasehold_proto::{
+    Context, Feature, InstallationId, InstanceId, License, LicenseId, ServerGuid, SyncToken,
+    UsageBucket,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use super::{
+    redact_url as redact, InstallationRecord, LicenseRecord, ServerRecord, Store, StoreError,
+    StoreResult, StoreTx, SyncRecord, TokenRecord,
+};
+use crate::api::UsageRow;
+
+/// Connections per node process unless the URL says otherwise (`?max_connections=N`).
+const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects (`postgres://user@host:port/db`, optionally `?max_connections=N` and any
+    /// libpq option such as `options=-csearch_path%3Dschema`) and runs the migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let (base, max) = split_max_connections(url)?;
+        let options = PgConnectOptions::from_str(&base)
+            .map_err(|e| StoreError::Other(format!("database URL {}: {e}", redact(url))))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Other(format!("cannot connect to {}: {e}", redact(url))))?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migrating {}: {e}", redact(url))))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Takes `max_connections=N` out of the URL's query (sqlx does not know it).
+fn split_max_connections(url: &str) -> StoreResult<(String, u32)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), DEFAULT_MAX_CONNECTIONS));
+    };
+    let mut max = DEFAULT_MAX_CONNECTIONS;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("max_connections=") {
+            Some(v) => {
+                max = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    StoreError::Other(format!(
+                        "database URL: max_connections must be a positive number, not {v:?}"
+                    ))
+                })?;
+            }
+            None => rest.push(pair),
+        }
+    }
+    let base = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((base, max))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+        Ok(Box::new(PgTx(self.pool.begin().await.map_err(db)?)))
+    }
+}
+
+struct PgTx(Transaction<'static, Postgres>);
+
+/// A database error; deadlocks and serialization failures are [`StoreError::Conflict`].
+fn db(e: sqlx::Error) -> StoreError {
+    if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
+        if code == "40001" || code == "40P01" {
+            return StoreError::Conflict(e.to_string());
+        }
+    }
+    StoreError::Other(e.to_string())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("stored {what} is unreadable: {e}"))
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn key(g: ServerGuid) -> String {
+    g.to_string()
+}
+
+fn lock(for_update: bool) -> &'static str {
+    if for_update {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
+const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected";
+const LICENSE_COLUMNS: &str =
+    "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
+
+fn server_row(r: &PgRow) -> StoreResult<ServerRecord> {
+    let guid: String = r.try_get("guid").map_err(db)?;
+    let inst: String = r.try_get("installation_id").map_err(db)?;
+    let ctx: String = r.try_get("context").map_err(db)?;
+    let instance: Option<String> = r.try_get("instance_id").map_err(db)?;
+    let int = |c: &str| r.try_get::<i64, _>(c).map_err(db);
+    Ok(ServerRecord {
+        guid: ServerGuid::parse(&guid).map_err(|e| corrupt("guid", e))?,
+        installation: InstallationId::parse(&inst).map_err(|e| corrupt("installation id", e))?,
+        context: Context::from_str(&ctx).map_err(|e| corrupt("context", e))?,
+        grace_days: u32::try_from(int("grace_days")?).unwrap_or(u32::MAX),
+        sync_interval_secs: u64_of(int("sync_interval_secs")?),
+        instance_id: instance
+            .as_deref()
+            .map(InstanceId::parse)
+            .transpose()
+            .map_err(|e| corrupt("instance id", e))?,
+        bundle_serial: u64_of(int("bundle_serial")?),
+        acked_usage_seq: u64_of(int("acked_usage_seq")?),
+        head_generation: u64_of(int("head_generation")?),
+        last_sync: r.try_get("last_sync").map_err(db)?,
+        software_version: r.try_get("software_version").map_err(db)?,
+        forks_detected: u64_of(int("forks_detected")?),
+    })
+}
+
+fn license_row(r: &PgRow) -> StoreResult<LicenseRecord> {
+    let id: String = r.try_get("id").map_err(db)?;
+    let feature: String = r.try_get("feature").map_err(db)?;
+    let ctx: String = r.try_get("context").map_err(db)?;
+    let server: String = r.try_get("server_guid").map_err(db)?;
+    let backs_up: Option<String> = r.try_get("backs_up").map_err(db)?;
+    Ok(LicenseRecord {
+        license: License {
+            id: LicenseId::parse(&id).map_err(|e| corrupt("license id", e))?,
+            feature: Feature::parse(&feature).map_err(|e| corrupt("feature", e))?,
+            count: u32::try_from(r.try_get::<i64, _>("count").map_err(db)?).unwrap_or(0),
+            context: Context::from_str(&ctx).map_err(|e| corrupt("context", e))?,
+            maintenance_until: r.try_get("maintenance_until").map_err(db)?,
+            expires: r.try_get("expires").map_err(db)?,
+            backs_up: backs_up
+                .as_deref()
+                .map(LicenseId::parse)
+                .transpose()
+                .map_err(|e| corrupt("license id", e))?,
+        },
+        server: ServerGuid::parse(&server).map_err(|e| corrupt("guid", e))?,
+        revoked_at: r.try_get("revoked_at").map_err(db)?,
+    })
+}
+
+fn installation_row(r: &PgRow) -> StoreResult<InstallationRecord> {
+    let id: String = r.try_get("id").map_err(db)?;
+    Ok(InstallationRecord {
+        id: InstallationId::parse(&id).map_err(|e| corrupt("installation id", e))?,
+        name: r.try_get("name").map_err(db)?,
+        created_at: r.try_get("created_at").map_err(db)?,
+    })
+}
+
+#[async_trait]
+impl StoreTx for PgTx {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.0.commit().await.map_err(db)
+    }
+
+    async fn insert_installation(
+        &mut self,
+        id: &InstallationId,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO installations (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(at)
+            .execute(&mut *self.0)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn installation(
+        &mut self,
+        id: &InstallationId,
+        for_update: bool,
+    ) -> StoreResult<Option<InstallationRecord>> {
+        sqlx::query(&format!(
+            "SELECT id, name, created_at FROM installations WHERE id = $1{}",
+            lock(for_update)
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(installation_row)
+        .transpose()
+    }
+
+    async fn installations(&mut self) -> StoreResult<Vec<InstallationRecord>> {
+        sqlx::query("SELECT id, name, created_at FROM installations ORDER BY created_at, id")
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(installation_row)
+            .collect()
+    }
+
+    async fn insert_server(
+        &mut self,
+        installation: &InstallationId,
+        guid: ServerGuid,
+        context: Context,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO servers (guid, installation_id, context, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key(guid))
+        .bind(installation.as_str())
+        .bind(context.as_str())
+        .bind(at)
+        .execute(&mut *self.0)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn server(
+        &mut self,
+        guid: ServerGuid,
+        for_update: bool,
+    ) -> StoreResult<Option<ServerRecord>> {
+        sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE guid = $1{}",
+            lock(for_update)
+        ))
+        .bind(key(guid))
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(server_row)
+        .transpose()
+    }
+
+    async fn servers(&mut self) -> StoreResult<Vec<ServerRecord>> {
+        sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers ORDER BY created_at, guid"
+        ))
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(server_row)
+        .collect()
+    }
+
+    async fn servers_of(
+        &mut self,
+        installation: &InstallationId,
+    ) -> StoreResult<Vec<ServerRecord>> {
+        sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE installation_id = $1 ORDER BY created_at, guid"
+        ))
+        .bind(installation.as_str())
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(server_row)
+        .collect()
+    }
+
+    async fn set_server_policy(
+        &mut self,
+        guid: ServerGuid,
+        grace_days: Option<u32>,
+        sync_interval_secs: Option<u64>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE servers SET grace_days = coalesce($1, grace_days), sync_interval_secs = coalesce($2, sync_interval_secs) WHERE guid = $3",
+        )
+        .bind(grace_days.map(i64::from))
+        .bind(sync_interval_secs.map(i64_of))
+        .bind(key(guid))
+        .execute(&mut *self.0)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn unbind_server(&mut self, guid: ServerGuid) -> StoreResult<()> {
+        sqlx::query("UPDATE servers SET instance_id = NULL, acked_usage_seq = 0 WHERE guid = $1")
+            .bind(key(guid))
+            .execute(&mut *self.0)
+            .await
+            .map_err(db)?;
+        self.revoke_tokens(guid, None).await
+    }
+
+    async fn count_fork(&mut self, guid: ServerGuid) -> StoreResult<()> {
+        sqlx::query("UPDATE servers SET forks_detected = forks_detected + 1 WHERE guid = $1")
+            .bind(key(guid))
+            .execute(&mut *self.0)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn record_sync(&mut self, guid: ServerGuid, s: &SyncRecord<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE servers SET instance_id = $1, acked_usage_seq = $2, head_generation = $3, bundle_serial = $4, last_sync = $5, software_version = $6 WHERE guid = $7",
+        )
+        .bind(s.instance_id.as_str())
+        .bind(i64_of(s.acked_usage_seq))
+        .bind(i64_of(s.head_generation))
+        .bind(i64_of(s.bundle_serial))
+        .bind(s.at)
+        .bind(s.software_version)
+        .bind(key(guid))
+        .execute(&mut *self.0)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_license(
+        &mut self,
+        server: ServerGuid,
+        license: &License,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO licenses (id, server_guid, feature, count, context, maintenance_until, expires, backs_up, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(license.id.as_str())
+        .bind(key(server))
+        .bind(license.feature.as_str())
+        .bind(i64::from(license.count))
+        .bind(license.context.as_str())
+        .bind(license.maintenance_until)
+        .bind(license.expires)
+        .bind(license.backs_up.as_ref().map(|l| l.as_str().to_owned()))
+        .bind(at)
+        .execute(&mut *self.0)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn license(
+        &mut self,
+        id: &LicenseId,
+        for_update: bool,
+    ) -> StoreResult<Option<LicenseRecord>> {
+        sqlx::query(&format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1{}",
+            lock(for_update)
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(license_row)
+        .transpose()
+    }
+
+    async fn licenses_of(&mut self, guid: ServerGuid) -> StoreResult<Vec<License>> {
+        sqlx::query(&format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE server_guid = $1 AND revoked_at IS NULL ORDER BY feature, created_at, id"
+        ))
+        .bind(key(guid))
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| license_row(r).map(|v| v.license))
+        .collect()
+    }
+
+    async fn backups_of(&mut self, id: &LicenseId) -> StoreResult<Vec<LicenseId>> {
+        sqlx::query(
+            "SELECT id FROM licenses WHERE backs_up = $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| {
+            LicenseId::parse(&r.try_get::<String, _>("id").map_err(db)?)
+                .map_err(|e| corrupt("license id", e))
+        })
+        .collect()
+    }
+
+    async fn move_license(&mut self, id: &LicenseId, to: ServerGuid) -> StoreResult<()> {
+        sqlx::query("UPDATE licenses SET server_guid = $1 WHERE id = $2")
+            .bind(key(to))
+            .bind(id.as_str())
+            .execute(&mut *self.0)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn revoke_license(&mut self, id: &LicenseId, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE licenses SET revoked_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id.as_str())
+            .execute(&mut *self.0)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn set_maintenance(&mut self, id: &LicenseId, until: NaiveDate) -> StoreResult<()> {
+        sqlx::query("UPDATE licenses SET maintenance_until = $1 WHERE id = $2")
+            .bind(until)
+            .bind(id.as_str())
+            .execute(&mut *self.0)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn token(
+        &mut self,
+        guid: ServerGuid,
+        token: &SyncToken,
+    ) -> StoreResult<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT generation, revoked FROM sync_tokens WHERE token = $1 AND server_guid = $2",
+        )
+        .bind(token.as_str())
+        .bind(key(guid))
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(TokenRecord {
+                generation: u64_of(r.try_get("generation").map_err(db)?),
+                revoked: r.try_get("revoked").map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_tokens(&mut self, guid: ServerGuid, above: Option<u64>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sync_tokens SET revoked = TRUE WHERE server_guid = $1 AND generation > $2 AND NOT revoked",
+        )
+        .bind(key(guid))
+        .bind(above.map_or(-1, i64_of))
+        .execute(&mut *self.0)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_token(
+        &mut self,
+        guid: ServerGuid,
+        token: &SyncToken,
+        generation: u64,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sync_tokens (token, server_guid, generation, issued_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token.as_str())
+        .bind(key(guid))
+        .bind(i64_of(generation))
+        .bind(at)
+        .execute(&mut *self.0)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_usage(
+        &mut self,
+        guid: ServerGuid,
+        instance: &InstanceId,
+        buckets: &[&UsageBucket],
+        received_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        // 11 parameters a row; PostgreSQL takes at most 65,535 per statement.
+        for chunk in buckets.chunks(5000) {
+            let mut q = sqlx::QueryBuilder::<Postgres>::new(
+                "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at) ",
+            );
+            q.push_values(chunk, |mut row, b| {
+                row.push_bind(key(guid))
+                    .push_bind(instance.as_str())
+                    .push_bind(i64_of(b.seq))
+                    .push_bind(b.feature.as_str())
+                    .push_bind(b.hour)
+                    .push_bind(i64::from(b.peak_in_use))
+                    .push_bind(i64_of(b.grants))
+                    .push_bind(i64_of(b.denials))
+                    .push_bind(i64_of(b.denials_while_free))
+                    .push_bind(i64_of(b.backup_use_secs))
+                    .push_bind(received_at);
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *self.0).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    async fn usage_of(&mut self, guid: ServerGuid) -> StoreResult<Vec<UsageRow>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = $1 ORDER BY hour, feature, instance_id, seq",
+        )
+        .bind(key(guid))
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let inst: String = r.try_get("instance_id").map_err(db)?;
+                let feature: String = r.try_get("feature").map_err(db)?;
+                let int = |c: &str| r.try_get::<i64, _>(c).map_err(db);
+                Ok(UsageRow {
+                    instance_id: InstanceId::parse(&inst).map_err(|e| corrupt("instance id", e))?,
+                    seq: u64_of(int("seq")?),
+                    feature: Feature::parse(&feature).map_err(|e| corrupt("feature", e))?,
+                    hour: r.try_get("hour").map_err(db)?,
+                    peak_in_use: u32::try_from(int("peak_in_use")?).unwrap_or(u32::MAX),
+                    grants: u64_of(int("grants")?),
+                    denials: u64_of(int("denials")?),
+                    denials_while_free: u64_of(int("denials_while_free")?),
+                    backup_use_secs: u64_of(int("backup_use_secs")?),
+                    received_at: r.try_get("received_at").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_connections_is_taken_out_of_the_url() {
+        assert_eq!(
+            split_max_connections("postgres://u@h/db").unwrap(),
+            ("postgres://u@h/db".into(), DEFAULT_MAX_CONNECTIONS)
+        );
+        assert_eq!(
+            split_max_connections("postgres://u@h/db?max_connections=3&sslmode=disable").unwrap(),
+            ("postgres://u@h/db?sslmode=disable".into(), 3)
+        );
+        assert!(split_max_connections("postgres://u@h/db?max_connections=0").is_err());
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,235 @@
+//! The store conformance suite: every scenario runs on each backend (SQLite, and PostgreSQL
+//! in a schema of its own; see `leasehold_testkit::db`), through the node's service, so the
+//! domain layer's decisions and each backend's SQL are checked together. The last tests
+//! run two nodes on one PostgreSQL database, as a vendor does behind a load balancer.
+
+use std::sync::Arc;
+
+use leasehold_node::api::GrantLicense;
+use leasehold_node::Node;
+use leasehold_proto::{BundlePayload, Context, ErrorCode, ManualClock};
+use leasehold_testkit::db::{node_databases, postgres_schema, postgres_server};
+use leasehold_testkit::node::{usage_bucket, FakeServer};
+use leasehold_testkit::{grant_request, manual_clock, trusted_keys, vendor_key};
+
+async fn node_on(url: &str, clock: Arc<ManualClock>) -> Node {
+    let store = leasehold_node::store::open(url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    Node::new(store, vendor_key(), clock)
+}
+
+/// One sync of `server` through `node`; the bundle is verified and taken.
+async fn sync(
+    node: &Node,
+    server: &mut FakeServer,
+    usage: Vec<leasehold_proto::UsageBucket>,
+) -> Result<BundlePayload, ErrorCode> {
+    match node.sync(server.upload(usage)).await {
+        Ok(envelope) => {
+            let bundle = envelope
+                .open_bundle(&trusted_keys(), server.guid, None)
+                .unwrap();
+            server.accept(&bundle);
+            Ok(bundle)
+        }
+        Err(e) => Err(e.code),
+    }
+}
+
+#[tokio::test]
+async fn the_sync_chain_binds_advances_branches_and_refuses_a_running_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        let inst = node.create_installation("Acme").await.unwrap();
+        let prod = node
+            .add_server(&inst.id, Context::Production)
+            .await
+            .unwrap();
+        node.grant_license(&grant_request(prod.guid, "tts", 10))
+            .await
+            .unwrap();
+
+        let mut first = FakeServer::new(prod.guid, 1);
+        let b1 = sync(&node, &mut first, vec![]).await.unwrap();
+        assert_eq!((b1.serial, b1.licenses.len()), (1, 1), "{backend}");
+        // Another instance while the GUID is bound: refused, not a fork.
+        let mut stranger = FakeServer::new(prod.guid, 2);
+        assert_eq!(
+            sync(&node, &mut stranger, vec![]).await,
+            Err(ErrorCode::GuidInUse),
+            "{backend}"
+        );
+        // A restored copy presents the older token: a new branch, served.
+        let restored = first.clone();
+        sync(&node, &mut first, vec![]).await.unwrap();
+        let mut restored = restored;
+        let b = sync(&node, &mut restored, vec![]).await.unwrap();
+        assert_eq!(b.serial, 3, "{backend}");
+        // The other copy, still running, now presents a revoked token: a fork, refused and
+        // counted.
+        assert_eq!(
+            sync(&node, &mut first, vec![]).await,
+            Err(ErrorCode::GuidInUse),
+            "{backend}"
+        );
+        let view = node.server(prod.guid).await.unwrap();
+        assert_eq!(view.forks_detected, 1, "{backend}");
+        assert_eq!(view.bundle_serial, 3, "{backend}");
+        // The vendor reassigns the GUID: the next instance binds.
+        node.reassign_server(prod.guid).await.unwrap();
+        let mut replacement = FakeServer::new(prod.guid, 3);
+        assert_eq!(
+            sync(&node, &mut replacement, vec![]).await.unwrap().serial,
+            4,
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn usage_is_stored_once_across_resends() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        let inst = node.create_installation("Acme").await.unwrap();
+        let prod = node
+            .add_server(&inst.id, Context::Production)
+            .await
+            .unwrap();
+        let mut server = FakeServer::new(prod.guid, 1);
+        let buckets = vec![usage_bucket(1, "tts", 0, 4), usage_bucket(2, "tts", 1, 6)];
+        let b = sync(&node, &mut server, buckets.clone()).await.unwrap();
+        assert_eq!(b.acked_usage_seq, 2, "{backend}");
+        // The answer was lost: the same buckets again, with one more.
+        let mut resend = buckets;
+        resend.push(usage_bucket(3, "tts", 2, 1));
+        let b = sync(&node, &mut server, resend).await.unwrap();
+        assert_eq!(b.acked_usage_seq, 3, "{backend}");
+        let rows = node.usage(prod.guid).await.unwrap();
+        let peaks: Vec<(u64, u32)> = rows.iter().map(|r| (r.seq, r.peak_in_use)).collect();
+        assert_eq!(peaks, vec![(1, 4), (2, 6), (3, 1)], "{backend}");
+        assert_eq!(rows[0].hour, usage_bucket(1, "tts", 0, 4).hour, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn grants_transfers_and_revokes_keep_the_licensing_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        let a = node.create_installation("A").await.unwrap();
+        let b = node.create_installation("B").await.unwrap();
+        let prod = node.add_server(&a.id, Context::Production).await.unwrap();
+        let backup = node.add_server(&a.id, Context::Backup).await.unwrap();
+        let other = node.add_server(&b.id, Context::Production).await.unwrap();
+        // One production server per installation.
+        let e = node
+            .add_server(&a.id, Context::Production)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
+        // A backup license parallels a production one of its installation.
+        let tts = node
+            .grant_license(&grant_request(prod.guid, "tts", 10))
+            .await
+            .unwrap();
+        let twin = node
+            .grant_license(&GrantLicense {
+                backs_up: Some(tts.license.id.clone()),
+                ..grant_request(backup.guid, "tts", 10)
+            })
+            .await
+            .unwrap();
+        assert_eq!(twin.license.context, Context::Backup, "{backend}");
+        // A development license does not load on a production server.
+        let e = node
+            .grant_license(&GrantLicense {
+                context: Some(Context::Development),
+                ..grant_request(prod.guid, "asr.en-US", 1)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::ContextMismatch, "{backend}: {e:?}");
+        // A backed-up license stays in its installation and is revoked after its twin.
+        let e = node
+            .transfer_license(&tts.license.id, other.guid)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
+        let e = node.revoke_license(&tts.license.id).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
+        node.revoke_license(&twin.license.id).await.unwrap();
+        let moved = node
+            .transfer_license(&tts.license.id, other.guid)
+            .await
+            .unwrap();
+        assert_eq!(moved.server, other.guid, "{backend}");
+        let until = chrono::NaiveDate::from_ymd_opt(2028, 1, 31).unwrap();
+        let l = node.set_maintenance(&tts.license.id, until).await.unwrap();
+        assert_eq!(l.license.maintenance_until, until, "{backend}");
+        let revoked = node.revoke_license(&tts.license.id).await.unwrap();
+        assert!(revoked.revoked_at.is_some(), "{backend}");
+        assert!(node.server(other.guid).await.unwrap().licenses.is_empty());
+        // (Created at the same instant of the manual clock: in id order, so sorted here.)
+        let mut listed: Vec<(String, usize)> = node
+            .list_installations()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.name, i.servers.len()))
+            .collect();
+        listed.sort();
+        assert_eq!(listed, vec![("A".into(), 2), ("B".into(), 1)], "{backend}");
+    }
+}
+
+/// Two nodes on one PostgreSQL database, as behind a load balancer.
+async fn two_nodes() -> Option<(Node, Node)> {
+    let server = postgres_server()?;
+    let url = postgres_schema(&server).await;
+    let clock = manual_clock();
+    let one = node_on(&url, clock.clone()).await;
+    let two = node_on(&url, clock).await;
+    Some((one, two))
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_bind_a_guid_to_one_instance_only() {
+    let Some((one, two)) = two_nodes().await else {
+        return;
+    };
+    let inst = one.create_installation("Acme").await.unwrap();
+    let prod = one.add_server(&inst.id, Context::Production).await.unwrap();
+    // Many rounds of two fresh instances racing for one free GUID through two nodes.
+    for round in 0..20u8 {
+        one.reassign_server(prod.guid).await.unwrap();
+        let mut a = FakeServer::new(prod.guid, 2 * round + 1);
+        let mut b = FakeServer::new(prod.guid, 2 * round + 2);
+        let (ra, rb) = tokio::join!(sync(&one, &mut a, vec![]), sync(&two, &mut b, vec![]));
+        let won = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {ra:?} {rb:?}");
+        let loser = if ra.is_ok() { rb } else { ra };
+        assert_eq!(loser, Err(ErrorCode::GuidInUse), "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_keep_one_production_server_per_installation() {
+    let Some((one, two)) = two_nodes().await else {
+        return;
+    };
+    for round in 0..20 {
+        let inst = one.create_installation("Acme").await.unwrap();
+        let (ra, rb) = tokio::join!(
+            one.add_server(&inst.id, Context::Production),
+            two.add_server(&inst.id, Context::Production)
+        );
+        assert_eq!(
+            [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: {ra:?} {rb:?}"
+        );
+    }
+}
