@@ -146,12 +146,15 @@ impl NodeClient {
         self.admin(Method::GET, &path, Body::<()>::None).await
     }
 
-    pub async fn transfer_license(&self, id: &LicenseId, to: ServerGuid) -> Result<LicenseView> {
-        let body = TransferLicense { to };
+    pub async fn transfer_license(
+        &self,
+        id: &LicenseId,
+        transfer: &TransferLicense,
+    ) -> Result<LicenseView> {
         self.admin(
             Method::POST,
             &license_path(id, "transfer"),
-            Body::Json(&body),
+            Body::Json(transfer),
         )
         .await
     }

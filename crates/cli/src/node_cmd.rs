@@ -1,4 +1,5 @@
-//! `leasehold node serve`: runs a license node on a database URL with a vendor signing key.
+//! `leasehold node serve`: runs a license node on a database URL with a vendor signing key;
+//! `leasehold node migrate`: brings a node database's schema up to date and exits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,28 @@ pub struct NodeArgs {
 enum NodeCommand {
     /// Serve the sync API (`POST /v1/sync`) and the vendor admin API.
     Serve(ServeArgs),
+    /// Create or bring the node database's schema up to date, then exit (`serve` does this
+    /// too at start; run it alone before starting several nodes of a new version).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// Database URL, as for `serve`.
+    #[arg(
+        long,
+        env = "LEASEHOLD_NODE_DB",
+        default_value = "sqlite://leasehold-node.db"
+    )]
+    db: String,
+}
+
+impl std::fmt::Debug for MigrateArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateArgs")
+            .field("db", &leasehold_node::store::redact_url(&self.db))
+            .finish()
+    }
 }
 
 #[derive(Args)]
@@ -63,6 +86,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     crate::logging::init();
     match args.command {
         NodeCommand::Serve(a) => tokio::runtime::Runtime::new()?.block_on(serve(a)),
+        NodeCommand::Migrate(a) => tokio::runtime::Runtime::new()?.block_on(async {
+            let db = leasehold_node::store::redact_url(&a.db);
+            leasehold_node::store::open(&a.db)
+                .await
+                .with_context(|| format!("--db {db}"))?;
+            println!("node database {db} is up to date");
+            Ok(())
+        }),
     }
 }
 

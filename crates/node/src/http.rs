@@ -217,7 +217,7 @@ async fn transfer_license(
     ApiJson(req): ApiJson<TransferLicense>,
 ) -> Result<Json<LicenseView>, ApiError> {
     let id = parse_license_id(&id)?;
-    Ok(Json(state.node.transfer_license(&id, req.to).await?))
+    Ok(Json(state.node.transfer_license(&id, &req).await?))
 }
 
 async fn revoke_license(

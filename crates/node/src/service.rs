@@ -10,7 +10,10 @@ use leasehold_proto::{
 };
 use rand::RngCore;
 
-use crate::api::{GrantLicense, InstallationView, LicenseView, ServerView, UpdateServer, UsageRow};
+use crate::api::{
+    GrantLicense, InstallationView, LicenseView, ServerView, TransferLicense, UpdateServer,
+    UsageRow,
+};
 use crate::domain::batch::SyncWriter;
 use crate::domain::{self, NewLicense, SyncInput};
 use crate::store::{DynStore, StoreTx};
@@ -163,10 +166,10 @@ impl Node {
     pub async fn transfer_license(
         &self,
         id: &LicenseId,
-        to: ServerGuid,
+        req: &TransferLicense,
     ) -> Result<LicenseView, ApiError> {
         let mut tx = self.begin().await?;
-        let out = domain::transfer_license(&mut *tx, id, to).await?;
+        let out = domain::transfer_license(&mut *tx, id, req).await?;
         tx.commit().await?;
         Ok(out)
     }

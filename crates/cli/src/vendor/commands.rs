@@ -10,7 +10,9 @@ use anyhow::{bail, Context as _};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use leasehold_api_client::NodeClient;
-use leasehold_proto::api::node::{GrantLicense, LicenseView, ServerView, UpdateServer};
+use leasehold_proto::api::node::{
+    GrantLicense, LicenseView, ServerView, TransferLicense, UpdateServer,
+};
 use leasehold_proto::{
     BundlePayload, ServerGuid, SignedEnvelope, SyncUpload, VendorSigningKey, MAX_SYNC_BODY_BYTES,
 };
@@ -108,7 +110,11 @@ pub async fn license(client: &NodeClient, json: bool, cmd: LicenseCommand) -> an
             client.grant_license(&grant).await?
         }
         LicenseCommand::Show { id } => client.license(&id).await?,
-        LicenseCommand::Transfer { id, to } => client.transfer_license(&id, to).await?,
+        LicenseCommand::Transfer { id, to, from } => {
+            client
+                .transfer_license(&id, &TransferLicense { to, from })
+                .await?
+        }
         LicenseCommand::Revoke { id } => client.revoke_license(&id).await?,
         LicenseCommand::SetMaintenance { id, until } => client.set_maintenance(&id, until).await?,
     };

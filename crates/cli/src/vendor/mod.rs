@@ -142,6 +142,10 @@ enum LicenseCommand {
         /// GUID of the receiving server.
         #[arg(long, value_name = "GUID")]
         to: ServerGuid,
+        /// Only if the license is on this server now: when it has moved since, nothing
+        /// changes and the command fails (`stale_request`).
+        #[arg(long, value_name = "GUID")]
+        from: Option<ServerGuid>,
     },
     /// Revoke a license; the server drops it at its next sync.
     Revoke {

@@ -15,7 +15,8 @@ use leasehold_proto::rules::{
 use leasehold_proto::{Context, ErrorCode, InstallationId, License, LicenseId, ServerGuid};
 
 use crate::api::{
-    InstallationView, LicenseView, ServerSummary, ServerView, UpdateServer, UsageRow,
+    InstallationView, LicenseView, ServerSummary, ServerView, TransferLicense, UpdateServer,
+    UsageRow,
 };
 use crate::store::{LicenseRecord, ServerRecord, StoreError, StoreResult, StoreTx};
 
@@ -234,9 +235,22 @@ pub async fn license(tx: Tx<'_>, id: &LicenseId) -> StoreResult<LicenseView> {
 pub async fn transfer_license(
     tx: Tx<'_>,
     id: &LicenseId,
-    to: ServerGuid,
+    req: &TransferLicense,
 ) -> StoreResult<LicenseView> {
+    let to = req.to;
+    // Locked: of two transfers racing through two nodes, the second sees the first's move.
     let current = active_license(tx, id, true).await?;
+    if let Some(from) = req.from {
+        if current.server != from {
+            return Err(StoreError::Refused(
+                ErrorCode::StaleRequest,
+                format!(
+                    "license {id} is no longer on server {from} (it is on {}); nothing changed",
+                    current.server
+                ),
+            ));
+        }
+    }
     let target = load_server(tx, to, false).await?;
     check_placement(tx, &current.license, &target).await?;
     let from = load_server(tx, current.server, false).await?;

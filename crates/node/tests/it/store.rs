@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use leasehold_node::api::GrantLicense;
+use leasehold_node::api::{GrantLicense, TransferLicense};
 use leasehold_node::Node;
 use leasehold_proto::{BundlePayload, Context, ErrorCode, ManualClock};
 use leasehold_testkit::db::{node_databases, postgres_schema, postgres_server};
@@ -154,7 +154,13 @@ async fn grants_transfers_and_revokes_keep_the_licensing_rules() {
         assert_eq!(e.code, ErrorCode::ContextMismatch, "{backend}: {e:?}");
         // A backed-up license stays in its installation and is revoked after its twin.
         let e = node
-            .transfer_license(&tts.license.id, other.guid)
+            .transfer_license(
+                &tts.license.id,
+                &TransferLicense {
+                    to: other.guid,
+                    from: None,
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
@@ -162,10 +168,28 @@ async fn grants_transfers_and_revokes_keep_the_licensing_rules() {
         assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
         node.revoke_license(&twin.license.id).await.unwrap();
         let moved = node
-            .transfer_license(&tts.license.id, other.guid)
+            .transfer_license(
+                &tts.license.id,
+                &TransferLicense {
+                    to: other.guid,
+                    from: None,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(moved.server, other.guid, "{backend}");
+        // A transfer that names where the license was: refused now that it moved.
+        let e = node
+            .transfer_license(
+                &tts.license.id,
+                &TransferLicense {
+                    to: prod.guid,
+                    from: Some(prod.guid),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::StaleRequest, "{backend}: {e:?}");
         let until = chrono::NaiveDate::from_ymd_opt(2028, 1, 31).unwrap();
         let l = node.set_maintenance(&tts.license.id, until).await.unwrap();
         assert_eq!(l.license.maintenance_until, until, "{backend}");
@@ -231,5 +255,45 @@ async fn two_nodes_on_one_database_keep_one_production_server_per_installation()
             1,
             "round {round}: {ra:?} {rb:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_let_exactly_one_of_two_racing_transfers_win() {
+    let Some((one, two)) = two_nodes().await else {
+        return;
+    };
+    let a = one.create_installation("A").await.unwrap();
+    let b = one.create_installation("B").await.unwrap();
+    let c = one.create_installation("C").await.unwrap();
+    let from = one.add_server(&a.id, Context::Production).await.unwrap();
+    let to_b = one.add_server(&b.id, Context::Production).await.unwrap();
+    let to_c = one.add_server(&c.id, Context::Production).await.unwrap();
+    for round in 0..20 {
+        let l = one
+            .grant_license(&grant_request(from.guid, "tts", 5))
+            .await
+            .unwrap();
+        let id = l.license.id;
+        let (tb, tc) = (
+            TransferLicense {
+                to: to_b.guid,
+                from: Some(from.guid),
+            },
+            TransferLicense {
+                to: to_c.guid,
+                from: Some(from.guid),
+            },
+        );
+        let (rb, rc) = tokio::join!(
+            one.transfer_license(&id, &tb),
+            two.transfer_license(&id, &tc)
+        );
+        let (won, lost) = match (rb, rc) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        assert_eq!(lost.code, ErrorCode::StaleRequest, "round {round}");
+        assert_eq!(one.license(&id).await.unwrap().server, won.server);
     }
 }

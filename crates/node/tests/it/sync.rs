@@ -1,7 +1,9 @@
 //! The node's sync contract through HTTP (DESIGN.md §3.1, §4.3, §4.4, §4.7).
 
 use chrono::Duration;
-use leasehold_node::api::{GrantLicense, InstallationView, ServerView, UpdateServer};
+use leasehold_node::api::{
+    GrantLicense, InstallationView, ServerView, TransferLicense, UpdateServer,
+};
 use leasehold_proto::{Context, ErrorCode, ServerGuid};
 use leasehold_testkit::node::{refusal, usage_bucket, FakeServer, TestNode};
 use leasehold_testkit::{grant_request, manual_clock, start_time};
@@ -121,7 +123,13 @@ async fn transfer_and_revoke_show_up_in_the_next_bundle_and_expired_licenses_are
     assert!(sb.sync(&node, vec![]).await.unwrap().licenses.is_empty());
 
     node.admin
-        .transfer_license(&moving.license.id, pb.guid)
+        .transfer_license(
+            &moving.license.id,
+            &TransferLicense {
+                to: pb.guid,
+                from: None,
+            },
+        )
         .await
         .unwrap();
     node.admin
@@ -286,7 +294,13 @@ async fn rejections_carry_codes_and_change_nothing() {
     assert_eq!(e.1.error, ErrorCode::ContextMismatch);
     let e = node
         .admin
-        .transfer_license(&lic.license.id, backup.guid)
+        .transfer_license(
+            &lic.license.id,
+            &TransferLicense {
+                to: backup.guid,
+                from: None,
+            },
+        )
         .await
         .map_err(refusal)
         .unwrap_err();

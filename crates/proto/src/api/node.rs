@@ -101,6 +101,11 @@ pub struct LicenseView {
 #[serde(deny_unknown_fields)]
 pub struct TransferLicense {
     pub to: ServerGuid,
+    /// The server the license must be on now; when it has moved since (another vendor
+    /// tool, another node), the transfer is refused with `stale_request` and changes
+    /// nothing, so of two racing transfers exactly one wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<ServerGuid>,
 }
 
 /// `POST /v1/admin/licenses/{id}/maintenance`
