@@ -68,7 +68,10 @@ pub fn router(state: NodeState) -> Router {
         )
         .route(
             "/metrics",
-            get(|| async { leasehold_web::metrics_response() }),
+            get(|State(state): State<NodeState>| async move {
+                state.node.update_gauges();
+                leasehold_web::metrics_response()
+            }),
         )
         .nest("/v1/admin", admin)
         .fallback(leasehold_web::not_found(Service::Node))

@@ -55,6 +55,16 @@ impl Node {
         &self.key
     }
 
+    /// Sets the database pool gauges (`/metrics` calls it before rendering).
+    pub fn update_gauges(&self) {
+        let p = self.store.pool_stats();
+        let in_use = p.size.saturating_sub(p.idle);
+        metrics::gauge!("leasehold_node_db_connections", "state" => "in_use")
+            .set(f64::from(in_use));
+        metrics::gauge!("leasehold_node_db_connections", "state" => "idle").set(f64::from(p.idle));
+        metrics::gauge!("leasehold_node_db_connections_max").set(f64::from(p.max));
+    }
+
     /// Takes an upload, stores its usage and returns the signed bundle.
     pub async fn sync(&self, upload: SyncUpload) -> Result<SignedEnvelope, ApiError> {
         upload.validate().map_err(ApiError::bad_request)?;

@@ -82,6 +82,7 @@ async fn run_batch(
     store: &DynStore,
     batch: &[SyncJob],
 ) -> StoreResult<Vec<StoreResult<BundlePayload>>> {
+    metrics::histogram!("leasehold_node_sync_batch_size").record(batch.len() as f64);
     let mut tx = store.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {

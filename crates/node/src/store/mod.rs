@@ -96,10 +96,19 @@ pub struct SyncRecord<'a> {
     pub software_version: &'a str,
 }
 
+/// The connection pool now, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The store: hands out transactions.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
+    fn pool_stats(&self) -> PoolStats;
 }
 
 /// One transaction. Dropped without [`StoreTx::commit`], it changes nothing.

@@ -91,6 +91,14 @@ impl Store for PostgresStore {
     async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
         Ok(Box::new(PgTx(self.pool.begin().await.map_err(db)?)))
     }
+
+    fn pool_stats(&self) -> super::PoolStats {
+        super::PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
 }
 
 struct PgTx(Transaction<'static, Postgres>);

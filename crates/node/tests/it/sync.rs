@@ -395,3 +395,36 @@ async fn a_restarted_node_keeps_all_data() {
     assert_eq!(s.sync(&node, vec![]).await.unwrap().serial, 2);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_show_syncs_by_result_latency_batches_and_the_database_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (_, prod) = installation(&node, "Acme").await;
+    let mut server = FakeServer::new(prod.guid, 1);
+    server.sync(&node, vec![]).await.unwrap();
+    let mut stranger = FakeServer::new(prod.guid, 2);
+    assert_eq!(
+        stranger.sync(&node, vec![]).await,
+        Err(ErrorCode::GuidInUse)
+    );
+    let text = node
+        .http
+        .get(format!("{}/metrics", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "leasehold_node_syncs_total{result=\"ok\"}",
+        "leasehold_node_syncs_total{result=\"guid_in_use\"}",
+        "leasehold_node_sync_seconds",
+        "leasehold_node_sync_batch_size",
+        "leasehold_node_db_connections{state=\"idle\"}",
+        "leasehold_node_db_connections_max 1",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+}
