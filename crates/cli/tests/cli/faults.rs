@@ -270,7 +270,7 @@ fn killing_the_primary_under_load_moves_clients_to_the_backup_without_over_alloc
 }
 
 /// Copies a data directory, without the lock file, as a backup tool or a VM clone would.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -283,7 +283,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-fn refused_as_in_use(result: &Result<Value, String>) -> bool {
+pub(crate) fn refused_as_in_use(result: &Result<Value, String>) -> bool {
     matches!(result, Err(e) if e.contains("guid_in_use"))
 }
 

@@ -5,6 +5,7 @@
 mod client;
 mod demo;
 mod faults;
+mod nodes;
 mod server;
 mod support;
 mod vendor;

@@ -182,9 +182,14 @@ pub struct Node {
 impl Node {
     pub fn start(dir: &Path, signing_key: &Path) -> Self {
         let db = format!("sqlite://{}", dir.join("node.db").display());
-        let log = dir.join("node.log");
+        Self::start_db(dir, signing_key, &db, "node")
+    }
+
+    /// A node on database `db`, logging to `dir/NAME.log`.
+    pub fn start_db(dir: &Path, signing_key: &Path, db: &str, name: &str) -> Self {
+        let log = dir.join(format!("{name}.log"));
         let mut cmd = StdCommand::new(leasehold_path());
-        cmd.args(["node", "serve", "--db", &db, "--listen", "127.0.0.1:0"])
+        cmd.args(["node", "serve", "--db", db, "--listen", "127.0.0.1:0"])
             .arg("--signing-key")
             .arg(signing_key)
             .args(["--admin-token", NODE_TOKEN])
