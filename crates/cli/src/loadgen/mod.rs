@@ -39,9 +39,10 @@ enum LoadgenCommand {
 
 #[derive(Debug, Args)]
 struct SyncArgs {
-    /// License node URL.
+    /// License node URL; repeat for several nodes on one database (the connections are
+    /// spread over them, each simulated server keeps to one).
     #[arg(long, env = "LEASEHOLD_NODE", default_value = "http://127.0.0.1:8470")]
-    node: String,
+    node: Vec<String>,
     /// Admin token, used once to create the simulated servers.
     #[arg(
         long,
@@ -226,8 +227,19 @@ async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
     if a.servers == 0 || a.concurrency == 0 {
         bail!("--servers and --concurrency must be at least 1");
     }
-    let node_url = parse_base_url("--node", &a.node)?;
-    let node = node_url.to_string();
+    let node_urls = a
+        .node
+        .iter()
+        .map(|n| parse_base_url("--node", n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(node_url) = node_urls.first().cloned() else {
+        bail!("give at least one --node");
+    };
+    let node = node_urls
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;
@@ -271,8 +283,9 @@ async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + a.duration;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for mut shard in shards.into_iter().filter(|s| !s.is_empty()) {
-        let node = NodeClient::with_http(http.clone(), node_url.clone(), None);
+    for (k, mut shard) in shards.into_iter().filter(|s| !s.is_empty()).enumerate() {
+        let url = node_urls[k % node_urls.len()].clone();
+        let node = NodeClient::with_http(http.clone(), url, None);
         let errors = errors.clone();
         let buckets = a.buckets;
         tasks.push(tokio::spawn(async move {
