@@ -736,6 +736,7 @@ x = { refresh_token = "rrr", keep = 1 }
             not_after: None,
             grace_days_left: None,
             bundle_serial: 0,
+            bundle_key_id: None,
             pending_usage_buckets: 0,
             nodes: vec![],
         };

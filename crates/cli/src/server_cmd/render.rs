@@ -71,6 +71,9 @@ impl Human for Status {
         };
         pairs.push(("licenses valid until", valid));
         pairs.push(("bundle serial", self.bundle_serial.to_string()));
+        if let Some(kid) = &self.bundle_key_id {
+            pairs.push(("signed by key", kid.clone()));
+        }
         pairs.push((
             "usage not yet uploaded",
             format!("{} hour buckets", self.pending_usage_buckets),
@@ -206,6 +209,7 @@ mod tests {
             not_after: None,
             grace_days_left: None,
             bundle_serial: 0,
+            bundle_key_id: None,
             pending_usage_buckets: 0,
             nodes: Vec::new(),
         };

@@ -5,6 +5,7 @@
 mod client;
 mod demo;
 mod faults;
+mod keys;
 mod nodes;
 mod server;
 mod support;

@@ -39,6 +39,10 @@ pub struct Status {
     pub not_after: Option<DateTime<Utc>>,
     pub grace_days_left: Option<i64>,
     pub bundle_serial: u64,
+    /// Key id of the vendor key that signed the bundle in force (after a key rotation: which
+    /// key this server's licenses rest on).
+    #[serde(default)]
+    pub bundle_key_id: Option<String>,
     pub pending_usage_buckets: usize,
     pub nodes: Vec<NodeStatus>,
 }

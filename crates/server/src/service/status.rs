@@ -26,7 +26,7 @@ impl LicenseServer {
         };
         let next_sync = self.next_sync_due();
         let today = now.date_naive();
-        let (guid, context, installation, serial, not_after, licenses) = {
+        let (guid, context, installation, serial, not_after, licenses, key_id) = {
             let b = read(&self.bundle);
             let p = b.payload.as_ref();
             let licenses = p
@@ -57,6 +57,7 @@ impl LicenseServer {
                 b.serial(),
                 b.view.not_after,
                 licenses,
+                b.envelope.as_ref().map(|e| e.kid.to_string()),
             )
         };
         let pending = match guid {
@@ -87,6 +88,7 @@ impl LicenseServer {
             not_after,
             grace_days_left: not_after.map(|n| (n - now).num_days().max(0)),
             bundle_serial: serial,
+            bundle_key_id: key_id,
             pending_usage_buckets: pending,
             nodes: s.node_status.values().cloned().collect(),
         })
