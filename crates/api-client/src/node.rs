@@ -136,6 +136,25 @@ impl NodeClient {
         self.admin(Method::GET, &path, Body::<()>::None).await
     }
 
+    /// The usage report of an installation (`from`/`to`: UTC days, inclusive; the node's
+    /// default is the last 30 days).
+    pub async fn installation_usage(
+        &self,
+        id: &leasehold_proto::InstallationId,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<leasehold_proto::api::node::InstallationUsage> {
+        let mut path = format!("v1/admin/installations/{id}/usage");
+        let mut sep = '?';
+        for (k, v) in [("from", from), ("to", to)] {
+            if let Some(d) = v {
+                path.push_str(&format!("{sep}{k}={d}"));
+                sep = '&';
+            }
+        }
+        self.admin(Method::GET, &path, Body::<()>::None).await
+    }
+
     pub async fn grant_license(&self, grant: &GrantLicense) -> Result<LicenseView> {
         self.admin(Method::POST, "v1/admin/licenses", Body::Json(grant))
             .await

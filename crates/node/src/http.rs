@@ -50,6 +50,7 @@ pub fn router(state: NodeState) -> Router {
             "/installations",
             post(create_installation).get(list_installations),
         )
+        .route("/installations/{id}/usage", get(installation_usage))
         .route("/servers", post(add_server))
         .route("/servers/{guid}", get(show_server).patch(update_server))
         .route("/servers/{guid}/reassign", post(reassign_server))
@@ -183,6 +184,32 @@ async fn reassign_server(
     let view = state.node.reassign_server(guid).await?;
     tracing::info!(%guid, "server GUID reassigned");
     Ok(Json(view))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Period {
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+}
+
+async fn installation_usage(
+    _: AdminAuth,
+    State(state): State<NodeState>,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<Period>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::api::InstallationUsage>, ApiError> {
+    let id = leasehold_proto::InstallationId::parse(&id)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let axum::extract::Query(p) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "from and to must be dates (YYYY-MM-DD): {}",
+            e.body_text()
+        ))
+    })?;
+    Ok(Json(
+        state.node.installation_usage(&id, p.from, p.to).await?,
+    ))
 }
 
 async fn usage(

@@ -211,6 +211,22 @@ impl Node {
 }
 
 impl Node {
+    /// The usage report of an installation, `from` to `to` (UTC days; default: the last 30
+    /// days up to today).
+    pub async fn installation_usage(
+        &self,
+        id: &InstallationId,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<crate::api::InstallationUsage, ApiError> {
+        let to = to.unwrap_or_else(|| self.clock.now().date_naive());
+        let from = from.unwrap_or(to - chrono::Duration::days(29));
+        let mut tx = self.begin().await?;
+        let out = domain::installation_usage(&mut *tx, id, from, to).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     pub async fn license(&self, id: &LicenseId) -> Result<LicenseView, ApiError> {
         let mut tx = self.begin().await?;
         let out = domain::license(&mut *tx, id).await?;

@@ -125,6 +125,33 @@ pub async fn usage(client: &NodeClient, json: bool, guid: ServerGuid) -> anyhow:
     emit(json, &client.usage(guid).await?)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+pub async fn installation_usage(
+    client: &NodeClient,
+    format: ReportFormat,
+    id: &leasehold_proto::InstallationId,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+) -> anyhow::Result<()> {
+    let report = client.installation_usage(id, from, to).await?;
+    match format {
+        ReportFormat::Table => emit(false, &report),
+        ReportFormat::Json => emit(true, &report),
+        ReportFormat::Csv => {
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", super::render::usage_csv(&report))?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
 pub async fn sync_file(
     client: &NodeClient,
     json: bool,

@@ -62,7 +62,9 @@ enum VendorCommand {
     /// Licenses: grant, transfer, revoke, extend maintenance.
     #[command(subcommand)]
     License(LicenseCommand),
-    /// Usage a server reported, per feature per hour.
+    /// Usage: of one server per feature per hour (`--server`), or the report of an
+    /// installation per day, feature and context with the hours its backup licenses were
+    /// used beside the production ones (`--installation`).
     Usage(UsageArgs),
     /// Air-gapped sync: send an upload file a customer exported with `leasehold server
     /// export-upload` and write the signed bundle for `leasehold server import-bundle`.
@@ -188,10 +190,24 @@ struct GrantArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("of").required(true).args(["server", "installation"])))]
 struct UsageArgs {
-    /// GUID of the server whose usage to show.
+    /// GUID of the server whose hourly usage to show.
     #[arg(long, value_name = "GUID")]
-    server: ServerGuid,
+    server: Option<ServerGuid>,
+    /// Installation whose daily report to show.
+    #[arg(long, value_name = "ID")]
+    installation: Option<leasehold_proto::InstallationId>,
+    /// First day of the report (UTC, YYYY-MM-DD; default: 29 days before --to).
+    #[arg(long, value_name = "DATE", requires = "installation")]
+    from: Option<chrono::NaiveDate>,
+    /// Last day of the report (UTC, YYYY-MM-DD; default: today).
+    #[arg(long, value_name = "DATE", requires = "installation")]
+    to: Option<chrono::NaiveDate>,
+    /// Print the report as CSV (one line per day, feature and context; then one per
+    /// simultaneous-use hour) instead of tables.
+    #[arg(long, requires = "installation", conflicts_with = "json")]
+    csv: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,7 +263,20 @@ pub fn run(args: VendorArgs) -> anyhow::Result<()> {
             VendorCommand::Installation(cmd) => commands::installation(&client, json, cmd).await,
             VendorCommand::Server(cmd) => commands::server(&client, json, cmd).await,
             VendorCommand::License(cmd) => commands::license(&client, json, cmd).await,
-            VendorCommand::Usage(a) => commands::usage(&client, json, a.server).await,
+            VendorCommand::Usage(a) => match (a.server, a.installation) {
+                (Some(guid), _) => commands::usage(&client, json, guid).await,
+                (None, Some(id)) => {
+                    let format = if a.csv {
+                        commands::ReportFormat::Csv
+                    } else if json {
+                        commands::ReportFormat::Json
+                    } else {
+                        commands::ReportFormat::Table
+                    };
+                    commands::installation_usage(&client, format, &id, a.from, a.to).await
+                }
+                (None, None) => bail!("give --server GUID or --installation ID"),
+            },
             VendorCommand::SyncFile(a) => {
                 commands::sync_file(&client, json, &a.upload, &a.out).await
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use leasehold_node::api::{
-    InstallationList, InstallationView, LicenseView, ServerView, UsageReport,
+    InstallationList, InstallationUsage, InstallationView, LicenseView, ServerView, UsageReport,
 };
 use leasehold_proto::{Context, License, ServerGuid};
 use serde::Serialize;
@@ -209,4 +209,99 @@ impl Human for UsageReport {
         }
         format!("usage reported by {}\n{}", self.server, table.render())
     }
+}
+
+impl Human for InstallationUsage {
+    fn human(&self) -> String {
+        let mut out = format!(
+            "usage of installation {} from {} to {} (UTC days)\n",
+            self.installation, self.from, self.to
+        );
+        if self.days.is_empty() {
+            out.push_str("no usage reported in this period\n");
+        } else {
+            let mut table = Table::new(&[
+                "DAY",
+                "FEATURE",
+                "CONTEXT",
+                "PEAK",
+                "LICENSE-HOURS",
+                "GRANTS",
+                "DENIALS",
+                "WHILE FREE",
+            ]);
+            for d in &self.days {
+                table.row(vec![
+                    d.day.to_string(),
+                    d.feature.to_string(),
+                    d.context.to_string(),
+                    d.peak_in_use.to_string(),
+                    d.license_hours.to_string(),
+                    d.grants.to_string(),
+                    d.denials.to_string(),
+                    d.denials_while_free.to_string(),
+                ]);
+            }
+            out.push_str(&table.render());
+        }
+        if self.simultaneous.is_empty() {
+            out.push_str("backup licenses were never used beside the production ones\n");
+        } else {
+            out.push_str(&format!(
+                "FLAGGED: {} hour(s) in which a backup server served clients while the production server also reported use:\n",
+                self.simultaneous.len()
+            ));
+            let mut table = Table::new(&[
+                "HOUR",
+                "FEATURE",
+                "BACKUP SERVER",
+                "BACKUP SECS",
+                "PRODUCTION PEAK",
+            ]);
+            for s in &self.simultaneous {
+                table.row(vec![
+                    s.hour.format("%Y-%m-%d %H:00").to_string(),
+                    s.feature.to_string(),
+                    s.backup_server.to_string(),
+                    s.backup_use_secs.to_string(),
+                    s.production_peak.to_string(),
+                ]);
+            }
+            out.push_str(&table.render());
+        }
+        out
+    }
+}
+
+/// The report as CSV: a `day` line per day, feature and context, then a `simultaneous` line
+/// per flagged hour. Fields need no quoting: dates, feature names (letters, digits, `.`,
+/// `-`, `_`), contexts, GUIDs and numbers.
+pub fn usage_csv(r: &InstallationUsage) -> String {
+    let mut out = String::from(
+        "kind,day_or_hour,feature,context_or_backup_server,peak_in_use,license_hours,grants,denials,denials_while_free,backup_use_secs\n",
+    );
+    for d in &r.days {
+        out.push_str(&format!(
+            "day,{},{},{},{},{},{},{},{},\n",
+            d.day,
+            d.feature,
+            d.context,
+            d.peak_in_use,
+            d.license_hours,
+            d.grants,
+            d.denials,
+            d.denials_while_free
+        ));
+    }
+    for s in &r.simultaneous {
+        out.push_str(&format!(
+            "simultaneous,{},{},{},{},,,,,{}\n",
+            s.hour.to_rfc3339(),
+            s.feature,
+            s.backup_server,
+            s.production_peak,
+            s.backup_use_secs
+        ));
+    }
+    out
 }

@@ -802,3 +802,47 @@ fn a_restarted_node_keeps_everything() {
     ]);
     assert!(stderr.contains("installation_shape"), "{stderr}");
 }
+
+#[test]
+fn the_installation_usage_report_prints_as_a_table_json_or_csv_and_refuses_bad_periods() {
+    let f = Fixture::start();
+    let inst = f.create_installation("ACME");
+    f.add_server(&inst, "production");
+    let period = ["--from", "2026-11-01", "--to", "2026-11-30"];
+    let mut args = vec!["usage", "--installation", inst.as_str()];
+    args.extend(period);
+    let v = f.json(&args);
+    assert_eq!(v["installation"], inst.as_str(), "{v}");
+    assert_eq!(v["from"], "2026-11-01", "{v}");
+    assert_eq!(v["days"], json!([]), "{v}");
+    assert_eq!(v["simultaneous"], json!([]), "{v}");
+    let text = f.text(&args);
+    assert!(text.contains("no usage reported in this period"), "{text}");
+    assert!(
+        text.contains("never used beside the production ones"),
+        "{text}"
+    );
+    let mut csv = args.clone();
+    csv.push("--csv");
+    let out = f.text(&csv);
+    assert!(out.starts_with("kind,day_or_hour,feature,"), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // Bad periods and flags are refused, naming what is wrong.
+    let e = f.fails(&[
+        "usage",
+        "--installation",
+        &inst,
+        "--from",
+        "2026-11-30",
+        "--to",
+        "2026-11-01",
+    ]);
+    assert!(e.contains("must run forwards"), "{e}");
+    let e = f.fails(&["usage", "--installation", &inst, "--from", "30.11.2026"]);
+    assert!(e.contains("--from"), "{e}");
+    let e = f.fails(&["usage"]);
+    assert!(
+        e.contains("--server") && e.contains("--installation"),
+        "{e}"
+    );
+}

@@ -4,6 +4,7 @@
 //! a detected fork, is counted by the caller; see [`sync`]).
 
 pub mod batch;
+pub mod report;
 mod sync;
 
 pub use sync::{sync, SyncFailure, SyncInput};
@@ -309,4 +310,44 @@ fn join(ids: &[LicenseId]) -> String {
         .map(LicenseId::as_str)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Longest report a request may ask for, in days.
+pub const MAX_REPORT_DAYS: i64 = 3 * 366;
+
+/// The vendor's usage report of an installation from `from` to `to` (inclusive, UTC days).
+pub async fn installation_usage(
+    tx: Tx<'_>,
+    id: &InstallationId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> StoreResult<crate::api::InstallationUsage> {
+    if to < from || (to - from).num_days() >= MAX_REPORT_DAYS {
+        return Err(StoreError::Refused(
+            ErrorCode::BadRequest,
+            format!(
+                "the report period {from} to {to} must run forwards and span at most {MAX_REPORT_DAYS} days"
+            ),
+        ));
+    }
+    if tx.installation(id, false).await?.is_none() {
+        return Err(StoreError::NotFound(format!("installation {id} not found")));
+    }
+    let mut servers = Vec::new();
+    for s in tx.servers_of(id).await? {
+        let rows = tx.usage_of(s.guid).await?;
+        servers.push(report::ServerUsage {
+            guid: s.guid,
+            context: s.context,
+            rows,
+        });
+    }
+    let (days, simultaneous) = report::aggregate(&servers, from, to);
+    Ok(crate::api::InstallationUsage {
+        installation: id.clone(),
+        from,
+        to,
+        days,
+        simultaneous,
+    })
 }

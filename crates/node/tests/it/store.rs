@@ -297,3 +297,62 @@ async fn two_nodes_on_one_database_let_exactly_one_of_two_racing_transfers_win()
         assert_eq!(one.license(&id).await.unwrap().server, won.server);
     }
 }
+
+#[tokio::test]
+async fn the_installation_report_adds_servers_per_day_and_flags_backup_use_beside_production() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        let inst = node.create_installation("Acme").await.unwrap();
+        let prod = node
+            .add_server(&inst.id, Context::Production)
+            .await
+            .unwrap();
+        let backup = node.add_server(&inst.id, Context::Backup).await.unwrap();
+        let mut p = FakeServer::new(prod.guid, 1);
+        let mut b = FakeServer::new(backup.guid, 2);
+        // Production: hours 0 and 1 (peaks 4, 6). Backup: hour 1 in failover for 600 s
+        // while production also reported use (flagged), hour 3 alone (a real failover).
+        sync(
+            &node,
+            &mut p,
+            vec![usage_bucket(1, "tts", 0, 4), usage_bucket(2, "tts", 1, 6)],
+        )
+        .await
+        .unwrap();
+        let mut b1 = usage_bucket(1, "tts", 1, 2);
+        b1.backup_use_secs = 600;
+        let mut b2 = usage_bucket(2, "tts", 3, 5);
+        b2.backup_use_secs = 3600;
+        sync(&node, &mut b, vec![b1, b2]).await.unwrap();
+
+        let day = usage_bucket(1, "tts", 0, 4).hour.date_naive();
+        let r = node
+            .installation_usage(&inst.id, Some(day), Some(day))
+            .await
+            .unwrap();
+        let days: Vec<(Context, u32, u64, u64)> = r
+            .days
+            .iter()
+            .map(|d| (d.context, d.peak_in_use, d.license_hours, d.grants))
+            .collect();
+        assert_eq!(
+            days,
+            vec![
+                (Context::Production, 6, 10, 30),
+                (Context::Backup, 5, 7, 21)
+            ],
+            "{backend}: {r:?}"
+        );
+        assert_eq!(r.simultaneous.len(), 1, "{backend}: {r:?}");
+        assert_eq!(r.simultaneous[0].backup_server, backup.guid);
+        assert_eq!(r.simultaneous[0].production_peak, 6);
+        assert_eq!(r.simultaneous[0].backup_use_secs, 600);
+        // A period running backwards is refused, naming it.
+        let e = node
+            .installation_usage(&inst.id, Some(day), Some(day - chrono::Duration::days(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{backend}: {e:?}");
+    }
+}

@@ -138,3 +138,45 @@ pub struct UsageReport {
     pub server: ServerGuid,
     pub rows: Vec<UsageRow>,
 }
+
+/// `GET /v1/admin/installations/{id}/usage?from=DATE&to=DATE`: the vendor's report of one
+/// installation, per day (UTC), feature and server context, from the hourly rows its
+/// servers uploaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallationUsage {
+    pub installation: InstallationId,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub days: Vec<DailyUsage>,
+    /// Hours in which a backup server served clients while the production server of the
+    /// installation also reported use of the same feature: the backup licenses were used
+    /// beside the production ones, not instead of them.
+    pub simultaneous: Vec<SimultaneousUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyUsage {
+    pub day: NaiveDate,
+    pub feature: Feature,
+    /// The context of the servers counted (production, backup or development).
+    pub context: Context,
+    /// Highest hourly peak of the day, summed over the installation's servers of this
+    /// context (each server's peak of the hour; an upper bound when peaks did not coincide).
+    pub peak_in_use: u32,
+    /// Sum of the hourly peaks: licenses held × hours, an upper bound of the time held.
+    pub license_hours: u64,
+    pub grants: u64,
+    pub denials: u64,
+    pub denials_while_free: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimultaneousUse {
+    pub hour: DateTime<Utc>,
+    pub feature: Feature,
+    pub backup_server: ServerGuid,
+    /// Seconds of that hour the backup server served clients in failover.
+    pub backup_use_secs: u64,
+    /// The production server's peak in use that hour.
+    pub production_peak: u32,
+}
