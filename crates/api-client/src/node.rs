@@ -155,6 +155,19 @@ impl NodeClient {
         self.admin(Method::GET, &path, Body::<()>::None).await
     }
 
+    /// Forks, context rejections, grace ending or ended, servers silent for more than
+    /// `silent_days` days (the node's default: 7).
+    pub async fn events(
+        &self,
+        silent_days: Option<u32>,
+    ) -> Result<leasehold_proto::api::node::VendorEvents> {
+        let path = match silent_days {
+            Some(d) => format!("v1/admin/events?silent_days={d}"),
+            None => "v1/admin/events".to_owned(),
+        };
+        self.admin(Method::GET, &path, Body::<()>::None).await
+    }
+
     pub async fn grant_license(&self, grant: &GrantLicense) -> Result<LicenseView> {
         self.admin(Method::POST, "v1/admin/licenses", Body::Json(grant))
             .await

@@ -51,6 +51,7 @@ pub fn router(state: NodeState) -> Router {
             post(create_installation).get(list_installations),
         )
         .route("/installations/{id}/usage", get(installation_usage))
+        .route("/events", get(vendor_events))
         .route("/servers", post(add_server))
         .route("/servers/{guid}", get(show_server).patch(update_server))
         .route("/servers/{guid}/reassign", post(reassign_server))
@@ -191,6 +192,26 @@ async fn reassign_server(
 struct Period {
     from: Option<chrono::NaiveDate>,
     to: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    silent_days: Option<u32>,
+}
+
+async fn vendor_events(
+    _: AdminAuth,
+    State(state): State<NodeState>,
+    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::api::VendorEvents>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "silent_days must be a whole number of days: {}",
+            e.body_text()
+        ))
+    })?;
+    Ok(Json(state.node.events(q.silent_days.unwrap_or(7)).await?))
 }
 
 async fn installation_usage(

@@ -227,6 +227,15 @@ impl Node {
         Ok(out)
     }
 
+    /// Forks, context rejections, grace ending or ended, and servers silent for more than
+    /// `silent_days` days.
+    pub async fn events(&self, silent_days: u32) -> Result<crate::api::VendorEvents, ApiError> {
+        let mut tx = self.begin().await?;
+        let out = domain::vendor_events(&mut *tx, self.clock.now(), silent_days).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     pub async fn license(&self, id: &LicenseId) -> Result<LicenseView, ApiError> {
         let mut tx = self.begin().await?;
         let out = domain::license(&mut *tx, id).await?;

@@ -66,6 +66,9 @@ enum VendorCommand {
     /// installation per day, feature and context with the hours its backup licenses were
     /// used beside the production ones (`--installation`).
     Usage(UsageArgs),
+    /// What to look at: GUID conflicts (forks), context rejections, servers whose grace
+    /// period ended or ends within 14 days, servers silent for more than N days.
+    Events(EventsArgs),
     /// Air-gapped sync: send an upload file a customer exported with `leasehold server
     /// export-upload` and write the signed bundle for `leasehold server import-bundle`.
     SyncFile(SyncFileArgs),
@@ -211,6 +214,13 @@ struct UsageArgs {
 }
 
 #[derive(Debug, Args)]
+struct EventsArgs {
+    /// Report servers without a sync for more than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    silent_days: u32,
+}
+
+#[derive(Debug, Args)]
 struct SyncFileArgs {
     /// The upload file the customer's server exported (JSON).
     #[arg(long, value_name = "FILE")]
@@ -277,6 +287,9 @@ pub fn run(args: VendorArgs) -> anyhow::Result<()> {
                 }
                 (None, None) => bail!("give --server GUID or --installation ID"),
             },
+            VendorCommand::Events(a) => {
+                output::emit(json, &client.events(Some(a.silent_days)).await?)
+            }
             VendorCommand::SyncFile(a) => {
                 commands::sync_file(&client, json, &a.upload, &a.out).await
             }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use leasehold_node::api::{
     InstallationList, InstallationUsage, InstallationView, LicenseView, ServerView, UsageReport,
+    VendorEvents,
 };
 use leasehold_proto::{Context, License, ServerGuid};
 use serde::Serialize;
@@ -304,4 +305,30 @@ pub fn usage_csv(r: &InstallationUsage) -> String {
         ));
     }
     out
+}
+
+impl Human for VendorEvents {
+    fn human(&self) -> String {
+        if self.events.is_empty() {
+            return format!(
+                "nothing to look at: no forks, no context rejections, no grace ending, no server silent for more than {} days\n",
+                self.silent_days
+            );
+        }
+        let mut table = Table::new(&["EVENT", "SERVER", "CONTEXT", "INSTALLATION", "AT", "DETAIL"]);
+        for e in &self.events {
+            table.row(vec![
+                e.kind.as_str().to_owned(),
+                e.server.to_string(),
+                e.context.to_string(),
+                e.installation.to_string(),
+                e.at.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M").to_string(),
+                ),
+                e.detail.clone(),
+            ]);
+        }
+        table.render()
+    }
 }

@@ -846,3 +846,17 @@ fn the_installation_usage_report_prints_as_a_table_json_or_csv_and_refuses_bad_p
         "{e}"
     );
 }
+
+#[test]
+fn events_say_when_there_is_nothing_to_look_at_and_list_as_json() {
+    let f = Fixture::start();
+    let inst = f.create_installation("ACME");
+    f.add_server(&inst, "production");
+    let v = f.json(&["events", "--silent-days", "3"]);
+    assert_eq!(v["silent_days"], 3, "{v}");
+    assert_eq!(v["events"], json!([]), "{v}");
+    let text = f.text(&["events"]);
+    assert!(text.contains("nothing to look at"), "{text}");
+    let e = f.fails(&["events", "--silent-days", "soon"]);
+    assert!(e.contains("--silent-days"), "{e}");
+}

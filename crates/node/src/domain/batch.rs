@@ -89,11 +89,12 @@ async fn run_batch(
         match sync(&mut *tx, &job.input).await {
             Ok(bundle) => results.push(Ok(bundle)),
             Err(SyncFailure {
-                fork,
+                record,
                 error: StoreError::Refused(code, message),
             }) => {
-                if fork {
-                    tx.count_fork(job.input.upload.server_guid).await?;
+                if let Some(kind) = record {
+                    tx.record_refusal(job.input.upload.server_guid, kind, job.input.now)
+                        .await?;
                 }
                 results.push(Err(StoreError::Refused(code, message)));
             }

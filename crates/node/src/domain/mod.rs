@@ -4,6 +4,7 @@
 //! a detected fork, is counted by the caller; see [`sync`]).
 
 pub mod batch;
+pub mod events;
 pub mod report;
 mod sync;
 
@@ -349,5 +350,19 @@ pub async fn installation_usage(
         to,
         days,
         simultaneous,
+    })
+}
+
+/// What a vendor should look at across every server (see [`events::events`]).
+pub async fn vendor_events(
+    tx: Tx<'_>,
+    now: DateTime<Utc>,
+    silent_days: u32,
+) -> StoreResult<crate::api::VendorEvents> {
+    let servers = tx.servers().await?;
+    Ok(crate::api::VendorEvents {
+        at: now,
+        silent_days,
+        events: events::events(&servers, now, silent_days),
     })
 }

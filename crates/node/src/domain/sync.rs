@@ -7,7 +7,7 @@ use leasehold_proto::{BundlePayload, ErrorCode, License, SyncToken, SyncUpload};
 
 use super::{unknown_server, Tx};
 use crate::chain::{self, ChainStep, TokenLookup};
-use crate::store::{StoreError, SyncRecord};
+use crate::store::{RecordedRefusal, StoreError, SyncRecord};
 
 /// What a sync needs: the upload, the moment, and a fresh token.
 #[derive(Debug, Clone)]
@@ -17,17 +17,21 @@ pub struct SyncInput {
     pub new_token: SyncToken,
 }
 
-/// A refused or failed sync. A refusal has written nothing; `fork` says the refusal is a
-/// detected fork, which the caller records (the one write a refused sync makes).
+/// A refused or failed sync. A refusal has written nothing; `record` says the refusal is
+/// one the caller records on the server's row (a detected fork, a context rejection: the
+/// one write a refused sync makes).
 #[derive(Debug)]
 pub struct SyncFailure {
-    pub fork: bool,
+    pub record: Option<RecordedRefusal>,
     pub error: StoreError,
 }
 
 impl From<StoreError> for SyncFailure {
     fn from(error: StoreError) -> Self {
-        Self { fork: false, error }
+        Self {
+            record: None,
+            error,
+        }
     }
 }
 
@@ -41,14 +45,16 @@ pub async fn sync(tx: Tx<'_>, input: &SyncInput) -> Result<BundlePayload, SyncFa
         .ok_or_else(|| unknown_server(guid))?;
     if let Some(claimed) = upload.context {
         if claimed != server.context {
-            return Err(StoreError::Refused(
-                ErrorCode::ContextMismatch,
-                format!(
-                    "server {guid} reports context {claimed}, but the vendor registered it as {}",
-                    server.context
+            return Err(SyncFailure {
+                record: Some(RecordedRefusal::Context),
+                error: StoreError::Refused(
+                    ErrorCode::ContextMismatch,
+                    format!(
+                        "server {guid} reports context {claimed}, but the vendor registered it as {}",
+                        server.context
+                    ),
                 ),
-            )
-            .into());
+            });
         }
     }
     let lookup = match &upload.sync_token {
@@ -68,7 +74,7 @@ pub async fn sync(tx: Tx<'_>, input: &SyncInput) -> Result<BundlePayload, SyncFa
         lookup,
     )
     .map_err(|refusal| SyncFailure {
-        fork: refusal.fork,
+        record: refusal.fork.then_some(RecordedRefusal::Fork),
         error: StoreError::Refused(refusal.code, refusal.message),
     })?;
     let mut acked = server.acked_usage_seq;

@@ -61,6 +61,19 @@ pub struct ServerRecord {
     pub last_sync: Option<DateTime<Utc>>,
     pub software_version: Option<String>,
     pub forks_detected: u64,
+    pub last_fork: Option<DateTime<Utc>>,
+    /// Syncs refused because the server reported another context than registered.
+    pub context_rejections: u64,
+    pub last_context_rejection: Option<DateTime<Utc>>,
+}
+
+/// A refused sync the node records on the server's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedRefusal {
+    /// A second copy of the server presented a superseded token.
+    Fork,
+    /// The server reported another context than the vendor registered.
+    Context,
 }
 
 /// A license and the server it is placed on.
@@ -159,7 +172,12 @@ pub trait StoreTx: Send {
     ) -> StoreResult<()>;
     /// Frees the GUID: no bound instance, nothing acknowledged, every token revoked.
     async fn unbind_server(&mut self, guid: ServerGuid) -> StoreResult<()>;
-    async fn count_fork(&mut self, guid: ServerGuid) -> StoreResult<()>;
+    async fn record_refusal(
+        &mut self,
+        guid: ServerGuid,
+        kind: RecordedRefusal,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
     async fn record_sync(&mut self, guid: ServerGuid, sync: &SyncRecord<'_>) -> StoreResult<()>;
 
     async fn insert_license(

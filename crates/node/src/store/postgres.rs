@@ -21,8 +21,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{
-    redact_url as redact, InstallationRecord, LicenseRecord, ServerRecord, Store, StoreError,
-    StoreResult, StoreTx, SyncRecord, TokenRecord,
+    redact_url as redact, InstallationRecord, LicenseRecord, RecordedRefusal, ServerRecord, Store,
+    StoreError, StoreResult, StoreTx, SyncRecord, TokenRecord,
 };
 use crate::api::UsageRow;
 
@@ -137,7 +137,7 @@ fn lock(for_update: bool) -> &'static str {
     }
 }
 
-const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected";
+const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection";
 const LICENSE_COLUMNS: &str =
     "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
 
@@ -164,6 +164,9 @@ fn server_row(r: &PgRow) -> StoreResult<ServerRecord> {
         last_sync: r.try_get("last_sync").map_err(db)?,
         software_version: r.try_get("software_version").map_err(db)?,
         forks_detected: u64_of(int("forks_detected")?),
+        last_fork: r.try_get("last_fork").map_err(db)?,
+        context_rejections: u64_of(int("context_rejections")?),
+        last_context_rejection: r.try_get("last_context_rejection").map_err(db)?,
     })
 }
 
@@ -344,8 +347,22 @@ impl StoreTx for PgTx {
         self.revoke_tokens(guid, None).await
     }
 
-    async fn count_fork(&mut self, guid: ServerGuid) -> StoreResult<()> {
-        sqlx::query("UPDATE servers SET forks_detected = forks_detected + 1 WHERE guid = $1")
+    async fn record_refusal(
+        &mut self,
+        guid: ServerGuid,
+        kind: RecordedRefusal,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let sql = match kind {
+            RecordedRefusal::Fork => {
+                "UPDATE servers SET forks_detected = forks_detected + 1, last_fork = $1 WHERE guid = $2"
+            }
+            RecordedRefusal::Context => {
+                "UPDATE servers SET context_rejections = context_rejections + 1, last_context_rejection = $1 WHERE guid = $2"
+            }
+        };
+        sqlx::query(sql)
+            .bind(at)
             .bind(key(guid))
             .execute(&mut *self.0)
             .await

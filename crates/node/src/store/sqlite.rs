@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    InstallationRecord, LicenseRecord, ServerRecord, Store, StoreError, StoreResult, StoreTx,
-    SyncRecord, TokenRecord,
+    InstallationRecord, LicenseRecord, RecordedRefusal, ServerRecord, Store, StoreError,
+    StoreResult, StoreTx, SyncRecord, TokenRecord,
 };
 use crate::api::UsageRow;
 
@@ -124,6 +124,9 @@ fn server_row(r: &SqliteRow) -> StoreResult<ServerRecord> {
         last_sync: opt_ts(r.try_get("last_sync")?)?,
         software_version: r.try_get("software_version")?,
         forks_detected: u64_of(r.try_get("forks_detected")?),
+        last_fork: opt_ts(r.try_get("last_fork")?)?,
+        context_rejections: u64_of(r.try_get("context_rejections")?),
+        last_context_rejection: opt_ts(r.try_get("last_context_rejection")?)?,
     })
 }
 
@@ -158,7 +161,7 @@ fn license_row(r: &SqliteRow) -> StoreResult<LicenseRecord> {
 const LICENSE_COLUMNS: &str =
     "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
 
-const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected";
+const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection";
 
 #[async_trait]
 impl StoreTx for SqliteTx {
@@ -291,8 +294,22 @@ impl StoreTx for SqliteTx {
         self.revoke_tokens(guid, None).await
     }
 
-    async fn count_fork(&mut self, guid: ServerGuid) -> StoreResult<()> {
-        sqlx::query("UPDATE servers SET forks_detected = forks_detected + 1 WHERE guid = ?")
+    async fn record_refusal(
+        &mut self,
+        guid: ServerGuid,
+        kind: RecordedRefusal,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let sql = match kind {
+            RecordedRefusal::Fork => {
+                "UPDATE servers SET forks_detected = forks_detected + 1, last_fork = ? WHERE guid = ?"
+            }
+            RecordedRefusal::Context => {
+                "UPDATE servers SET context_rejections = context_rejections + 1, last_context_rejection = ? WHERE guid = ?"
+            }
+        };
+        sqlx::query(sql)
+            .bind(ts(at))
             .bind(key(guid))
             .execute(&mut *self.0)
             .await?;

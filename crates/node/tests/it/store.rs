@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use leasehold_node::api::{GrantLicense, TransferLicense};
 use leasehold_node::Node;
-use leasehold_proto::{BundlePayload, Context, ErrorCode, ManualClock};
+use leasehold_proto::{BundlePayload, Clock, Context, ErrorCode, ManualClock};
 use leasehold_testkit::db::{node_databases, postgres_schema, postgres_server};
 use leasehold_testkit::node::{usage_bucket, FakeServer};
 use leasehold_testkit::{grant_request, manual_clock, trusted_keys, vendor_key};
@@ -354,5 +354,67 @@ async fn the_installation_report_adds_servers_per_day_and_flags_backup_use_besid
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest, "{backend}: {e:?}");
+    }
+}
+
+#[tokio::test]
+async fn events_report_forks_context_rejections_and_servers_near_the_end_of_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let clock = manual_clock();
+        let node = node_on(&url, clock.clone()).await;
+        let inst = node.create_installation("Acme").await.unwrap();
+        let prod = node
+            .add_server(&inst.id, Context::Production)
+            .await
+            .unwrap();
+        let backup = node.add_server(&inst.id, Context::Backup).await.unwrap();
+        assert!(node.events(7).await.unwrap().events.is_empty(), "{backend}");
+        // A copy refused: a fork.
+        let mut first = FakeServer::new(prod.guid, 1);
+        sync(&node, &mut first, vec![]).await.unwrap();
+        let mut copy = first.clone();
+        sync(&node, &mut first, vec![]).await.unwrap();
+        sync(&node, &mut copy, vec![]).await.unwrap();
+        assert_eq!(
+            sync(&node, &mut first, vec![]).await,
+            Err(ErrorCode::GuidInUse)
+        );
+        // The backup server claims to be a production server: refused, recorded.
+        let mut liar = FakeServer::new(backup.guid, 3);
+        liar.context = Some(Context::Production);
+        assert_eq!(
+            sync(&node, &mut liar, vec![]).await,
+            Err(ErrorCode::ContextMismatch)
+        );
+        let e = node.events(7).await.unwrap().events;
+        let kinds: Vec<_> = e.iter().map(|e| (e.kind, e.server)).collect();
+        use leasehold_node::api::EventKind;
+        assert_eq!(
+            kinds,
+            vec![
+                (EventKind::Fork, prod.guid),
+                (EventKind::ContextRejection, backup.guid)
+            ],
+            "{backend}: {e:?}"
+        );
+        assert!(
+            e.iter().all(|e| e.at == Some(clock.now())),
+            "{backend}: {e:?}"
+        );
+        // 50 days later the production server (last sync now) is near the end of grace and
+        // silent.
+        clock.advance(chrono::Duration::days(50));
+        let e = node.events(7).await.unwrap().events;
+        assert!(
+            e.iter()
+                .any(|e| e.kind == EventKind::GraceEnding && e.server == prod.guid),
+            "{backend}: {e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.kind == EventKind::Silent && e.server == prod.guid),
+            "{backend}: {e:?}"
+        );
     }
 }

@@ -180,3 +180,49 @@ pub struct SimultaneousUse {
     /// The production server's peak in use that hour.
     pub production_peak: u32,
 }
+
+/// `GET /v1/admin/events?silent_days=N`: what a vendor should look at, per server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorEvents {
+    pub at: DateTime<Utc>,
+    pub silent_days: u32,
+    pub events: Vec<VendorEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorEvent {
+    pub kind: EventKind,
+    pub server: ServerGuid,
+    pub installation: InstallationId,
+    pub context: Context,
+    /// When it happened (the last one) or, for grace, when the grace period ends.
+    pub at: Option<DateTime<Utc>>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A copy of the server (copied data directory, cloned VM) was refused: a GUID conflict.
+    Fork,
+    /// The server reported another context than the vendor registered.
+    ContextRejection,
+    /// Its licenses are suspended: no sync within the grace period.
+    GraceEnded,
+    /// Within 14 days of the end of its grace period.
+    GraceEnding,
+    /// No sync for more than `silent_days` days.
+    Silent,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Fork => "fork",
+            EventKind::ContextRejection => "context_rejection",
+            EventKind::GraceEnded => "grace_ended",
+            EventKind::GraceEnding => "grace_ending",
+            EventKind::Silent => "silent",
+        }
+    }
+}
