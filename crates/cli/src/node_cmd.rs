@@ -34,12 +34,19 @@ struct MigrateArgs {
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
+    /// The database was just restored from a backup: let every server that synced after
+    /// the backup sync once with the token it holds (which the restored database never
+    /// issued) instead of being refused until reassigned. Run it once, right after the
+    /// restore, before starting the nodes.
+    #[arg(long)]
+    restored: bool,
 }
 
 impl std::fmt::Debug for MigrateArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MigrateArgs")
             .field("db", &leasehold_node::store::redact_url(&self.db))
+            .field("restored", &self.restored)
             .finish()
     }
 }
@@ -88,10 +95,18 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         NodeCommand::Serve(a) => tokio::runtime::Runtime::new()?.block_on(serve(a)),
         NodeCommand::Migrate(a) => tokio::runtime::Runtime::new()?.block_on(async {
             let db = leasehold_node::store::redact_url(&a.db);
-            leasehold_node::store::open(&a.db)
+            let store = leasehold_node::store::open(&a.db)
                 .await
                 .with_context(|| format!("--db {db}"))?;
             println!("node database {db} is up to date");
+            if a.restored {
+                let mut tx = store.begin().await.with_context(|| format!("--db {db}"))?;
+                leasehold_node::domain::record_restore(&mut *tx, chrono::Utc::now())
+                    .await
+                    .context("recording the restore")?;
+                tx.commit().await.context("recording the restore")?;
+                println!("restore recorded: servers that synced after the backup sync once with the token they hold");
+            }
             Ok(())
         }),
     }

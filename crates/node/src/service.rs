@@ -227,6 +227,16 @@ impl Node {
         Ok(out)
     }
 
+    /// Records that the database was restored from a backup now: every server bound before
+    /// may present, once, a sync token issued after the backup (instead of being refused
+    /// until reassigned).
+    pub async fn record_restore(&self) -> Result<(), ApiError> {
+        let mut tx = self.begin().await?;
+        domain::record_restore(&mut *tx, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Forks, context rejections, grace ending or ended, and servers silent for more than
     /// `silent_days` days.
     pub async fn events(&self, silent_days: u32) -> Result<crate::api::VendorEvents, ApiError> {

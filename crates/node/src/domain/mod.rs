@@ -313,6 +313,11 @@ fn join(ids: &[LicenseId]) -> String {
         .join(", ")
 }
 
+/// Records that the database was just restored from a backup (see [`sync`]).
+pub async fn record_restore(tx: Tx<'_>, now: DateTime<Utc>) -> StoreResult<()> {
+    tx.record_restore(now).await
+}
+
 /// Longest report a request may ask for, in days.
 pub const MAX_REPORT_DAYS: i64 = 3 * 366;
 

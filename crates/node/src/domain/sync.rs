@@ -60,6 +60,18 @@ pub async fn sync(tx: Tx<'_>, input: &SyncInput) -> Result<BundlePayload, SyncFa
     let lookup = match &upload.sync_token {
         None => TokenLookup::Absent,
         Some(token) => match tx.token(guid, token).await? {
+            // After the database was restored from a backup, the bound instance may hold a
+            // token issued after the backup: taken, once, as the newest, when the server
+            // has not synced since the restore. (A copy racing it in that window is the
+            // same race as two copies at any time: the second of them is refused.)
+            None if server.instance_id.as_ref() == Some(&upload.instance_id)
+                && restored_after(tx, server.last_sync).await? =>
+            {
+                TokenLookup::Found {
+                    generation: server.head_generation,
+                    revoked: false,
+                }
+            }
             None => TokenLookup::Unknown,
             Some(t) => TokenLookup::Found {
                 generation: t.generation,
@@ -128,5 +140,15 @@ pub async fn sync(tx: Tx<'_>, input: &SyncInput) -> Result<BundlePayload, SyncFa
         next_sync_token: input.new_token.clone(),
         acked_usage_seq: acked,
         licenses,
+    })
+}
+
+/// Whether the database was restored from a backup after `last_sync` (the server has not
+/// synced since the restore).
+async fn restored_after(tx: Tx<'_>, last_sync: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
+    Ok(match (tx.restored_at().await?, last_sync) {
+        (Some(restored), Some(last)) => restored > last,
+        (Some(_), None) => true,
+        (None, _) => false,
     })
 }

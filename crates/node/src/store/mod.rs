@@ -215,6 +215,10 @@ pub trait StoreTx: Send {
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
 
+    /// When the database was last restored from a backup, if ever.
+    async fn restored_at(&mut self) -> StoreResult<Option<DateTime<Utc>>>;
+    async fn record_restore(&mut self, at: DateTime<Utc>) -> StoreResult<()>;
+
     /// Stores usage buckets of one instance; a bucket already stored (same instance and
     /// sequence number) is left as it is.
     async fn insert_usage(

@@ -542,6 +542,22 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
+    async fn restored_at(&mut self) -> StoreResult<Option<DateTime<Utc>>> {
+        sqlx::query_scalar("SELECT max(restored_at) FROM restores")
+            .fetch_one(&mut *self.0)
+            .await
+            .map_err(db)
+    }
+
+    async fn record_restore(&mut self, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("INSERT INTO restores (restored_at) VALUES ($1)")
+            .bind(at)
+            .execute(&mut *self.0)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     async fn insert_usage(
         &mut self,
         guid: ServerGuid,

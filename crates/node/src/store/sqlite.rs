@@ -472,6 +472,21 @@ impl StoreTx for SqliteTx {
         Ok(())
     }
 
+    async fn restored_at(&mut self) -> StoreResult<Option<DateTime<Utc>>> {
+        let t: Option<String> = sqlx::query_scalar("SELECT max(restored_at) FROM restores")
+            .fetch_one(&mut *self.0)
+            .await?;
+        opt_ts(t)
+    }
+
+    async fn record_restore(&mut self, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("INSERT INTO restores (restored_at) VALUES (?)")
+            .bind(ts(at))
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_usage(
         &mut self,
         guid: ServerGuid,

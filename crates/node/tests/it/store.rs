@@ -418,3 +418,41 @@ async fn events_report_forks_context_rejections_and_servers_near_the_end_of_grac
         );
     }
 }
+
+#[tokio::test]
+async fn after_a_recorded_restore_a_server_syncs_once_with_a_token_the_database_never_issued() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let clock = manual_clock();
+        let node = node_on(&url, clock.clone()).await;
+        let inst = node.create_installation("Acme").await.unwrap();
+        let prod = node
+            .add_server(&inst.id, Context::Production)
+            .await
+            .unwrap();
+        let mut server = FakeServer::new(prod.guid, 1);
+        sync(&node, &mut server, vec![]).await.unwrap();
+        // What a server holds after the vendor restored an older backup: a token the
+        // database never issued. Refused while no restore is recorded.
+        server.token = Some(leasehold_proto::SyncToken::from_random([7; 16]));
+        let mut copy = server.clone();
+        copy.token = Some(leasehold_proto::SyncToken::from_random([8; 16]));
+        assert_eq!(
+            sync(&node, &mut server, vec![]).await,
+            Err(ErrorCode::GuidInUse),
+            "{backend}"
+        );
+        clock.advance(chrono::Duration::minutes(5));
+        node.record_restore().await.unwrap();
+        // Once: the bound instance syncs with it and continues the chain.
+        let b = sync(&node, &mut server, vec![]).await.unwrap();
+        assert_eq!(b.serial, 2, "{backend}");
+        sync(&node, &mut server, vec![]).await.unwrap();
+        // A second holder of an unknown token is refused as before.
+        assert_eq!(
+            sync(&node, &mut copy, vec![]).await,
+            Err(ErrorCode::GuidInUse),
+            "{backend}"
+        );
+    }
+}
