@@ -37,10 +37,38 @@ pub enum StoreError {
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// Deadlocks and serialization failures (SQLSTATE 40P01, 40001: PostgreSQL; SQLite,
+    /// with one writer, has neither) are [`StoreError::Conflict`].
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Other(e.to_string())
+        match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some("40001" | "40P01") => StoreError::Conflict(e.to_string()),
+            _ => StoreError::Other(e.to_string()),
+        }
     }
 }
+
+/// Both backends' row helpers: what a stored value that does not parse becomes, the
+/// integer conversions (SQL integers are signed), a GUID as stored (canonical text, so
+/// lookups by any accepted input form agree), and the columns of the records.
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("stored {what} is unreadable: {e}"))
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn key(g: ServerGuid) -> String {
+    g.to_string()
+}
+
+const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection";
+const LICENSE_COLUMNS: &str =
+    "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -21,8 +21,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{
-    redact_url as redact, InstallationRecord, LicenseRecord, RecordedRefusal, ServerRecord, Store,
-    StoreError, StoreResult, StoreTx, SyncRecord, TokenRecord,
+    corrupt, i64_of, key, redact_url as redact, u64_of, InstallationRecord, LicenseRecord,
+    RecordedRefusal, ServerRecord, Store, StoreError, StoreResult, StoreTx, SyncRecord,
+    TokenRecord, LICENSE_COLUMNS, SERVER_COLUMNS,
 };
 use crate::api::UsageRow;
 
@@ -89,7 +90,7 @@ fn split_max_connections(url: &str) -> StoreResult<(String, u32)> {
 #[async_trait]
 impl Store for PostgresStore {
     async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
-        Ok(Box::new(PgTx(self.pool.begin().await.map_err(db)?)))
+        Ok(Box::new(PgTx(self.pool.begin().await?)))
     }
 
     fn pool_stats(&self) -> super::PoolStats {
@@ -103,32 +104,6 @@ impl Store for PostgresStore {
 
 struct PgTx(Transaction<'static, Postgres>);
 
-/// A database error; deadlocks and serialization failures are [`StoreError::Conflict`].
-fn db(e: sqlx::Error) -> StoreError {
-    if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
-        if code == "40001" || code == "40P01" {
-            return StoreError::Conflict(e.to_string());
-        }
-    }
-    StoreError::Other(e.to_string())
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(format!("stored {what} is unreadable: {e}"))
-}
-
-fn u64_of(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn key(g: ServerGuid) -> String {
-    g.to_string()
-}
-
 fn lock(for_update: bool) -> &'static str {
     if for_update {
         " FOR UPDATE"
@@ -137,16 +112,12 @@ fn lock(for_update: bool) -> &'static str {
     }
 }
 
-const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection";
-const LICENSE_COLUMNS: &str =
-    "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
-
 fn server_row(r: &PgRow) -> StoreResult<ServerRecord> {
-    let guid: String = r.try_get("guid").map_err(db)?;
-    let inst: String = r.try_get("installation_id").map_err(db)?;
-    let ctx: String = r.try_get("context").map_err(db)?;
-    let instance: Option<String> = r.try_get("instance_id").map_err(db)?;
-    let int = |c: &str| r.try_get::<i64, _>(c).map_err(db);
+    let guid: String = r.try_get("guid")?;
+    let inst: String = r.try_get("installation_id")?;
+    let ctx: String = r.try_get("context")?;
+    let instance: Option<String> = r.try_get("instance_id")?;
+    let int = |c: &str| r.try_get::<i64, _>(c).map_err(StoreError::from);
     Ok(ServerRecord {
         guid: ServerGuid::parse(&guid).map_err(|e| corrupt("guid", e))?,
         installation: InstallationId::parse(&inst).map_err(|e| corrupt("installation id", e))?,
@@ -161,29 +132,29 @@ fn server_row(r: &PgRow) -> StoreResult<ServerRecord> {
         bundle_serial: u64_of(int("bundle_serial")?),
         acked_usage_seq: u64_of(int("acked_usage_seq")?),
         head_generation: u64_of(int("head_generation")?),
-        last_sync: r.try_get("last_sync").map_err(db)?,
-        software_version: r.try_get("software_version").map_err(db)?,
+        last_sync: r.try_get("last_sync")?,
+        software_version: r.try_get("software_version")?,
         forks_detected: u64_of(int("forks_detected")?),
-        last_fork: r.try_get("last_fork").map_err(db)?,
+        last_fork: r.try_get("last_fork")?,
         context_rejections: u64_of(int("context_rejections")?),
-        last_context_rejection: r.try_get("last_context_rejection").map_err(db)?,
+        last_context_rejection: r.try_get("last_context_rejection")?,
     })
 }
 
 fn license_row(r: &PgRow) -> StoreResult<LicenseRecord> {
-    let id: String = r.try_get("id").map_err(db)?;
-    let feature: String = r.try_get("feature").map_err(db)?;
-    let ctx: String = r.try_get("context").map_err(db)?;
-    let server: String = r.try_get("server_guid").map_err(db)?;
-    let backs_up: Option<String> = r.try_get("backs_up").map_err(db)?;
+    let id: String = r.try_get("id")?;
+    let feature: String = r.try_get("feature")?;
+    let ctx: String = r.try_get("context")?;
+    let server: String = r.try_get("server_guid")?;
+    let backs_up: Option<String> = r.try_get("backs_up")?;
     Ok(LicenseRecord {
         license: License {
             id: LicenseId::parse(&id).map_err(|e| corrupt("license id", e))?,
             feature: Feature::parse(&feature).map_err(|e| corrupt("feature", e))?,
-            count: u32::try_from(r.try_get::<i64, _>("count").map_err(db)?).unwrap_or(0),
+            count: u32::try_from(r.try_get::<i64, _>("count")?).unwrap_or(0),
             context: Context::from_str(&ctx).map_err(|e| corrupt("context", e))?,
-            maintenance_until: r.try_get("maintenance_until").map_err(db)?,
-            expires: r.try_get("expires").map_err(db)?,
+            maintenance_until: r.try_get("maintenance_until")?,
+            expires: r.try_get("expires")?,
             backs_up: backs_up
                 .as_deref()
                 .map(LicenseId::parse)
@@ -191,23 +162,23 @@ fn license_row(r: &PgRow) -> StoreResult<LicenseRecord> {
                 .map_err(|e| corrupt("license id", e))?,
         },
         server: ServerGuid::parse(&server).map_err(|e| corrupt("guid", e))?,
-        revoked_at: r.try_get("revoked_at").map_err(db)?,
+        revoked_at: r.try_get("revoked_at")?,
     })
 }
 
 fn installation_row(r: &PgRow) -> StoreResult<InstallationRecord> {
-    let id: String = r.try_get("id").map_err(db)?;
+    let id: String = r.try_get("id")?;
     Ok(InstallationRecord {
         id: InstallationId::parse(&id).map_err(|e| corrupt("installation id", e))?,
-        name: r.try_get("name").map_err(db)?,
-        created_at: r.try_get("created_at").map_err(db)?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
 #[async_trait]
 impl StoreTx for PgTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.0.commit().await.map_err(db)
+        self.0.commit().await.map_err(StoreError::from)
     }
 
     async fn insert_installation(
@@ -221,8 +192,7 @@ impl StoreTx for PgTx {
             .bind(name)
             .bind(at)
             .execute(&mut *self.0)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -237,8 +207,7 @@ impl StoreTx for PgTx {
         ))
         .bind(id.as_str())
         .fetch_optional(&mut *self.0)
-        .await
-        .map_err(db)?
+        .await?
         .as_ref()
         .map(installation_row)
         .transpose()
@@ -247,8 +216,7 @@ impl StoreTx for PgTx {
     async fn installations(&mut self) -> StoreResult<Vec<InstallationRecord>> {
         sqlx::query("SELECT id, name, created_at FROM installations ORDER BY created_at, id")
             .fetch_all(&mut *self.0)
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(installation_row)
             .collect()
@@ -270,7 +238,7 @@ impl StoreTx for PgTx {
         .bind(at)
         .execute(&mut *self.0)
         .await
-        .map_err(db)?;
+        ?;
         Ok(())
     }
 
@@ -285,8 +253,7 @@ impl StoreTx for PgTx {
         ))
         .bind(key(guid))
         .fetch_optional(&mut *self.0)
-        .await
-        .map_err(db)?
+        .await?
         .as_ref()
         .map(server_row)
         .transpose()
@@ -297,8 +264,7 @@ impl StoreTx for PgTx {
             "SELECT {SERVER_COLUMNS} FROM servers ORDER BY created_at, guid"
         ))
         .fetch_all(&mut *self.0)
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(server_row)
         .collect()
@@ -314,7 +280,7 @@ impl StoreTx for PgTx {
         .bind(installation.as_str())
         .fetch_all(&mut *self.0)
         .await
-        .map_err(db)?
+        ?
         .iter()
         .map(server_row)
         .collect()
@@ -334,7 +300,7 @@ impl StoreTx for PgTx {
         .bind(key(guid))
         .execute(&mut *self.0)
         .await
-        .map_err(db)?;
+        ?;
         Ok(())
     }
 
@@ -342,8 +308,7 @@ impl StoreTx for PgTx {
         sqlx::query("UPDATE servers SET instance_id = NULL, acked_usage_seq = 0 WHERE guid = $1")
             .bind(key(guid))
             .execute(&mut *self.0)
-            .await
-            .map_err(db)?;
+            .await?;
         self.revoke_tokens(guid, None).await
     }
 
@@ -365,8 +330,7 @@ impl StoreTx for PgTx {
             .bind(at)
             .bind(key(guid))
             .execute(&mut *self.0)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -383,7 +347,7 @@ impl StoreTx for PgTx {
         .bind(key(guid))
         .execute(&mut *self.0)
         .await
-        .map_err(db)?;
+        ?;
         Ok(())
     }
 
@@ -407,7 +371,7 @@ impl StoreTx for PgTx {
         .bind(at)
         .execute(&mut *self.0)
         .await
-        .map_err(db)?;
+        ?;
         Ok(())
     }
 
@@ -422,8 +386,7 @@ impl StoreTx for PgTx {
         ))
         .bind(id.as_str())
         .fetch_optional(&mut *self.0)
-        .await
-        .map_err(db)?
+        .await?
         .as_ref()
         .map(license_row)
         .transpose()
@@ -436,7 +399,7 @@ impl StoreTx for PgTx {
         .bind(key(guid))
         .fetch_all(&mut *self.0)
         .await
-        .map_err(db)?
+        ?
         .iter()
         .map(|r| license_row(r).map(|v| v.license))
         .collect()
@@ -448,12 +411,10 @@ impl StoreTx for PgTx {
         )
         .bind(id.as_str())
         .fetch_all(&mut *self.0)
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(|r| {
-            LicenseId::parse(&r.try_get::<String, _>("id").map_err(db)?)
-                .map_err(|e| corrupt("license id", e))
+            LicenseId::parse(&r.try_get::<String, _>("id")?).map_err(|e| corrupt("license id", e))
         })
         .collect()
     }
@@ -463,8 +424,7 @@ impl StoreTx for PgTx {
             .bind(key(to))
             .bind(id.as_str())
             .execute(&mut *self.0)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -473,8 +433,7 @@ impl StoreTx for PgTx {
             .bind(at)
             .bind(id.as_str())
             .execute(&mut *self.0)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -483,8 +442,7 @@ impl StoreTx for PgTx {
             .bind(until)
             .bind(id.as_str())
             .execute(&mut *self.0)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -499,12 +457,11 @@ impl StoreTx for PgTx {
         .bind(token.as_str())
         .bind(key(guid))
         .fetch_optional(&mut *self.0)
-        .await
-        .map_err(db)?;
+        .await?;
         row.map(|r| {
             Ok(TokenRecord {
-                generation: u64_of(r.try_get("generation").map_err(db)?),
-                revoked: r.try_get("revoked").map_err(db)?,
+                generation: u64_of(r.try_get("generation")?),
+                revoked: r.try_get("revoked")?,
             })
         })
         .transpose()
@@ -518,7 +475,7 @@ impl StoreTx for PgTx {
         .bind(above.map_or(-1, i64_of))
         .execute(&mut *self.0)
         .await
-        .map_err(db)?;
+        ?;
         Ok(())
     }
 
@@ -538,7 +495,7 @@ impl StoreTx for PgTx {
         .bind(at)
         .execute(&mut *self.0)
         .await
-        .map_err(db)?;
+        ?;
         Ok(())
     }
 
@@ -546,15 +503,14 @@ impl StoreTx for PgTx {
         sqlx::query_scalar("SELECT max(restored_at) FROM restores")
             .fetch_one(&mut *self.0)
             .await
-            .map_err(db)
+            .map_err(StoreError::from)
     }
 
     async fn record_restore(&mut self, at: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query("INSERT INTO restores (restored_at) VALUES ($1)")
             .bind(at)
             .execute(&mut *self.0)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -584,7 +540,7 @@ impl StoreTx for PgTx {
                     .push_bind(received_at);
             });
             q.push(" ON CONFLICT DO NOTHING");
-            q.build().execute(&mut *self.0).await.map_err(db)?;
+            q.build().execute(&mut *self.0).await?;
         }
         Ok(())
     }
@@ -596,23 +552,23 @@ impl StoreTx for PgTx {
         .bind(key(guid))
         .fetch_all(&mut *self.0)
         .await
-        .map_err(db)?;
+        ?;
         rows.iter()
             .map(|r| {
-                let inst: String = r.try_get("instance_id").map_err(db)?;
-                let feature: String = r.try_get("feature").map_err(db)?;
-                let int = |c: &str| r.try_get::<i64, _>(c).map_err(db);
+                let inst: String = r.try_get("instance_id")?;
+                let feature: String = r.try_get("feature")?;
+                let int = |c: &str| r.try_get::<i64, _>(c).map_err(StoreError::from);
                 Ok(UsageRow {
                     instance_id: InstanceId::parse(&inst).map_err(|e| corrupt("instance id", e))?,
                     seq: u64_of(int("seq")?),
                     feature: Feature::parse(&feature).map_err(|e| corrupt("feature", e))?,
-                    hour: r.try_get("hour").map_err(db)?,
+                    hour: r.try_get("hour")?,
                     peak_in_use: u32::try_from(int("peak_in_use")?).unwrap_or(u32::MAX),
                     grants: u64_of(int("grants")?),
                     denials: u64_of(int("denials")?),
                     denials_while_free: u64_of(int("denials_while_free")?),
                     backup_use_secs: u64_of(int("backup_use_secs")?),
-                    received_at: r.try_get("received_at").map_err(db)?,
+                    received_at: r.try_get("received_at")?,
                 })
             })
             .collect()

@@ -18,8 +18,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    InstallationRecord, LicenseRecord, RecordedRefusal, ServerRecord, Store, StoreError,
-    StoreResult, StoreTx, SyncRecord, TokenRecord,
+    corrupt, i64_of, key, u64_of, InstallationRecord, LicenseRecord, RecordedRefusal, ServerRecord,
+    Store, StoreError, StoreResult, StoreTx, SyncRecord, TokenRecord, LICENSE_COLUMNS,
+    SERVER_COLUMNS,
 };
 use crate::api::UsageRow;
 
@@ -67,10 +68,6 @@ impl Store for SqliteStore {
 
 struct SqliteTx(Transaction<'static, Sqlite>);
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(format!("stored {what} is unreadable: {e}"))
-}
-
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -87,19 +84,6 @@ fn opt_ts(s: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
 
 fn parse_date(s: &str) -> StoreResult<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| corrupt("date", e))
-}
-
-fn u64_of(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// A guid as stored: canonical text, so lookups by any accepted input form agree.
-fn key(g: ServerGuid) -> String {
-    g.to_string()
 }
 
 fn server_row(r: &SqliteRow) -> StoreResult<ServerRecord> {
@@ -157,11 +141,6 @@ fn license_row(r: &SqliteRow) -> StoreResult<LicenseRecord> {
         revoked_at: opt_ts(revoked)?,
     })
 }
-
-const LICENSE_COLUMNS: &str =
-    "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
-
-const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection";
 
 #[async_trait]
 impl StoreTx for SqliteTx {
