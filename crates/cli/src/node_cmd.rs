@@ -1,5 +1,6 @@
 //! `leasehold node serve`: runs a license node on a database URL with a vendor signing key;
-//! `leasehold node migrate`: brings a node database's schema up to date and exits.
+//! `leasehold node migrate`: brings a node database's schema up to date and exits;
+//! `leasehold node maintain`: one pass of usage roll-up and retention.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use leasehold_node::domain::retention::UsagePolicy;
 use leasehold_node::{Node, NodeState};
 use leasehold_proto::{SystemClock, VendorSigningKey};
 
@@ -23,6 +25,61 @@ enum NodeCommand {
     /// Create or bring the node database's schema up to date, then exit (`serve` does this
     /// too at start; run it alone before starting several nodes of a new version).
     Migrate(MigrateArgs),
+    /// Run one pass of usage maintenance and exit: partitions for the coming days
+    /// (PostgreSQL), hourly rows older than the hourly window rolled up into days, days older
+    /// than the retention deleted. `serve` runs the same pass at start and every hour.
+    Maintain(MaintainArgs),
+}
+
+/// How long usage is kept, and in what detail.
+#[derive(Debug, Clone, Copy, Args)]
+struct UsageArgs {
+    /// Days of hourly usage rows kept; older hours are rolled up into one row per server,
+    /// feature and day.
+    #[arg(long, env = "LEASEHOLD_NODE_USAGE_HOURLY_DAYS", default_value_t = 90)]
+    usage_hourly_days: u32,
+    /// Days of usage kept at all; older days are deleted. Must be longer than
+    /// --usage-hourly-days.
+    #[arg(
+        long,
+        env = "LEASEHOLD_NODE_USAGE_RETENTION_DAYS",
+        default_value_t = 730
+    )]
+    usage_retention_days: u32,
+}
+
+impl UsageArgs {
+    fn policy(&self) -> anyhow::Result<UsagePolicy> {
+        let p = UsagePolicy {
+            hourly_days: self.usage_hourly_days,
+            retention_days: self.usage_retention_days,
+        };
+        p.validate()
+            .map_err(|e| anyhow::anyhow!("--usage-hourly-days / --usage-retention-days: {e}"))?;
+        Ok(p)
+    }
+}
+
+#[derive(Args)]
+struct MaintainArgs {
+    /// Database URL, as for `serve`.
+    #[arg(
+        long,
+        env = "LEASEHOLD_NODE_DB",
+        default_value = "sqlite://leasehold-node.db"
+    )]
+    db: String,
+    #[command(flatten)]
+    usage: UsageArgs,
+}
+
+impl std::fmt::Debug for MaintainArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaintainArgs")
+            .field("db", &leasehold_node::store::redact_url(&self.db))
+            .field("usage", &self.usage)
+            .finish()
+    }
 }
 
 #[derive(Args)]
@@ -76,6 +133,8 @@ struct ServeArgs {
         allow_hyphen_values = true
     )]
     admin_token: String,
+    #[command(flatten)]
+    usage: UsageArgs,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -85,6 +144,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("listen", &self.listen)
             .field("signing_key", &self.signing_key)
             .field("admin_token", &"<redacted>")
+            .field("usage", &self.usage)
             .finish()
     }
 }
@@ -109,8 +169,31 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }),
+        NodeCommand::Maintain(a) => tokio::runtime::Runtime::new()?.block_on(async {
+            let policy = a.usage.policy()?;
+            let db = leasehold_node::store::redact_url(&a.db);
+            let store = leasehold_node::store::open(&a.db)
+                .await
+                .with_context(|| format!("--db {db}"))?;
+            let started = std::time::Instant::now();
+            let r = leasehold_node::domain::retention::maintain(&store, chrono::Utc::now(), policy)
+                .await
+                .context("usage maintenance")?;
+            println!(
+                "usage maintenance of {db} done in {:.1} s: {} partitions created, {} days rolled up ({} hourly rows), {} daily rows past retention deleted",
+                started.elapsed().as_secs_f64(),
+                r.partitions_created,
+                r.days_rolled_up,
+                r.hourly_rows_rolled_up,
+                r.daily_rows_deleted
+            );
+            Ok(())
+        }),
     }
 }
+
+/// How often a serving node runs usage maintenance (also once at start).
+const USAGE_MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<VendorSigningKey> {
     let pem = std::fs::read_to_string(path)
@@ -127,7 +210,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = leasehold_node::store::open(&args.db)
         .await
         .with_context(|| format!("--db {}", leasehold_node::store::redact_url(&args.db)))?;
+    let policy = args.usage.policy()?;
     let node = Arc::new(Node::new(store, key, Arc::new(SystemClock)));
+    let _maintenance = node.spawn_usage_maintenance(policy, USAGE_MAINTENANCE_EVERY);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;

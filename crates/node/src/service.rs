@@ -15,6 +15,7 @@ use crate::api::{
     UsageRow,
 };
 use crate::domain::batch::SyncWriter;
+use crate::domain::retention::{self, MaintenanceReport, UsagePolicy};
 use crate::domain::{self, NewLicense, SyncInput};
 use crate::store::{DynStore, StoreTx};
 use leasehold_web::ApiError;
@@ -63,6 +64,53 @@ impl Node {
             .set(f64::from(in_use));
         metrics::gauge!("leasehold_node_db_connections", "state" => "idle").set(f64::from(p.idle));
         metrics::gauge!("leasehold_node_db_connections_max").set(f64::from(p.max));
+    }
+
+    /// One pass of usage maintenance (partitions ahead, roll-up of old hours into days,
+    /// retention); see [`retention::maintain`].
+    pub async fn maintain_usage(&self, policy: UsagePolicy) -> Result<MaintenanceReport, ApiError> {
+        let report = retention::maintain(&self.store, self.clock.now(), policy).await?;
+        metrics::counter!("leasehold_node_usage_rows_rolled_up_total")
+            .increment(report.hourly_rows_rolled_up);
+        metrics::counter!("leasehold_node_usage_daily_rows_deleted_total")
+            .increment(report.daily_rows_deleted);
+        Ok(report)
+    }
+
+    /// Runs [`Node::maintain_usage`] now and then every `every`, for as long as the node
+    /// lives; a failed pass is logged, counted and tried again at the next turn.
+    pub fn spawn_usage_maintenance(
+        self: &Arc<Self>,
+        policy: UsagePolicy,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let node = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(node) = node.upgrade() else { return };
+                match node.maintain_usage(policy).await {
+                    Ok(r) => {
+                        metrics::counter!("leasehold_node_usage_maintenance_total", "result" => "ok")
+                            .increment(1);
+                        tracing::info!(
+                            partitions_created = r.partitions_created,
+                            days_rolled_up = r.days_rolled_up,
+                            hourly_rows_rolled_up = r.hourly_rows_rolled_up,
+                            daily_rows_deleted = r.daily_rows_deleted,
+                            "usage maintenance done"
+                        );
+                    }
+                    Err(e) => {
+                        metrics::counter!("leasehold_node_usage_maintenance_total", "result" => "error")
+                            .increment(1);
+                        tracing::warn!(error = %e.message, "usage maintenance failed; next try at the next turn");
+                    }
+                }
+            }
+        })
     }
 
     /// Takes an upload, stores its usage and returns the signed bundle.

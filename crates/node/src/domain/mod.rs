@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod events;
 pub mod report;
+pub mod retention;
 mod sync;
 
 pub use sync::{sync, SyncFailure, SyncInput};
@@ -301,9 +302,17 @@ pub async fn set_maintenance(
     active_license(tx, id, false).await.map(license_view)
 }
 
+/// The server's hourly rows still kept (older hours are rolled up into days).
 pub async fn usage(tx: Tx<'_>, guid: ServerGuid) -> StoreResult<Vec<UsageRow>> {
     load_server(tx, guid, false).await?;
-    tx.usage_of(guid).await
+    // Years 1970 to 9999: every backend stores these as comparable text or timestamps.
+    let until = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX);
+    tx.usage_of(
+        guid,
+        DateTime::UNIX_EPOCH,
+        crate::store::day_bounds(until).0,
+    )
+    .await
 }
 
 fn join(ids: &[LicenseId]) -> String {
@@ -340,12 +349,16 @@ pub async fn installation_usage(
         return Err(StoreError::NotFound(format!("installation {id} not found")));
     }
     let mut servers = Vec::new();
+    let (start, _) = crate::store::day_bounds(from);
+    let (_, end) = crate::store::day_bounds(to);
     for s in tx.servers_of(id).await? {
-        let rows = tx.usage_of(s.guid).await?;
+        let rows = tx.usage_of(s.guid, start, end).await?;
+        let daily = tx.daily_usage_of(s.guid, from, to).await?;
         servers.push(report::ServerUsage {
             guid: s.guid,
             context: s.context,
             rows,
+            daily,
         });
     }
     let (days, simultaneous) = report::aggregate(&servers, from, to);

@@ -1,6 +1,7 @@
 //! The vendor's usage report of an installation: pure aggregation of the hourly rows its
-//! servers uploaded into days, and the hours in which backup and production licenses were
-//! used at the same time.
+//! servers uploaded, and of the daily rows older hours were rolled up into, into days; and
+//! the hours in which backup and production licenses were used at the same time (from
+//! hourly rows only: rolled-up days no longer tell hours apart).
 
 use std::collections::BTreeMap;
 
@@ -8,13 +9,17 @@ use chrono::{DateTime, NaiveDate, Utc};
 use leasehold_proto::{Context, Feature, ServerGuid};
 
 use crate::api::{DailyUsage, SimultaneousUse, UsageRow};
+use crate::store::DailyUsageRow;
 
 /// One server's rows, with what it is.
 #[derive(Debug, Clone)]
 pub struct ServerUsage {
     pub guid: ServerGuid,
     pub context: Context,
+    /// Hourly rows.
     pub rows: Vec<UsageRow>,
+    /// Rolled-up days.
+    pub daily: Vec<DailyUsageRow>,
 }
 
 /// Days from `from` to `to` (inclusive, UTC) of every server's rows, sorted by day, feature
@@ -68,21 +73,38 @@ pub fn aggregate(
         let day = hour.date_naive();
         let d = days
             .entry((day, feature.clone(), context))
-            .or_insert_with(|| DailyUsage {
-                day,
-                feature,
-                context,
-                peak_in_use: 0,
-                license_hours: 0,
-                grants: 0,
-                denials: 0,
-                denials_while_free: 0,
-            });
+            .or_insert_with(|| empty_day(day, feature, context));
         d.peak_in_use = d.peak_in_use.max(h.peak);
         d.license_hours += u64::from(h.peak);
         d.grants += h.grants;
         d.denials += h.denials;
         d.denials_while_free += h.denials_while_free;
+    }
+    // Rolled-up days: each server's day summed over the servers of a context (the peak an
+    // upper bound, as for hours), then merged with any hourly rows of the same day (late
+    // uploads that arrived after the day was rolled up and before the next roll-up).
+    let mut rolled: BTreeMap<(NaiveDate, Feature, Context), DailyUsage> = BTreeMap::new();
+    for s in servers {
+        for r in s.daily.iter().filter(|r| r.day >= from && r.day <= to) {
+            let d = rolled
+                .entry((r.day, r.feature.clone(), s.context))
+                .or_insert_with(|| empty_day(r.day, r.feature.clone(), s.context));
+            d.peak_in_use = d.peak_in_use.saturating_add(r.peak_in_use);
+            d.license_hours += r.license_hours;
+            d.grants += r.grants;
+            d.denials += r.denials;
+            d.denials_while_free += r.denials_while_free;
+        }
+    }
+    for (k, r) in rolled {
+        let d = days
+            .entry(k)
+            .or_insert_with(|| empty_day(r.day, r.feature.clone(), r.context));
+        d.peak_in_use = d.peak_in_use.max(r.peak_in_use);
+        d.license_hours += r.license_hours;
+        d.grants += r.grants;
+        d.denials += r.denials;
+        d.denials_while_free += r.denials_while_free;
     }
     let simultaneous = backup
         .into_iter()
@@ -98,6 +120,19 @@ pub fn aggregate(
         })
         .collect();
     (days.into_values().collect(), simultaneous)
+}
+
+fn empty_day(day: NaiveDate, feature: Feature, context: Context) -> DailyUsage {
+    DailyUsage {
+        day,
+        feature,
+        context,
+        peak_in_use: 0,
+        license_hours: 0,
+        grants: 0,
+        denials: 0,
+        denials_while_free: 0,
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +170,7 @@ mod tests {
                     row(10, 2, "tts", 5, 0),
                     row(9, 3, "tts", 0, 0),
                 ],
+                daily: vec![],
             },
             ServerUsage {
                 guid: backup,
@@ -146,6 +182,7 @@ mod tests {
                     row(9, 3, "tts", 4, 3600),
                     row(9, 4, "tts", 9, 3600),
                 ],
+                daily: vec![],
             },
         ];
         let from = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
@@ -182,5 +219,46 @@ mod tests {
             (backup, 600, 5)
         );
         assert_eq!(s.hour, Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn rolled_up_days_sum_over_servers_and_merge_with_late_hourly_rows() {
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let daily = |d, peak, hours| DailyUsageRow {
+            feature: Feature::parse("tts").unwrap(),
+            day: day(d),
+            peak_in_use: peak,
+            license_hours: hours,
+            grants: 10,
+            denials: 2,
+            denials_while_free: 1,
+            backup_use_secs: 0,
+        };
+        let servers = vec![
+            ServerUsage {
+                guid: ServerGuid::from_bytes([1; 16]),
+                context: Context::Development,
+                // Day 2 rolled up, and a late hourly row of day 2 not yet rolled up.
+                rows: vec![row(9, 2, "tts", 7, 0)],
+                daily: vec![daily(1, 3, 20), daily(2, 4, 30)],
+            },
+            ServerUsage {
+                guid: ServerGuid::from_bytes([2; 16]),
+                context: Context::Development,
+                rows: vec![],
+                daily: vec![daily(1, 2, 5), daily(9, 9, 9)],
+            },
+        ];
+        let (days, simultaneous) = aggregate(&servers, day(1), day(3));
+        let got: Vec<_> = days
+            .iter()
+            .map(|d| (d.day, d.peak_in_use, d.license_hours, d.grants, d.denials))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(day(1), 5, 25, 20, 4), (day(2), 7, 37, 24, 3)],
+            "{days:?}"
+        );
+        assert!(simultaneous.is_empty());
     }
 }

@@ -66,6 +66,12 @@ fn key(g: ServerGuid) -> String {
     g.to_string()
 }
 
+/// The first instant of a UTC day and of the next.
+pub(crate) fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+    (start, start + chrono::Duration::days(1))
+}
+
 const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection";
 const LICENSE_COLUMNS: &str =
     "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
@@ -256,8 +262,54 @@ pub trait StoreTx: Send {
         buckets: &[&UsageBucket],
         received_at: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// The server's stored usage, by hour, feature, instance and sequence number.
-    async fn usage_of(&mut self, guid: ServerGuid) -> StoreResult<Vec<UsageRow>>;
+    /// The server's hourly usage with `from <= hour < until`, by hour, feature, instance and
+    /// sequence number.
+    async fn usage_of(
+        &mut self,
+        guid: ServerGuid,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<UsageRow>>;
+    /// The server's rolled-up days from `from` to `to` (inclusive), by day and feature.
+    async fn daily_usage_of(
+        &mut self,
+        guid: ServerGuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsageRow>>;
+
+    /// Serializes usage maintenance between nodes on one database (a transaction-scoped
+    /// lock where the backend has one; SQLite has one writer anyway).
+    async fn lock_usage_maintenance(&mut self) -> StoreResult<()>;
+    /// The oldest hour of any stored hourly row.
+    async fn oldest_usage_hour(&mut self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Folds every hourly row of UTC day `day` into the daily table (adding to a day already
+    /// there) and deletes those hourly rows; the number of hourly rows folded.
+    async fn roll_up_usage_day(&mut self, day: NaiveDate) -> StoreResult<u64>;
+    /// Deletes rolled-up days before `before`; the number of daily rows deleted.
+    async fn delete_daily_usage_before(&mut self, before: NaiveDate) -> StoreResult<u64>;
+    /// Makes sure hourly rows of the days `from` to `to` have their own partition (where the
+    /// backend partitions); the number of partitions created.
+    async fn prepare_usage_partitions(
+        &mut self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<u32>;
+}
+
+/// One server's usage of one feature on one UTC day, rolled up from its hourly rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyUsageRow {
+    pub feature: leasehold_proto::Feature,
+    pub day: NaiveDate,
+    /// Highest hourly peak of the day (each hour's peaks summed over the server's instances).
+    pub peak_in_use: u32,
+    /// Sum of the hourly peaks.
+    pub license_hours: u64,
+    pub grants: u64,
+    pub denials: u64,
+    pub denials_while_free: u64,
+    pub backup_use_secs: u64,
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -21,9 +21,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{
-    corrupt, i64_of, key, redact_url as redact, u64_of, InstallationRecord, LicenseRecord,
-    RecordedRefusal, ServerRecord, Store, StoreError, StoreResult, StoreTx, SyncRecord,
-    TokenRecord, LICENSE_COLUMNS, SERVER_COLUMNS,
+    corrupt, day_bounds, i64_of, key, redact_url as redact, u64_of, DailyUsageRow,
+    InstallationRecord, LicenseRecord, RecordedRefusal, ServerRecord, Store, StoreError,
+    StoreResult, StoreTx, SyncRecord, TokenRecord, LICENSE_COLUMNS, SERVER_COLUMNS,
 };
 use crate::api::UsageRow;
 
@@ -545,14 +545,20 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn usage_of(&mut self, guid: ServerGuid) -> StoreResult<Vec<UsageRow>> {
+    async fn usage_of(
+        &mut self,
+        guid: ServerGuid,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<UsageRow>> {
         let rows = sqlx::query(
-            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = $1 ORDER BY hour, feature, instance_id, seq",
+            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = $1 AND hour >= $2 AND hour < $3 ORDER BY hour, feature, instance_id, seq",
         )
         .bind(key(guid))
+        .bind(from)
+        .bind(until)
         .fetch_all(&mut *self.0)
-        .await
-        ?;
+        .await?;
         rows.iter()
             .map(|r| {
                 let inst: String = r.try_get("instance_id")?;
@@ -572,6 +578,167 @@ impl StoreTx for PgTx {
                 })
             })
             .collect()
+    }
+
+    async fn daily_usage_of(
+        &mut self,
+        guid: ServerGuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsageRow>> {
+        let rows = sqlx::query(
+            "SELECT feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs FROM usage_daily WHERE server_guid = $1 AND day >= $2 AND day <= $3 ORDER BY day, feature",
+        )
+        .bind(key(guid))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let feature: String = r.try_get("feature")?;
+                let int = |c: &str| r.try_get::<i64, _>(c).map_err(StoreError::from);
+                Ok(DailyUsageRow {
+                    feature: Feature::parse(&feature).map_err(|e| corrupt("feature", e))?,
+                    day: r.try_get("day")?,
+                    peak_in_use: u32::try_from(int("peak_in_use")?).unwrap_or(u32::MAX),
+                    license_hours: u64_of(int("license_hours")?),
+                    grants: u64_of(int("grants")?),
+                    denials: u64_of(int("denials")?),
+                    denials_while_free: u64_of(int("denials_while_free")?),
+                    backup_use_secs: u64_of(int("backup_use_secs")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn lock_usage_maintenance(&mut self) -> StoreResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(USAGE_MAINTENANCE_LOCK)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn oldest_usage_hour(&mut self) -> StoreResult<Option<DateTime<Utc>>> {
+        sqlx::query_scalar("SELECT min(hour) FROM usage")
+            .fetch_one(&mut *self.0)
+            .await
+            .map_err(StoreError::from)
+    }
+
+    async fn roll_up_usage_day(&mut self, day: NaiveDate) -> StoreResult<u64> {
+        let (start, end) = day_bounds(day);
+        let folded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM usage WHERE hour >= $1 AND hour < $2")
+                .bind(start)
+                .bind(end)
+                .fetch_one(&mut *self.0)
+                .await?;
+        if folded == 0 {
+            return Ok(0);
+        }
+        sqlx::query(
+            "INSERT INTO usage_daily (server_guid, feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs) \
+             SELECT server_guid, feature, $3, max(peak), sum(peak), sum(grants), sum(denials), sum(dwf), sum(backup) FROM ( \
+                 SELECT server_guid, feature, hour, sum(peak_in_use) AS peak, sum(grants) AS grants, sum(denials) AS denials, \
+                        sum(denials_while_free) AS dwf, sum(backup_use_secs) AS backup \
+                 FROM usage WHERE hour >= $1 AND hour < $2 GROUP BY server_guid, feature, hour) h \
+             GROUP BY server_guid, feature \
+             ON CONFLICT (server_guid, day, feature) DO UPDATE SET \
+                 peak_in_use = greatest(usage_daily.peak_in_use, excluded.peak_in_use), \
+                 license_hours = usage_daily.license_hours + excluded.license_hours, \
+                 grants = usage_daily.grants + excluded.grants, \
+                 denials = usage_daily.denials + excluded.denials, \
+                 denials_while_free = usage_daily.denials_while_free + excluded.denials_while_free, \
+                 backup_use_secs = usage_daily.backup_use_secs + excluded.backup_use_secs",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(day)
+        .execute(&mut *self.0)
+        .await?;
+        // The day's own partition goes whole (no dead rows, no vacuum); rows of the day that
+        // arrived in the default partition are deleted there.
+        let partition = partition_name(day);
+        if self.partition_exists(&partition).await? {
+            sqlx::query(&format!("DROP TABLE {partition}"))
+                .execute(&mut *self.0)
+                .await?;
+        }
+        sqlx::query("DELETE FROM usage WHERE hour >= $1 AND hour < $2")
+            .bind(start)
+            .bind(end)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(u64_of(folded))
+    }
+
+    async fn delete_daily_usage_before(&mut self, before: NaiveDate) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM usage_daily WHERE day < $1")
+            .bind(before)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prepare_usage_partitions(
+        &mut self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<u32> {
+        let mut created = 0;
+        for day in from.iter_days().take_while(|d| *d <= to) {
+            let name = partition_name(day);
+            if self.partition_exists(&name).await? {
+                continue;
+            }
+            // Rows of the day that arrived before its partition sit in the default partition:
+            // moved into the new table before it is attached (attaching checks that the
+            // default partition holds none of its range).
+            let (start, end) = day_bounds(day);
+            sqlx::query(&format!(
+                "CREATE TABLE {name} (LIKE usage INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ))
+            .execute(&mut *self.0)
+            .await?;
+            sqlx::query(&format!(
+                "WITH moved AS (DELETE FROM usage_default WHERE hour >= $1 AND hour < $2 RETURNING *) INSERT INTO {name} SELECT * FROM moved"
+            ))
+            .bind(start)
+            .bind(end)
+            .execute(&mut *self.0)
+            .await?;
+            sqlx::query(&format!(
+                "ALTER TABLE usage ATTACH PARTITION {name} FOR VALUES FROM ('{start}') TO ('{end}')",
+                start = start.to_rfc3339(),
+                end = end.to_rfc3339()
+            ))
+            .execute(&mut *self.0)
+            .await?;
+            created += 1;
+        }
+        Ok(created)
+    }
+}
+
+/// The advisory lock that serializes usage maintenance between nodes.
+const USAGE_MAINTENANCE_LOCK: i64 = 0x004c_4855_5341_4745; // "LHUSAGE"
+
+/// The hourly partition of one UTC day.
+fn partition_name(day: NaiveDate) -> String {
+    format!("usage_p{}", day.format("%Y%m%d"))
+}
+
+impl PgTx {
+    /// Whether a partition of that name exists in the schema the connection uses.
+    async fn partition_exists(&mut self, name: &str) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+                .bind(name)
+                .fetch_one(&mut *self.0)
+                .await?,
+        )
     }
 }
 

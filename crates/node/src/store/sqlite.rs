@@ -18,9 +18,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    corrupt, i64_of, key, u64_of, InstallationRecord, LicenseRecord, RecordedRefusal, ServerRecord,
-    Store, StoreError, StoreResult, StoreTx, SyncRecord, TokenRecord, LICENSE_COLUMNS,
-    SERVER_COLUMNS,
+    corrupt, day_bounds, i64_of, key, u64_of, DailyUsageRow, InstallationRecord, LicenseRecord,
+    RecordedRefusal, ServerRecord, Store, StoreError, StoreResult, StoreTx, SyncRecord,
+    TokenRecord, LICENSE_COLUMNS, SERVER_COLUMNS,
 };
 use crate::api::UsageRow;
 
@@ -498,11 +498,19 @@ impl StoreTx for SqliteTx {
         Ok(())
     }
 
-    async fn usage_of(&mut self, guid: ServerGuid) -> StoreResult<Vec<UsageRow>> {
+    async fn usage_of(
+        &mut self,
+        guid: ServerGuid,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<UsageRow>> {
+        // Timestamps are stored as fixed-width RFC 3339 UTC text, so text order is time order.
         let rows = sqlx::query(
-            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = ? ORDER BY hour, feature, instance_id, seq",
+            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = ? AND hour >= ? AND hour < ? ORDER BY hour, feature, instance_id, seq",
         )
         .bind(key(guid))
+        .bind(ts(from))
+        .bind(ts(until))
         .fetch_all(&mut *self.0)
         .await?;
         rows.iter()
@@ -526,6 +534,106 @@ impl StoreTx for SqliteTx {
                 })
             })
             .collect()
+    }
+
+    async fn daily_usage_of(
+        &mut self,
+        guid: ServerGuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsageRow>> {
+        let rows = sqlx::query(
+            "SELECT feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs FROM usage_daily WHERE server_guid = ? AND day >= ? AND day <= ? ORDER BY day, feature",
+        )
+        .bind(key(guid))
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let feature: String = r.try_get("feature")?;
+                let day: String = r.try_get("day")?;
+                Ok(DailyUsageRow {
+                    feature: Feature::parse(&feature).map_err(|e| corrupt("feature", e))?,
+                    day: day.parse().map_err(|e| corrupt("day", e))?,
+                    peak_in_use: u32::try_from(r.try_get::<i64, _>("peak_in_use")?)
+                        .unwrap_or(u32::MAX),
+                    license_hours: u64_of(r.try_get("license_hours")?),
+                    grants: u64_of(r.try_get("grants")?),
+                    denials: u64_of(r.try_get("denials")?),
+                    denials_while_free: u64_of(r.try_get("denials_while_free")?),
+                    backup_use_secs: u64_of(r.try_get("backup_use_secs")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn lock_usage_maintenance(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn oldest_usage_hour(&mut self) -> StoreResult<Option<DateTime<Utc>>> {
+        let oldest: Option<String> = sqlx::query_scalar("SELECT min(hour) FROM usage")
+            .fetch_one(&mut *self.0)
+            .await?;
+        opt_ts(oldest)
+    }
+
+    async fn roll_up_usage_day(&mut self, day: NaiveDate) -> StoreResult<u64> {
+        let (start, end) = day_bounds(day);
+        let (start, end) = (ts(start), ts(end));
+        let folded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM usage WHERE hour >= ? AND hour < ?")
+                .bind(&start)
+                .bind(&end)
+                .fetch_one(&mut *self.0)
+                .await?;
+        if folded == 0 {
+            return Ok(0);
+        }
+        sqlx::query(
+            "INSERT INTO usage_daily (server_guid, feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs) \
+             SELECT server_guid, feature, ?3, max(peak), sum(peak), sum(grants), sum(denials), sum(dwf), sum(backup) FROM ( \
+                 SELECT server_guid, feature, hour, sum(peak_in_use) AS peak, sum(grants) AS grants, sum(denials) AS denials, \
+                        sum(denials_while_free) AS dwf, sum(backup_use_secs) AS backup \
+                 FROM usage WHERE hour >= ?1 AND hour < ?2 GROUP BY server_guid, feature, hour) \
+             WHERE true GROUP BY server_guid, feature \
+             ON CONFLICT (server_guid, day, feature) DO UPDATE SET \
+                 peak_in_use = max(usage_daily.peak_in_use, excluded.peak_in_use), \
+                 license_hours = usage_daily.license_hours + excluded.license_hours, \
+                 grants = usage_daily.grants + excluded.grants, \
+                 denials = usage_daily.denials + excluded.denials, \
+                 denials_while_free = usage_daily.denials_while_free + excluded.denials_while_free, \
+                 backup_use_secs = usage_daily.backup_use_secs + excluded.backup_use_secs",
+        )
+        .bind(&start)
+        .bind(&end)
+        .bind(day.to_string())
+        .execute(&mut *self.0)
+        .await?;
+        sqlx::query("DELETE FROM usage WHERE hour >= ? AND hour < ?")
+            .bind(&start)
+            .bind(&end)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(u64_of(folded))
+    }
+
+    async fn delete_daily_usage_before(&mut self, before: NaiveDate) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM usage_daily WHERE day < ?")
+            .bind(before.to_string())
+            .execute(&mut *self.0)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prepare_usage_partitions(
+        &mut self,
+        _from: NaiveDate,
+        _to: NaiveDate,
+    ) -> StoreResult<u32> {
+        Ok(0)
     }
 }
 

@@ -456,3 +456,149 @@ async fn after_a_recorded_restore_a_server_syncs_once_with_a_token_the_database_
         );
     }
 }
+
+#[tokio::test]
+async fn old_hours_roll_up_into_days_that_report_the_same_and_expire_after_the_retention() {
+    use leasehold_node::domain::retention::UsagePolicy;
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let clock = manual_clock();
+        let node = node_on(&url, clock.clone()).await;
+        let inst = node.create_installation("Acme").await.unwrap();
+        let prod = node
+            .add_server(&inst.id, Context::Production)
+            .await
+            .unwrap();
+        let mut server = FakeServer::new(prod.guid, 1);
+        // 100 days ago: hours 9 and 10 of "tts" (peaks 4, 6) and hour 9 of "asr"; 2 days
+        // ago: one hour of "tts".
+        let old = -100 * 24;
+        let recent = -2 * 24;
+        sync(
+            &node,
+            &mut server,
+            vec![
+                usage_bucket(1, "tts", old, 4),
+                usage_bucket(2, "tts", old + 1, 6),
+                usage_bucket(3, "asr", old, 2),
+                usage_bucket(4, "tts", recent, 3),
+            ],
+        )
+        .await
+        .unwrap();
+        let old_day = usage_bucket(1, "tts", old, 0).hour.date_naive();
+        let today = clock.now().date_naive();
+        let before = days_of(&node, &inst.id, old_day, today).await;
+        assert_eq!(before.len(), 3, "{backend}: {before:?}");
+
+        let policy = UsagePolicy::default();
+        let r = node.maintain_usage(policy).await.unwrap();
+        assert_eq!(
+            (r.days_rolled_up, r.hourly_rows_rolled_up),
+            (1, 3),
+            "{backend}"
+        );
+        assert_eq!(
+            r.partitions_created > 0,
+            backend == "postgres",
+            "{backend}: {r:?}"
+        );
+        // Only the recent hour is still kept hourly; the report is the same.
+        let hourly: Vec<u64> = node
+            .usage(prod.guid)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(hourly, vec![4], "{backend}");
+        assert_eq!(
+            days_of(&node, &inst.id, old_day, today).await,
+            before,
+            "{backend}"
+        );
+        // Idempotent: a second pass finds nothing to do.
+        let again = node.maintain_usage(policy).await.unwrap();
+        assert_eq!(
+            (again.partitions_created, again.days_rolled_up),
+            (0, 0),
+            "{backend}"
+        );
+
+        // A late bucket of the rolled-up day (a server that was offline): kept hourly until
+        // the next pass folds it into the day; the report counts it once either way.
+        sync(&node, &mut server, vec![usage_bucket(5, "tts", old + 2, 9)])
+            .await
+            .unwrap();
+        let late = days_of(&node, &inst.id, old_day, today).await;
+        let tts_old = |days: &[leasehold_node::api::DailyUsage]| {
+            days.iter()
+                .find(|d| d.day == old_day && d.feature.as_str() == "tts")
+                .map(|d| (d.peak_in_use, d.license_hours, d.grants))
+        };
+        assert_eq!(tts_old(&late), Some((9, 19, 57)), "{backend}: {late:?}");
+        let r = node.maintain_usage(policy).await.unwrap();
+        assert_eq!(r.hourly_rows_rolled_up, 1, "{backend}");
+        assert_eq!(
+            days_of(&node, &inst.id, old_day, today).await,
+            late,
+            "{backend}"
+        );
+
+        // Past the retention, the days are gone (the recent hour is rolled up first).
+        clock.advance(chrono::Duration::days(i64::from(policy.retention_days)));
+        let r = node.maintain_usage(policy).await.unwrap();
+        assert_eq!(r.hourly_rows_rolled_up, 1, "{backend}: {r:?}");
+        assert_eq!(r.daily_rows_deleted, 3, "{backend}: {r:?}");
+        let gone = node
+            .installation_usage(&inst.id, Some(old_day), Some(old_day))
+            .await
+            .unwrap();
+        assert!(gone.days.is_empty(), "{backend}: {gone:?}");
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_maintaining_one_postgres_database_at_once_roll_each_day_up_once() {
+    use leasehold_node::domain::retention::UsagePolicy;
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let url = postgres_schema(&server).await;
+    let clock = manual_clock();
+    let a = node_on(&url, clock.clone()).await;
+    let b = node_on(&url, clock.clone()).await;
+    let inst = a.create_installation("Acme").await.unwrap();
+    let prod = a.add_server(&inst.id, Context::Production).await.unwrap();
+    let mut s = FakeServer::new(prod.guid, 1);
+    let buckets = (0..48)
+        .map(|h| usage_bucket(h + 1, "tts", -120 * 24 + h as i64, 2))
+        .collect();
+    sync(&a, &mut s, buckets).await.unwrap();
+    let policy = UsagePolicy::default();
+    let (ra, rb) = tokio::join!(a.maintain_usage(policy), b.maintain_usage(policy));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.hourly_rows_rolled_up + rb.hourly_rows_rolled_up, 48);
+    // Hours 09:00 on day 1 to 08:00 on day 3.
+    assert_eq!(ra.days_rolled_up + rb.days_rolled_up, 3);
+    assert_eq!(ra.partitions_created + rb.partitions_created, 94);
+    let day = usage_bucket(1, "tts", -120 * 24, 0).hour.date_naive();
+    let r = b
+        .installation_usage(&inst.id, Some(day), Some(day + chrono::Duration::days(2)))
+        .await
+        .unwrap();
+    let hours: u64 = r.days.iter().map(|d| d.license_hours).sum();
+    assert_eq!(hours, 96, "{r:?}");
+}
+
+async fn days_of(
+    node: &Node,
+    id: &leasehold_proto::InstallationId,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Vec<leasehold_node::api::DailyUsage> {
+    node.installation_usage(id, Some(from), Some(to))
+        .await
+        .unwrap()
+        .days
+}
