@@ -3,7 +3,14 @@
 //! server given both: it syncs through either, survives one being killed, and a copy of its
 //! data directory is refused through both.
 
+use std::time::Duration;
+
+use leasehold_api_client::{parse_base_url, NodeClient};
+use leasehold_proto::ServerGuid;
+use leasehold_testkit::blocking::wait_for;
 use leasehold_testkit::db::{postgres_schema, postgres_server};
+use leasehold_testkit::node::{usage_bucket, FakeServer};
+use leasehold_testkit::proxy::{Proxy, ProxyMode};
 use leasehold_testkit::{NODE_TOKEN, SERVER_TOKEN};
 use serde_json::Value;
 
@@ -31,6 +38,19 @@ fn server_on(
     guid: &str,
     nodes: &[&Node],
 ) -> LicenseServer {
+    let urls: Vec<&str> = nodes.iter().map(|n| n.url.as_str()).collect();
+    server_via(dir, name, key, guid, &urls, &[])
+}
+
+/// A license server syncing with the nodes at `urls`, with extra `run` arguments.
+fn server_via(
+    dir: &std::path::Path,
+    name: &str,
+    key: &str,
+    guid: &str,
+    urls: &[&str],
+    extra: &[&str],
+) -> LicenseServer {
     let mut args = vec![
         "--admin-token",
         SERVER_TOKEN,
@@ -39,9 +59,10 @@ fn server_on(
         "--guid",
         guid,
     ];
-    for n in nodes {
-        args.extend(["--node", n.url.as_str()]);
+    for url in urls {
+        args.extend(["--node", url]);
     }
+    args.extend(extra);
     let (cmd, log) = LicenseServer::command(&dir.join(name), "127.0.0.1:0", "127.0.0.1:0", &args);
     LicenseServer::spawn(cmd, log, SERVER_TOKEN)
 }
@@ -150,4 +171,91 @@ fn a_server_syncs_through_either_of_two_nodes_on_one_database_and_a_copy_is_refu
         let view = vendor(node, &["server", "show", &guid]);
         assert!(num(&view, "forks_detected") >= 1, "{view}");
     }
+}
+
+#[test]
+fn a_node_killed_after_storing_a_sync_but_before_answering_leaves_the_usage_counted_once() {
+    let Some(pg) = postgres_server() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(postgres_schema(&pg));
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(&dir.path().join("vendor.pem"));
+    let a = Node::start_db(dir.path(), &key.path, &db, "node-a");
+    let b = Node::start_db(dir.path(), &key.path, &db, "node-b");
+    let inst = vendor(&a, &["installation", "create", "--name", "ACME"]);
+    let inst = inst["id"].as_str().unwrap().to_owned();
+    let added = vendor(
+        &a,
+        &[
+            "server",
+            "add",
+            "--installation",
+            &inst,
+            "--context",
+            "production",
+        ],
+    );
+    let guid = added["guid"].as_str().unwrap().to_owned();
+    // Node A behind a proxy, so the test decides when its answers stop.
+    let addr = |n: &Node| n.url.trim_start_matches("http://").parse().unwrap();
+    let to_a = rt.block_on(Proxy::start(addr(&a)));
+    let client = |url: &str| NodeClient::new(parse_base_url("node", url).unwrap(), None).unwrap();
+    let via_a = client(&format!("http://{}", to_a.addr()));
+    let via_b = client(&b.url);
+    let trusted = trusted_keys_of(&key.public_key);
+    let mut server = FakeServer::new(ServerGuid::parse(&guid).unwrap(), 1);
+    let mut accept = |server: &mut FakeServer, env: leasehold_proto::SignedEnvelope| {
+        let bundle = env.open_bundle(&trusted, server.guid, None).unwrap();
+        server.accept(&bundle);
+        bundle
+    };
+    let first = rt.block_on(via_a.sync(&server.upload(vec![]))).unwrap();
+    accept(&mut server, first);
+
+    // An upload with usage reaches node A, which stores it; the answer never comes back,
+    // and A is killed before it could answer.
+    let upload = server.upload(vec![
+        usage_bucket(1, "tts", 0, 4),
+        usage_bucket(2, "tts", 1, 6),
+    ]);
+    to_a.set(ProxyMode::Freeze);
+    let lost = rt.spawn({
+        let upload = upload.clone();
+        async move { via_a.sync(&upload).await }
+    });
+    let stored = wait_for("node A to store the sync", Duration::from_secs(20), || {
+        let v = vendor(&b, &["server", "show", &guid]);
+        (num(&v, "acked_usage_seq") == 2).then_some(v)
+    });
+    assert_eq!(num(&stored, "bundle_serial"), 2, "{stored}");
+    drop(a);
+    lost.abort();
+
+    // The server's next attempt goes to node B with the same token and the same usage:
+    // served (the chain takes the unanswered token as a retry, not a fork), and the usage is
+    // stored once.
+    let env = rt.block_on(via_b.sync(&upload)).expect("node B answers");
+    let bundle = accept(&mut server, env);
+    assert_eq!((bundle.serial, bundle.acked_usage_seq), (3, 2));
+    let view = vendor(&b, &["server", "show", &guid]);
+    assert_eq!(num(&view, "forks_detected"), 0, "{view}");
+    let rows = vendor(&b, &["usage", "--server", &guid]);
+    let rows = rows["rows"].as_array().unwrap().clone();
+    let seqs: Vec<u64> = rows.iter().map(|r| num(r, "seq")).collect();
+    assert_eq!(seqs, vec![1, 2], "{rows:?}");
+    let grants: u64 = rows.iter().map(|r| num(r, "grants")).sum();
+    assert_eq!(grants, 30, "{rows:?}");
+    // And the chain goes on through B.
+    let env = rt
+        .block_on(via_b.sync(&server.upload(vec![usage_bucket(3, "tts", 2, 1)])))
+        .expect("the next sync");
+    assert_eq!(accept(&mut server, env).acked_usage_seq, 3);
+}
+
+/// The trusted key set of a vendor public key as `vendor keygen` printed it.
+fn trusted_keys_of(public_key: &str) -> leasehold_proto::TrustedKeys {
+    leasehold_proto::TrustedKeys::new()
+        .with(leasehold_proto::envelope::parse_public_key(public_key).unwrap())
 }
