@@ -206,7 +206,7 @@ fn a_node_killed_after_storing_a_sync_but_before_answering_leaves_the_usage_coun
     let via_b = client(&b.url);
     let trusted = trusted_keys_of(&key.public_key);
     let mut server = FakeServer::new(ServerGuid::parse(&guid).unwrap(), 1);
-    let mut accept = |server: &mut FakeServer, env: leasehold_proto::SignedEnvelope| {
+    let accept = |server: &mut FakeServer, env: leasehold_proto::SignedEnvelope| {
         let bundle = env.open_bundle(&trusted, server.guid, None).unwrap();
         server.accept(&bundle);
         bundle
