@@ -40,7 +40,7 @@ for c in "${CASES[@]}"; do
   ADMIN=$(sed -n 's/.*(admin \(http:[^)]*\)).*/\1/p' "$D/server$i.out")
   $B server sync-now --admin "$ADMIN" --token bench >/dev/null
   A=$(python3 -c "print($n*$l)")
-  $B loadgen calls --server "$LEASE" --feature calls --licenses "$n" --processes "$p" \
+  $B loadgen calls --server "$LEASE" --client-key-file "$D/server$i/client-key" --feature calls --licenses "$n" --processes "$p" \
     --erlangs "$A" --hold "$hold" --duration "$DURATION" --deny-wait "$DENY_WAIT" --json \
     >"$D/case$i.json" 2>"$D/case$i.log" &
   LG+=($!)

@@ -21,5 +21,5 @@ until grep -q listening "$D/server.out"; do sleep 0.1; done
 LEASE=$(sed -n 's/.*listening on \(http:[^ ]*\) .*/\1/p' "$D/server.out")
 ADMIN=$(sed -n 's/.*(admin \(http:[^)]*\)).*/\1/p' "$D/server.out")
 $B server sync-now --admin "$ADMIN" --token bench >/dev/null
-$B loadgen lease --server "$LEASE" --clients "$CLIENTS" --concurrency "$CONCURRENCY" \
+$B loadgen lease --server "$LEASE" --client-key-file "$D/server/client-key" --clients "$CLIENTS" --concurrency "$CONCURRENCY" \
   --duration "$DURATION" --features asr.en-US,tts --rss-pid "$SERVER_PID"

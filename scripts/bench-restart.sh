@@ -22,6 +22,12 @@ for run in restart steady; do
   BK=$($B vendor server add --installation "$INST" --context backup --json | sed -n 's/.*"guid": *"\([^"]*\)".*/\1/p' | head -1)
   L=$($B vendor license grant --server "$P" --feature calls --count 10 --maintenance 2030-12-31 --json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
   $B vendor license grant --server "$BK" --feature calls --count 10 --maintenance 2030-12-31 --backs-up "$L" >/dev/null
+  # One client key for both servers of the installation, as an operator shares it.
+  KEY=$(python3 -c 'import secrets; print("lhck_" + secrets.token_hex(32))')
+  for s in p b; do
+    mkdir -p "$D/$run-$s"
+    (umask 077; echo "$KEY" >"$D/$run-$s/client-key")
+  done
   for s in p b; do
     lp=$(free_port); ap=$(free_port)
     guid=$P; [ $s = b ] && guid=$BK
@@ -35,7 +41,7 @@ done
 LG=()
 for run in restart steady; do
   eval "pl=\$${run}_p_lease bl=\$${run}_b_lease"
-  $B loadgen calls --server "127.0.0.1:$pl" --backup-servers "127.0.0.1:$bl" --feature calls \
+  $B loadgen calls --server "127.0.0.1:$pl" --backup-servers "127.0.0.1:$bl" --client-key-file "$D/$run-p/client-key" --feature calls \
     --licenses 10 --processes 4 --erlangs 7 --hold 5s --warmup 20s --duration 180s \
     ${DENY_WAIT:+--deny-wait "$DENY_WAIT"} --json >"$D/$run.json" 2>"$D/$run.lg.log" &
   LG+=($!)

@@ -159,13 +159,30 @@ test("an operator sets up, syncs and watches a license server in the dashboard",
 
   await t.test("a client appears with its quota", async () => {
     const client = spawn(bin, ["client", "--servers", lease.replace("http://", ""), "--refresh", "200ms",
-      "watch", "--feature", "tts", "--hold", "2", "--duration", "120s", "--json"], { stdio: "ignore" });
+      "watch", "--feature", "tts", "--hold", "2", "--duration", "120s", "--json"],
+      { stdio: "ignore", env: { ...process.env, LEASEHOLD_CLIENT_KEY_FILE: join(tmp, "server", "client-key") } });
     children.push(client);
     await page.goto(`${admin}/clients`);
     await page.waitForFunction(() => document.querySelector("main").innerText.includes("c_"), null, { timeout: 15000 });
     const text = await page.locator("main").innerText();
     assert.match(text, /tts/);
     await shoot(page, "05-clients");
+  });
+
+  await t.test("the client key is shown on Setup and rotates, the old one kept for the overlap", async () => {
+    const keyFile = join(tmp, "server", "client-key");
+    const firstLine = () => readFileSync(keyFile, "utf8").split("\n")[0].trim();
+    const before = firstLine();
+    await page.goto(`${admin}/setup`);
+    assert.equal((await page.locator("#client-key-value").innerText()).trim(), before);
+    await page.getByRole("button", { name: "Rotate the client key" }).click();
+    await page.waitForURL(/\/setup$/);
+    assert.match(await flash(page), /New client key made/);
+    const after = (await page.locator("#client-key-value").innerText()).trim();
+    assert.notEqual(after, before);
+    assert.equal(after, firstLine());
+    assert.match(await page.locator("main").innerText(), /still accepted until/);
+    await shoot(page, "05b-client-key");
   });
 
   await t.test("the usage page shows a chart", async () => {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use leasehold_proto::api::server::{ClientStatus, SetGuid, Status, SyncOutcome};
+use leasehold_proto::api::server::{
+    ClientKeyView, ClientStatus, SetClientKey, SetGuid, Status, SyncOutcome,
+};
 use leasehold_proto::{Health, ServerGuid};
 use reqwest::{Method, Url};
 
@@ -94,6 +96,24 @@ impl ServerAdminClient {
                 Method::POST,
                 "v1/admin/bundle",
                 Body::<()>::Raw(bundle),
+                Auth::Required,
+            )
+            .await
+    }
+
+    /// The installation's client key and until when replaced keys are still accepted.
+    pub async fn client_key(&self) -> Result<ClientKeyView> {
+        self.get("v1/admin/client-key").await
+    }
+
+    /// Makes `key` the client key, or a fresh one with `None`; the replaced key stays valid
+    /// for the server's overlap.
+    pub async fn replace_client_key(&self, key: Option<String>) -> Result<ClientKeyView> {
+        self.endpoint
+            .json(
+                Method::POST,
+                "v1/admin/client-key",
+                Body::Json(&SetClientKey { key }),
                 Auth::Required,
             )
             .await

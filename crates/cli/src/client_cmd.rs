@@ -23,6 +23,12 @@ pub struct ClientArgs {
     #[arg(long, global = true, env = leasehold_client::ENV_BACKUP_SERVERS, value_name = "LIST")]
     backup_servers: Option<String>,
 
+    /// File holding the installation's client key (its first line; `leasehold server
+    /// client-key` prints the key). Without it, LEASEHOLD_CLIENT_KEY or the file
+    /// LEASEHOLD_CLIENT_KEY_FILE names.
+    #[arg(long, global = true, value_name = "FILE")]
+    client_key_file: Option<std::path::PathBuf>,
+
     /// The product's release date, for the servers' maintenance check, YYYY-MM-DD.
     /// [default: today]
     #[arg(long, global = true, value_name = "DATE", value_parser = parse_date)]
@@ -123,8 +129,11 @@ fn build(args: &ClientArgs, feature: &str) -> anyhow::Result<Client> {
                 leasehold_client::ENV_SERVERS
             )
         })?;
-    let mut builder = Client::builder()
-        .servers(servers)
+    let mut builder = Client::builder().servers(servers).client_key_from_env();
+    if let Some(file) = &args.client_key_file {
+        builder = builder.client_key_file(file);
+    }
+    let mut builder = builder
         .product_release(
             args.product_release
                 .unwrap_or_else(|| chrono::Local::now().date_naive()),
@@ -158,6 +167,10 @@ fn build(args: &ClientArgs, feature: &str) -> anyhow::Result<Client> {
 fn flag_words(text: &str) -> String {
     text.replace(" (in servers)", " (in --servers)")
         .replace(" (in backup_servers)", " (in --backup-servers)")
+        .replace(
+            "call .client_key(..) or .client_key_file(..), or set",
+            "give --client-key-file or set",
+        )
         .replace("flush_after", "--flush-after")
         .replace("deny_wait", "--deny-wait")
         .replace("failover_after", "--failover-after")

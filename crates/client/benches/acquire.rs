@@ -18,6 +18,7 @@ fn acquire(c: &mut Criterion) {
     let addr = stub::start(1_000_000);
     let client = Client::builder()
         .servers(&addr.to_string())
+        .client_key(leasehold_testkit::CLIENT_KEY)
         .product_release(release_date())
         .features(["asr.en-US", "tts"])
         .build()
@@ -57,7 +58,7 @@ fn network_checkout(c: &mut Criterion) {
     let env = Env::new();
     let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let url = format!("http://{}/v1/lease", server.addr());
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = leasehold_testkit::server::lease_http();
     let post = |req: &LeaseRequest| -> LeaseResponse {
         env.rt.block_on(async {
             let r = http.post(&url).json(req).send().await.unwrap();

@@ -111,6 +111,8 @@ extern "C" {
  * - `backup_servers`: more backups, `;`-separated; may be NULL.
  * - `features`: every feature the program will acquire, comma-separated (`tts,asr.en-US`).
  * - `product_release`: the product's release date, `YYYY-MM-DD`.
+ * - `client_key`: the installation's client key (`leasehold server client-key` prints
+ *   it); NULL reads `LEASEHOLD_CLIENT_KEY`, or the file `LEASEHOLD_CLIENT_KEY_FILE` names.
  * - `err_buf`, `err_len`: a buffer for the error message (NUL-terminated, truncated to
  *   fit; an empty string on success); may be NULL/0.
  *
@@ -123,6 +125,7 @@ struct LeaseholdClient *leasehold_client_new(const char *servers,
                                              const char *backup_servers,
                                              const char *features,
                                              const char *product_release,
+                                             const char *client_key,
                                              char *err_buf,
                                              size_t err_len);
 
@@ -140,6 +143,7 @@ struct LeaseholdClient *leasehold_client_new_with_timing(const char *servers,
                                                          const char *backup_servers,
                                                          const char *features,
                                                          const char *product_release,
+                                                         const char *client_key,
                                                          uint32_t refresh_ms,
                                                          uint32_t failover_after_ms,
                                                          uint32_t flush_after_ms,

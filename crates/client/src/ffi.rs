@@ -141,6 +141,7 @@ fn build(
     backup_servers: Option<&str>,
     features: &str,
     product_release: &str,
+    client_key: Option<&str>,
     timing: [u32; 3],
 ) -> Result<Client, String> {
     let date = NaiveDate::parse_from_str(product_release.trim(), "%Y-%m-%d").map_err(|e| {
@@ -153,6 +154,10 @@ fn build(
     if let Some(list) = backup_servers.filter(|l| !l.trim().is_empty()) {
         builder = builder.backup_servers(list);
     }
+    builder = match client_key {
+        Some(key) => builder.client_key(key),
+        None => builder.client_key_from_env(),
+    };
     let [refresh, failover_after, flush_after] = timing.map(|ms| Duration::from_millis(ms.into()));
     if !refresh.is_zero() {
         builder = builder.refresh(refresh);
@@ -174,6 +179,8 @@ fn build(
 /// - `backup_servers`: more backups, `;`-separated; may be NULL.
 /// - `features`: every feature the program will acquire, comma-separated (`tts,asr.en-US`).
 /// - `product_release`: the product's release date, `YYYY-MM-DD`.
+/// - `client_key`: the installation's client key (`leasehold server client-key` prints
+///   it); NULL reads `LEASEHOLD_CLIENT_KEY`, or the file `LEASEHOLD_CLIENT_KEY_FILE` names.
 /// - `err_buf`, `err_len`: a buffer for the error message (NUL-terminated, truncated to
 ///   fit; an empty string on success); may be NULL/0.
 ///
@@ -187,6 +194,7 @@ pub unsafe extern "C" fn leasehold_client_new(
     backup_servers: *const c_char,
     features: *const c_char,
     product_release: *const c_char,
+    client_key: *const c_char,
     err_buf: *mut c_char,
     err_len: usize,
 ) -> *mut LeaseholdClient {
@@ -197,6 +205,7 @@ pub unsafe extern "C" fn leasehold_client_new(
             backup_servers,
             features,
             product_release,
+            client_key,
             0,
             0,
             0,
@@ -221,6 +230,7 @@ pub unsafe extern "C" fn leasehold_client_new_with_timing(
     backup_servers: *const c_char,
     features: *const c_char,
     product_release: *const c_char,
+    client_key: *const c_char,
     refresh_ms: u32,
     failover_after_ms: u32,
     flush_after_ms: u32,
@@ -231,21 +241,27 @@ pub unsafe extern "C" fn leasehold_client_new_with_timing(
         Err("internal error while creating the client".to_owned()),
         || {
             // SAFETY: the caller's contract on the string arguments.
-            let (servers, backups, features, release) = unsafe {
+            let (servers, backups, features, release, key) = unsafe {
                 let backups = if backup_servers.is_null() {
                     None
                 } else {
                     Some(named_str_arg(backup_servers, "backup_servers")?)
+                };
+                let key = if client_key.is_null() {
+                    None
+                } else {
+                    Some(named_str_arg(client_key, "client_key")?)
                 };
                 (
                     named_str_arg(servers, "servers")?,
                     backups,
                     named_str_arg(features, "features")?,
                     named_str_arg(product_release, "product_release")?,
+                    key,
                 )
             };
             let timing = [refresh_ms, failover_after_ms, flush_after_ms];
-            build(servers, backups, features, release, timing)
+            build(servers, backups, features, release, key, timing)
         },
     );
     match result {
@@ -494,6 +510,7 @@ mod tests {
                 p(backups),
                 p(features),
                 p(release),
+                c"lhck_test".as_ptr(),
                 50,
                 0,
                 0,
@@ -592,6 +609,7 @@ mod tests {
                 ptr::null(),
                 c"tts".as_ptr(),
                 c"2026-10-01".as_ptr(),
+                ptr::null(),
                 buf.as_mut_ptr(),
                 5,
             )

@@ -5,6 +5,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::builder()
 //!     .servers("10.0.0.5;10.0.0.6:7569") // primary, then backups
+//!     .client_key_file("/etc/myapp/leasehold-client-key") // or LEASEHOLD_CLIENT_KEY
 //!     .product_release(chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())
 //!     .feature("asr.en-US")
 //!     .build()?;
@@ -76,6 +77,11 @@ use refresher::{Config, Info, Refresher};
 pub const ENV_SERVERS: &str = "LEASEHOLD_SERVERS";
 /// Environment variable with more backup servers.
 pub const ENV_BACKUP_SERVERS: &str = "LEASEHOLD_BACKUP_SERVERS";
+/// Environment variable with the installation's client key.
+pub const ENV_CLIENT_KEY: &str = "LEASEHOLD_CLIENT_KEY";
+/// Environment variable with the path of a file holding the client key (its first line; the
+/// server's `DATA_DIR/client-key` itself will do).
+pub const ENV_CLIENT_KEY_FILE: &str = "LEASEHOLD_CLIENT_KEY_FILE";
 
 /// Default refresh period (the seed's two seconds).
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(2);
@@ -97,6 +103,10 @@ pub enum BuildError {
         #[source]
         source: ServerListError,
     },
+    #[error("no client key: call .client_key(..) or .client_key_file(..), or set {ENV_CLIENT_KEY} or {ENV_CLIENT_KEY_FILE} (`leasehold server client-key` prints the installation's key)")]
+    NoClientKey,
+    #[error("client key ({origin}): {reason}")]
+    ClientKey { origin: String, reason: String },
     #[error("the product release date is not set: call .product_release(..)")]
     NoProductRelease,
     #[error("no feature configured: call .feature(..) for every feature the application uses")]
@@ -110,9 +120,11 @@ pub enum BuildError {
 }
 
 /// Configures and starts a [`Client`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ClientBuilder {
     servers: Vec<(String, String)>,
+    /// Where the key came from, and the key or why it could not be read.
+    client_key: Option<(String, Result<String, String>)>,
     backups: Vec<(String, String)>,
     product_release: Option<NaiveDate>,
     features: Vec<String>,
@@ -123,7 +135,48 @@ pub struct ClientBuilder {
     deny_wait: Duration,
 }
 
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("servers", &self.servers)
+            .field("backups", &self.backups)
+            .field(
+                "client_key",
+                &self.client_key.as_ref().map(|(origin, _)| origin),
+            )
+            .field("product_release", &self.product_release)
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key in a key file: its first line that is neither empty nor a comment.
+fn key_from_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} holds no key", path.display()))
+}
+
 impl ClientBuilder {
+    /// The installation's client key, sent with every request (`Authorization: Bearer`).
+    /// Required; replaces an earlier key.
+    pub fn client_key(mut self, key: &str) -> Self {
+        self.client_key = Some(("client_key".into(), Ok(key.trim().to_owned())));
+        self
+    }
+
+    /// Reads the client key from the first line of `path` (the server's `DATA_DIR/client-key`
+    /// will do). Replaces an earlier key; an unreadable file fails [`ClientBuilder::build`].
+    pub fn client_key_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        let path = path.as_ref();
+        self.client_key = Some((path.display().to_string(), key_from_file(path)));
+        self
+    }
+
     /// The server list, `;`-separated (see [`servers`]): the first is the primary, the rest
     /// are backups. Replaces an earlier list. Parsed by [`ClientBuilder::build`].
     pub fn servers(mut self, list: &str) -> Self {
@@ -138,7 +191,24 @@ impl ClientBuilder {
         self
     }
 
-    /// Reads [`ENV_SERVERS`] and [`ENV_BACKUP_SERVERS`]; each one set replaces the list given
+    /// Reads the key from [`ENV_CLIENT_KEY`], else from the file [`ENV_CLIENT_KEY_FILE`]
+    /// names; leaves the key given so far when neither is set.
+    pub fn client_key_from_env(self) -> Self {
+        self.client_key_from_env_with(|k| std::env::var(k).ok())
+    }
+
+    fn client_key_from_env_with(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
+        if let Some(v) = var(ENV_CLIENT_KEY).filter(|v| !v.trim().is_empty()) {
+            self.client_key = Some((ENV_CLIENT_KEY.into(), Ok(v.trim().to_owned())));
+        } else if let Some(v) = var(ENV_CLIENT_KEY_FILE).filter(|v| !v.trim().is_empty()) {
+            let read = key_from_file(std::path::Path::new(v.trim()));
+            self.client_key = Some((format!("{ENV_CLIENT_KEY_FILE}={v}"), read));
+        }
+        self
+    }
+
+    /// Reads [`ENV_SERVERS`], [`ENV_BACKUP_SERVERS`] and the client key (see
+    /// [`ClientBuilder::client_key_from_env`]); each one set replaces the list given
     /// so far (environment over code, as operators expect).
     pub fn from_env(self) -> Self {
         self.from_env_with(|k| std::env::var(k).ok())
@@ -152,7 +222,7 @@ impl ClientBuilder {
         if let Some(v) = var(ENV_BACKUP_SERVERS).filter(|v| !v.trim().is_empty()) {
             self.backups = vec![(ENV_BACKUP_SERVERS.into(), v)];
         }
-        self
+        self.client_key_from_env_with(var)
     }
 
     /// The product's release date, for the server's maintenance check. Required.
@@ -214,6 +284,25 @@ impl ClientBuilder {
         self
     }
 
+    /// The `Authorization` header of every request, marked sensitive (never in logs).
+    fn authorization(&self) -> Result<reqwest::header::HeaderValue, BuildError> {
+        let (origin, key) = self.client_key.as_ref().ok_or(BuildError::NoClientKey)?;
+        let bad = |reason: String| BuildError::ClientKey {
+            origin: origin.clone(),
+            reason,
+        };
+        let key = key.as_ref().map_err(|e| bad(e.clone()))?;
+        if key.is_empty() || key.len() > 512 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "a client key is 1 to 512 printable ASCII characters without spaces".into(),
+            ));
+        }
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|e| bad(e.to_string()))?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+
     fn server_list(&self) -> Result<Vec<ServerAddr>, BuildError> {
         let mut out = Vec::new();
         for (origin, list) in self.servers.iter().chain(&self.backups) {
@@ -237,6 +326,7 @@ impl ClientBuilder {
     /// request at once.
     pub fn build(self) -> Result<Client, BuildError> {
         let servers = self.server_list()?;
+        let authorization = self.authorization()?;
         let product_release = self.product_release.ok_or(BuildError::NoProductRelease)?;
         let mut features = self
             .features
@@ -321,6 +411,10 @@ impl ClientBuilder {
             .pool_idle_timeout(Duration::from_secs(30))
             .no_proxy()
             .user_agent(concat!("leasehold-client/", env!("CARGO_PKG_VERSION")))
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::AUTHORIZATION,
+                authorization,
+            )]))
             .build()
             .map_err(|e| BuildError::Start(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -635,18 +729,70 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
         let e = Client::builder()
             .servers("a")
+            .product_release(date)
+            .feature("tts")
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, BuildError::NoClientKey), "{e}");
+        let e = Client::builder()
+            .servers("a")
+            .client_key("has space")
+            .product_release(date)
+            .feature("tts")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("client key (client_key)"), "{e}");
+        let e = Client::builder()
+            .servers("a")
+            .client_key_file("/no/such/key-file")
+            .product_release(date)
+            .feature("tts")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("/no/such/key-file"), "{e}");
+        let e = Client::builder()
+            .servers("a")
+            .from_env_with(env(&[(ENV_CLIENT_KEY_FILE, "/no/such/env-file")]))
+            .product_release(date)
+            .feature("tts")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains(ENV_CLIENT_KEY_FILE), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("client-key");
+        std::fs::write(&file, "# a comment\n\nlhck_abc\nprevious x until y\n").unwrap();
+        let b = Client::builder().client_key_file(&file);
+        let v = b.authorization().unwrap();
+        assert!(v.is_sensitive());
+        assert_eq!(v.to_str().unwrap(), "Bearer lhck_abc");
+        let b = Client::builder()
+            .client_key_file(&file)
+            .from_env_with(env(&[(ENV_CLIENT_KEY, "lhck_env")]));
+        assert_eq!(
+            b.authorization().unwrap().to_str().unwrap(),
+            "Bearer lhck_env"
+        );
+        assert!(
+            !format!("{b:?}").contains("lhck_env"),
+            "the key is not in Debug"
+        );
+        let e = Client::builder()
+            .servers("a")
+            .client_key("k")
             .feature("tts")
             .build()
             .unwrap_err();
         assert!(matches!(e, BuildError::NoProductRelease), "{e}");
         let e = Client::builder()
             .servers("a")
+            .client_key("k")
             .product_release(date)
             .build()
             .unwrap_err();
         assert!(matches!(e, BuildError::NoFeatures), "{e}");
         let e = Client::builder()
             .servers("a")
+            .client_key("k")
             .product_release(date)
             .feature("bad feature")
             .build()
@@ -654,6 +800,7 @@ mod tests {
         assert!(e.to_string().contains("bad feature"), "{e}");
         let e = Client::builder()
             .servers("a")
+            .client_key("k")
             .product_release(date)
             .feature("tts")
             .refresh(Duration::from_secs(5))
@@ -668,6 +815,7 @@ mod tests {
         // Port 9 on loopback: nothing listens; connection refused at once.
         let client = Client::builder()
             .servers("127.0.0.1:9")
+            .client_key("k")
             .product_release(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap())
             .features(["tts", "asr.en-US"])
             .refresh(Duration::from_millis(50))

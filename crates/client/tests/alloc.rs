@@ -42,6 +42,7 @@ fn acquire_and_release_never_allocate() {
     let addr = stub::start(100);
     let client = Client::builder()
         .servers(&addr.to_string())
+        .client_key(leasehold_testkit::CLIENT_KEY)
         .product_release(release_date())
         .features(["tts", "asr.en-US"])
         .refresh(Duration::from_millis(50))

@@ -122,6 +122,7 @@ fn run(example: &Path, args: &[&str]) -> Run {
     let output = Command::new(example)
         .args(args)
         .env_remove("LEASEHOLD_SERVERS")
+        .env("LEASEHOLD_CLIENT_KEY", leasehold_testkit::CLIENT_KEY)
         // Cargo points this at target/debug too, where a stale copy of the library may lie;
         // it would win over the rpath given at link time.
         .env_remove("LD_LIBRARY_PATH")
@@ -223,6 +224,7 @@ fn acquire_and_release_through_the_c_abi_never_allocate() {
     let mut err = [0 as std::ffi::c_char; 256];
     let servers = std::ffi::CString::new(server.addr()).unwrap();
     let release = std::ffi::CString::new(release_date().to_string()).unwrap();
+    let key = std::ffi::CString::new(leasehold_testkit::CLIENT_KEY).unwrap();
     // SAFETY: valid strings, a buffer of the length given.
     let client = unsafe {
         leasehold_client_new_with_timing(
@@ -230,6 +232,7 @@ fn acquire_and_release_through_the_c_abi_never_allocate() {
             std::ptr::null(),
             c"tts,ocr".as_ptr(),
             release.as_ptr(),
+            key.as_ptr(),
             100,
             500,
             5_000,

@@ -16,7 +16,7 @@ use leasehold_web::{AdminAuth, AdminToken, ApiError, ApiJson, Service};
 use tower_http::trace::TraceLayer;
 
 use crate::agent::AgentHandle;
-use crate::api::{ClientStatus, SetGuid, Status, SyncOutcome};
+use crate::api::{ClientKeyView, ClientStatus, SetClientKey, SetGuid, Status, SyncOutcome};
 use crate::dashboard::DashboardState;
 use crate::service::LicenseServer;
 
@@ -53,11 +53,18 @@ impl FromRef<AppState> for AdminToken {
     }
 }
 
-/// The client-facing lease API.
+/// The client-facing lease API. Leases and releases need the installation's client key
+/// (`Authorization: Bearer KEY`); health does not.
 pub fn lease_router(state: AppState) -> Router {
-    Router::new()
+    let leases = Router::new()
         .route("/v1/lease", post(lease))
         .route("/v1/lease/{client_id}", delete(release))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_client_key,
+        ));
+    Router::new()
+        .merge(leases)
         .route("/v1/health", leasehold_web::health(Service::Server))
         .fallback(leasehold_web::not_found(Service::Server))
         .layer(DefaultBodyLimit::max(MAX_LEASE_BODY))
@@ -70,6 +77,10 @@ pub fn admin_router(state: AppState) -> Router {
         .merge(crate::dashboard::router())
         .route("/v1/admin/status", get(status))
         .route("/v1/admin/clients", get(clients))
+        .route(
+            "/v1/admin/client-key",
+            get(client_key).post(replace_client_key),
+        )
         .route("/v1/admin/guid", put(set_guid))
         .route("/v1/admin/sync", post(sync_now))
         .route("/v1/admin/upload", get(upload))
@@ -80,6 +91,36 @@ pub fn admin_router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Refuses (401, nothing changes) a lease request without an accepted client key.
+async fn require_client_key(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match state.server.check_client_key(presented) {
+        Ok(_) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn client_key(_: AdminAuth, State(state): State<AppState>) -> Json<ClientKeyView> {
+    Json(state.server.client_key())
+}
+
+async fn replace_client_key(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SetClientKey>,
+) -> Result<Json<ClientKeyView>, ApiError> {
+    state.server.replace_client_key(req.key).map(Json)
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -6,6 +6,7 @@ pub use service::agent;
 pub mod allocator;
 pub use leasehold_proto::api::server as api;
 pub mod charts;
+pub mod client_key;
 pub mod config;
 pub mod dashboard;
 pub mod diagnostics;

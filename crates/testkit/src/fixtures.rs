@@ -15,6 +15,29 @@ pub const NODE_TOKEN: &str = "test-node-admin-token-0123456789";
 /// The admin token of every test license server (`leasehold server ... --token`).
 pub const SERVER_TOKEN: &str = "test-server-admin-token-0123456789";
 
+/// The client key every test server of the installation shares (written into its data
+/// directory before it starts, as an operator copies the primary's key to its backups).
+pub const CLIENT_KEY: &str =
+    "lhck_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Writes [`CLIENT_KEY`] as `DIR/client-key` (mode 0600) unless the directory has a key.
+pub fn share_client_key(data_dir: &std::path::Path) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data_dir).unwrap();
+    let path = data_dir.join("client-key");
+    if path.exists() {
+        return;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    writeln!(f, "{CLIENT_KEY}").unwrap();
+}
+
 /// The vendor key test nodes sign with and test servers trust.
 pub fn vendor_key() -> VendorSigningKey {
     VendorSigningKey::from_secret_bytes([11; 32])

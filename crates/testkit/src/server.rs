@@ -18,7 +18,7 @@ use leasehold_server::{
     DashboardSettings, LicenseServer, Listeners, RunningServer, ServerOptions, StartError,
 };
 
-use crate::fixtures::{release_date, trusted_keys, SERVER_TOKEN};
+use crate::fixtures::{release_date, share_client_key, trusted_keys, CLIENT_KEY, SERVER_TOKEN};
 
 /// A running server; [`TestServer::stop`] shuts it down.
 #[derive(Debug)]
@@ -35,14 +35,17 @@ pub struct TestServer {
     pub http: reqwest::Client,
 }
 
-/// The options of a test server on `dir`, syncing with `nodes`, trusting the vendor key.
+/// The options of a test server on `dir`, syncing with `nodes`, trusting the vendor key;
+/// the directory is given the shared [`CLIENT_KEY`] (see [`share_client_key`]).
 pub fn options(dir: &Path, nodes: Vec<String>, guid: Option<ServerGuid>) -> ServerOptions {
+    share_client_key(dir);
     ServerOptions {
         data_dir: dir.to_path_buf(),
         nodes,
         trusted_keys: trusted_keys(),
         guid,
         node_timeout: Duration::from_secs(5),
+        client_key_overlap: leasehold_server::client_key::DEFAULT_OVERLAP,
     }
 }
 
@@ -101,7 +104,7 @@ impl TestServer {
             lease_url: format!("http://{}", running.lease_addr),
             admin_url,
             admin,
-            http: reqwest::Client::new(),
+            http: lease_http(),
             running: Some(running),
         }
     }
@@ -173,6 +176,19 @@ impl TestServer {
             Err((status, text))
         }
     }
+}
+
+/// An HTTP client that sends [`CLIENT_KEY`] unless a request sets its own `Authorization`.
+pub fn lease_http() -> reqwest::Client {
+    let mut key = reqwest::header::HeaderValue::from_str(&format!("Bearer {CLIENT_KEY}")).unwrap();
+    key.set_sensitive(true);
+    reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            key,
+        )]))
+        .build()
+        .unwrap()
 }
 
 /// The id of test client `n`.

@@ -24,6 +24,7 @@ pub(super) struct SimulatedClients {
 
 pub(super) fn start_clients(
     servers: &str,
+    client_key: &str,
     count: u32,
     today: NaiveDate,
 ) -> anyhow::Result<SimulatedClients> {
@@ -32,11 +33,16 @@ pub(super) fn start_clients(
         Arc::new((0..count).map(|_| AtomicU8::new(ROLE_NONE)).collect());
     let mut client_threads = Vec::new();
     for i in 0..count {
-        let (servers, stop, roles) = (servers.to_owned(), stop_clients.clone(), roles.clone());
+        let (servers, key, stop, roles) = (
+            servers.to_owned(),
+            client_key.to_owned(),
+            stop_clients.clone(),
+            roles.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name(format!("demo-client-{i}"))
             .spawn(move || {
-                simulated_client(&servers, today, &stop, &roles[i as usize]);
+                simulated_client(&servers, &key, today, &stop, &roles[i as usize]);
             })
             .context("cannot start a simulated client thread")?;
         client_threads.push(thread);
@@ -56,12 +62,14 @@ pub(super) const ROLE_BACKUP: u8 = 2;
 /// pauses at random, until `stop`. Notes which server it uses in `role`.
 pub(super) fn simulated_client(
     servers: &str,
+    client_key: &str,
     release: NaiveDate,
     stop: &AtomicBool,
     role: &AtomicU8,
 ) {
     let client = match Client::builder()
         .servers(servers)
+        .client_key(client_key)
         .product_release(release)
         .features(FEATURES.iter().map(|(f, _)| *f))
         .build()

@@ -31,6 +31,7 @@ pub(super) struct Intro<'a> {
     pub(super) production: &'a ServerSpec,
     pub(super) backup: Option<&'a ServerSpec>,
     pub(super) servers: &'a str,
+    pub(super) client_key: &'a str,
     pub(super) clients: u32,
     pub(super) today: NaiveDate,
     pub(super) synced: [&'a Result<(), String>; 2],
@@ -77,6 +78,12 @@ pub(super) fn print_intro(i: &Intro<'_>) -> anyhow::Result<()> {
         "  simulated clients  {} on \"{}\", features asr.en-US and tts, product release {}",
         i.clients, i.servers, i.today
     )?;
+    writeln!(
+        out,
+        "  client key         {} (both servers; in {})",
+        i.client_key,
+        i.production.data_dir.join("client-key").display()
+    )?;
     for (spec, synced) in [(Some(i.production), i.synced[0]), (i.backup, i.synced[1])] {
         if let (Some(spec), Err(why)) = (spec, synced) {
             writeln!(
@@ -111,6 +118,12 @@ pub(super) fn print_intro(i: &Intro<'_>) -> anyhow::Result<()> {
         out,
         "  leasehold vendor --node {} --token {} server show '{}'",
         i.node_url, i.state.node_admin_token, i.production.guid
+    )?;
+    writeln!(
+        out,
+        "  leasehold client --servers '{}' --client-key-file {} acquire tts",
+        i.servers,
+        i.production.data_dir.join("client-key").display()
     )?;
     if i.backup.is_some() {
         writeln!(out, "Press p + Enter to stop the primary (clients move to the backup within ~12 s), s + Enter to start it again, q + Enter or Ctrl-C to quit.")?;

@@ -117,6 +117,7 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
         (true, Some(guid)) => Some(ServerSpec::new(&dir, "backup", guid, base, 3)?),
         _ => None,
     };
+    let client_key = processes::share_client_key(&production, backup.as_ref())?;
     let mut servers = match Servers::start(common, production, backup).await {
         Ok(s) => s,
         Err(e) => {
@@ -137,7 +138,7 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
         wait_synced(servers.standby.as_ref())
     );
     let client_list = servers.client_list();
-    let clients = start_clients(&client_list, args.clients, today)?;
+    let clients = start_clients(&client_list, &client_key, args.clients, today)?;
     console::print_intro(&console::Intro {
         dir: &dir,
         created,
@@ -148,6 +149,7 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
         production: &servers.production,
         backup: servers.backup.as_ref(),
         servers: &client_list,
+        client_key: &client_key,
         clients: args.clients,
         today,
         synced: [&p_sync, &b_sync],

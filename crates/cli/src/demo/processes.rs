@@ -77,6 +77,29 @@ impl ServerSpec {
     }
 }
 
+/// The installation's client key, the same on both servers (as an operator gives the
+/// primary's key to its backup with `leasehold server client-key --set`).
+pub(super) fn share_client_key(
+    production: &ServerSpec,
+    backup: Option<&ServerSpec>,
+) -> anyhow::Result<String> {
+    use leasehold_server::client_key::ClientKeys;
+    let (keys, _) = ClientKeys::load_or_create(&production.data_dir).map_err(anyhow::Error::msg)?;
+    let key = keys.current().to_owned();
+    if let Some(backup) = backup {
+        let (mut theirs, _) =
+            ClientKeys::load_or_create(&backup.data_dir).map_err(anyhow::Error::msg)?;
+        theirs
+            .replace(
+                Some(key.clone()),
+                chrono::Utc::now(),
+                chrono::Duration::zero(),
+            )
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(key)
+}
+
 pub(super) async fn start_server(
     spec: &ServerSpec,
     common: &Common,
@@ -87,6 +110,7 @@ pub(super) async fn start_server(
         trusted_keys: common.trusted.clone(),
         guid: Some(spec.guid),
         node_timeout: Duration::from_secs(10),
+        client_key_overlap: leasehold_server::client_key::DEFAULT_OVERLAP,
     };
     let listeners = Listeners {
         lease: spec.lease,

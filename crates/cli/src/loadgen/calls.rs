@@ -30,6 +30,10 @@ pub(super) struct CallsArgs {
     /// Backup servers, `;`-separated.
     #[arg(long)]
     backup_servers: Option<String>,
+    /// File with the installation's client key (else LEASEHOLD_CLIENT_KEY or
+    /// LEASEHOLD_CLIENT_KEY_FILE).
+    #[arg(long, value_name = "FILE")]
+    client_key_file: Option<std::path::PathBuf>,
     /// The feature every call acquires.
     #[arg(long, value_parser = Feature::parse)]
     feature: Feature,
@@ -169,10 +173,12 @@ pub(super) async fn calls_load(a: CallsArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give the licensed count with --licenses N, or --admin URL (and --token) to read it from the server"),
     };
     let warmup = a.warmup.unwrap_or(a.hold * 2);
+    let key = crate::http_util::client_key(a.client_key_file.as_deref())?;
     let mut clients = Vec::with_capacity(a.processes);
     for _ in 0..a.processes {
         let mut b = Client::builder()
             .servers(&a.server)
+            .client_key(&key)
             .product_release(a.product_release)
             .feature(a.feature.as_str())
             .refresh(a.refresh)

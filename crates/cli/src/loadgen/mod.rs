@@ -73,6 +73,10 @@ struct LeaseArgs {
     /// License server URL.
     #[arg(long, env = "LEASEHOLD_SERVER")]
     server: String,
+    /// File with the installation's client key (else LEASEHOLD_CLIENT_KEY or
+    /// LEASEHOLD_CLIENT_KEY_FILE).
+    #[arg(long, value_name = "FILE")]
+    client_key_file: Option<std::path::PathBuf>,
     /// Number of simulated clients (each its own client id and lease).
     #[arg(long, default_value_t = 10_000)]
     clients: usize,
@@ -456,8 +460,16 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
     }
     let server_url = parse_base_url("--server", &a.server)?;
     let server = server_url.to_string();
+    let key = crate::http_util::client_key(a.client_key_file.as_deref())?;
+    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .context("the client key")?;
+    authorization.set_sensitive(true);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            authorization,
+        )]))
         .build()?;
     let api = LeaseApi::with_http(http, server_url);
     let features: Arc<[Feature]> = a.features.clone().into();

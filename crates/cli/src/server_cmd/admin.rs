@@ -67,6 +67,17 @@ pub async fn set_guid(args: &AdminArgs, guid: ServerGuid) -> anyhow::Result<()> 
     emit(args.json, &client(args)?.set_guid(guid).await?)
 }
 
+pub async fn client_key(args: &AdminArgs, rotate: bool, set: Option<String>) -> anyhow::Result<()> {
+    let c = client(args)?;
+    let view = if rotate || set.is_some() {
+        c.replace_client_key(set.map(|k| k.trim().to_owned()))
+            .await?
+    } else {
+        c.client_key().await?
+    };
+    emit(args.json, &view)
+}
+
 pub async fn sync_now(args: &AdminArgs) -> anyhow::Result<()> {
     let outcome = client(args)?.sync_now().await?;
     finish_outcome(args.json, &outcome, "sync failed")

@@ -281,6 +281,7 @@ mod tests {
             guid: None,
             admin_token: None,
             node_timeout: None,
+            client_key_overlap: Duration::from_secs(7 * 86_400),
             agent_tick: Duration::from_secs(5),
         }
     }

@@ -44,6 +44,21 @@ enum ServerCommand {
     },
     /// Sync with the license nodes now and wait for the outcome; fails when the sync fails.
     SyncNow(AdminArgs),
+    /// Print the installation's client key: applications send it to be leased licenses
+    /// (LEASEHOLD_CLIENT_KEY or LEASEHOLD_CLIENT_KEY_FILE). Give a backup server the
+    /// primary's key with --set, so clients need one key for every server.
+    ClientKey {
+        /// Replace the key with a fresh one; the old one is accepted for the overlap
+        /// (`run --client-key-overlap`, default 7 days).
+        #[arg(long, conflicts_with = "set")]
+        rotate: bool,
+        /// Make this key (e.g. the primary's, printed by `client-key` there) the key; the
+        /// old one is accepted for the overlap.
+        #[arg(long, value_name = "KEY")]
+        set: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Air-gapped sync, step 1: write the exact upload the next sync would send, for the
     /// vendor's `leasehold vendor sync-file`.
     ExportUpload {
@@ -141,6 +156,11 @@ struct RunArgs {
     #[arg(long, env = "LEASEHOLD_SERVER_NODE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     node_timeout: Option<Duration>,
 
+    /// How long a replaced client key (`leasehold server client-key --rotate`) is still
+    /// accepted, so applications can move to the new one without a refused call.
+    #[arg(long, env = "LEASEHOLD_SERVER_CLIENT_KEY_OVERLAP", value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    client_key_overlap: Duration,
+
     /// How often the sync agent looks at the clock and flushes usage (tests).
     #[arg(long, hide = true, default_value = "5s", value_parser = parse_duration)]
     agent_tick: Duration,
@@ -158,6 +178,7 @@ impl fmt::Debug for RunArgs {
             .field("guid", &self.guid)
             .field("admin_token", &self.admin_token)
             .field("node_timeout", &self.node_timeout)
+            .field("client_key_overlap", &self.client_key_overlap)
             .field("agent_tick", &self.agent_tick)
             .finish()
     }
@@ -206,6 +227,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         ServerCommand::Clients(a) => admin::block_on(admin::clients(&a)),
         ServerCommand::SetGuid { guid, admin: a } => admin::block_on(admin::set_guid(&a, guid)),
         ServerCommand::SyncNow(a) => admin::block_on(admin::sync_now(&a)),
+        ServerCommand::ClientKey {
+            rotate,
+            set,
+            admin: a,
+        } => admin::block_on(admin::client_key(&a, rotate, set)),
         ServerCommand::ExportUpload { out, admin: a } => {
             admin::block_on(admin::export_upload(&a, &out))
         }

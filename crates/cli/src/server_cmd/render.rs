@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use leasehold_proto::ServerGuid;
-use leasehold_server::api::{ClientStatus, ServerState, Status, SyncOutcome};
+use leasehold_server::api::{ClientKeyView, ClientStatus, ServerState, Status, SyncOutcome};
 use serde::Serialize;
 
 use crate::vendor::output::{key_values, or_dash, Human, Table};
@@ -145,6 +145,20 @@ impl Human for SyncOutcome {
             ("licenses", self.licenses.to_string()),
             ("usage acknowledged up to", or_dash(self.acked_usage_seq)),
         ])
+    }
+}
+
+impl Human for ClientKeyView {
+    /// The key alone on the first line, so `leasehold server client-key | head -1` is the key.
+    fn human(&self) -> String {
+        let mut out = format!("{}\n", self.key);
+        for until in &self.previous_valid_until {
+            out.push_str(&format!(
+                "(the replaced key is accepted until {})\n",
+                until.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ));
+        }
+        out
     }
 }
 

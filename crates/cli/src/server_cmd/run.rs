@@ -67,12 +67,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "no license node configured: air-gapped, sync with export-upload and import-bundle"
         );
     }
+    let args_overlap = chrono::Duration::from_std(args.client_key_overlap)
+        .context("--client-key-overlap is too long")?;
     let options = ServerOptions {
         data_dir: settings.data_dir.clone(),
         nodes: settings.nodes.clone(),
         trusted_keys: settings.trusted_keys.clone(),
         guid: settings.guid,
         node_timeout: settings.node_timeout,
+        client_key_overlap: args_overlap,
     };
     let listeners = Listeners {
         lease: settings.listen,

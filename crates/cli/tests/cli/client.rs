@@ -203,3 +203,72 @@ fn without_a_reachable_server_acquire_is_denied_and_bad_settings_are_refused() {
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("127.0.0.1:9"), "the last error: {stderr}");
 }
+
+#[test]
+fn only_a_client_with_the_installations_key_is_leased_and_the_key_rotates() {
+    let (f, prod, _) = installation();
+    let server = LicenseServer::start(&f, "prod", &prod);
+    server.sync_now();
+    let addr = server.lease_addr();
+    let key_file = f.path("prod").join("client-key");
+
+    // `client-key` prints the key alone on its first line, the one in the data directory.
+    let text = server.text(&["client-key"]);
+    let key = text.lines().next().unwrap().to_owned();
+    assert_eq!(key, leasehold_testkit::CLIENT_KEY);
+
+    // No key: refused before it asks, saying how to give one.
+    let out = client(addr, &["acquire", "tts"])
+        .env_remove("LEASEHOLD_CLIENT_KEY")
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("no client key") && stderr.contains("--client-key-file"),
+        "{stderr}"
+    );
+    // A wrong key: the server refuses (401) and says so; nothing is leased.
+    let wrong = f.path("wrong-key");
+    std::fs::write(&wrong, "lhck_wrong\n").unwrap();
+    let out = client(
+        addr,
+        &["--client-key-file", wrong.to_str().unwrap(), "--wait", "2s"],
+    )
+    .args(["acquire", "tts", "--json"])
+    .env_remove("LEASEHOLD_CLIENT_KEY")
+    .assert()
+    .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("401") && stderr.contains("client key"),
+        "{stderr}"
+    );
+    assert!(server.json(&["clients"])["clients"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // The server's own key file works as LEASEHOLD_CLIENT_KEY_FILE.
+    client(addr, &["acquire", "tts"])
+        .env_remove("LEASEHOLD_CLIENT_KEY")
+        .env("LEASEHOLD_CLIENT_KEY_FILE", &key_file)
+        .assert()
+        .success();
+
+    // Rotate: a new key; the old one still works for the overlap.
+    let rotated = server.json(&["client-key", "--rotate"]);
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    assert_eq!(rotated["previous_valid_until"].as_array().unwrap().len(), 1);
+    client(addr, &["acquire", "tts"]).assert().success();
+    client(addr, &["acquire", "tts"])
+        .env("LEASEHOLD_CLIENT_KEY", &new_key)
+        .assert()
+        .success();
+    // A malformed key for --set is refused and changes nothing.
+    let e = server.fails(&["client-key", "--set", "lhck_short"]);
+    assert!(e.contains("64 hexadecimal"), "{e}");
+    assert_eq!(server.json(&["client-key"])["key"], new_key.as_str());
+    // Setting the key (as a backup server is given the primary's) takes it.
+    let set = server.json(&["client-key", "--set", &key]);
+    assert_eq!(set["key"], key.as_str());
+}

@@ -41,6 +41,7 @@ impl Watcher {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         without_leasehold_env(&mut cmd);
+        cmd.env("LEASEHOLD_CLIENT_KEY", leasehold_testkit::CLIENT_KEY);
         let mut child = ChildGuard(cmd.spawn().unwrap());
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));

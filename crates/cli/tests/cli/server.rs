@@ -29,6 +29,7 @@ impl LicenseServer {
         runtime.block_on(async move {
             let response = reqwest::Client::new()
                 .post(url)
+                .bearer_auth(leasehold_testkit::CLIENT_KEY)
                 .json(&request)
                 .timeout(Duration::from_secs(10))
                 .send()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use leasehold_testkit::process::{log_file, spawn_until_ready, without_leasehold_env, ChildGuard};
-use leasehold_testkit::{maintenance_date, NODE_TOKEN, SERVER_TOKEN};
+use leasehold_testkit::{maintenance_date, share_client_key, CLIENT_KEY, NODE_TOKEN, SERVER_TOKEN};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -27,6 +27,9 @@ pub fn leasehold() -> Command {
         .env_remove("LEASEHOLD_ADMIN_TOKEN")
         .env_remove("LEASEHOLD_SERVERS")
         .env_remove("LEASEHOLD_BACKUP_SERVERS")
+        .env_remove("LEASEHOLD_CLIENT_KEY_FILE")
+        // Every test server's data directory holds this key (see `LicenseServer::command`).
+        .env("LEASEHOLD_CLIENT_KEY", CLIENT_KEY)
         .env("RUST_LOG", "warn")
         .timeout(Duration::from_secs(60));
     for (name, _) in std::env::vars_os() {
@@ -230,6 +233,7 @@ impl LicenseServer {
         args: &[&str],
     ) -> (StdCommand, PathBuf) {
         let log = data_dir.with_extension("log");
+        share_client_key(data_dir);
         let mut cmd = StdCommand::new(leasehold_path());
         cmd.args(["server", "run", "--data-dir"])
             .arg(data_dir)

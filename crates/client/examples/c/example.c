@@ -38,7 +38,8 @@ int main(int argc, char **argv) {
 
     char err[256];
     LeaseholdClient *client =
-        leasehold_client_new(servers, NULL, features, PRODUCT_RELEASE, err, sizeof err);
+        leasehold_client_new(servers, NULL, features, PRODUCT_RELEASE,
+                             NULL /* client key: LEASEHOLD_CLIENT_KEY or _FILE */, err, sizeof err);
     if (client == NULL) {
         fprintf(stderr, "cannot create the license client: %s\n", err);
         return 65;

@@ -162,6 +162,7 @@ fn slow_is_not_dead_six_second_round_trips_stay_on_the_primary_and_a_frozen_one_
     let c = leasehold_client::Client::builder()
         .servers(&proxy.addr())
         .backup_servers(&b.addr())
+        .client_key(leasehold_testkit::CLIENT_KEY)
         .product_release(leasehold_testkit::release_date())
         .feature("tts")
         .build()

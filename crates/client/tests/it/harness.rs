@@ -12,6 +12,7 @@ use leasehold_testkit::release_date;
 pub fn client_builder(servers: &str) -> ClientBuilder {
     Client::builder()
         .servers(servers)
+        .client_key(leasehold_testkit::CLIENT_KEY)
         .product_release(release_date())
         .feature("tts")
         .refresh(Duration::from_millis(100))

@@ -91,6 +91,7 @@ fn a_product_released_after_maintenance_is_denied_with_that_reason() {
     let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
     let c = Client::builder()
         .servers(&server.addr())
+        .client_key(leasehold_testkit::CLIENT_KEY)
         .product_release(maintenance_date() + Days::new(1))
         .feature("tts")
         .refresh(Duration::from_millis(100))

@@ -110,3 +110,22 @@ pub struct SyncOutcome {
     pub acked_usage_seq: Option<u64>,
     pub error: Option<String>,
 }
+
+/// `GET /v1/admin/client-key`, and the answer of `POST /v1/admin/client-key`: the key
+/// applications send (`Authorization: Bearer KEY`) to be leased licenses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientKeyView {
+    pub key: String,
+    /// Until when each replaced key is still accepted.
+    pub previous_valid_until: Vec<DateTime<Utc>>,
+}
+
+/// `POST /v1/admin/client-key`: make `key` the client key (from another server of the
+/// installation, say), or a fresh one when it is absent. The replaced key stays valid for the
+/// server's overlap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetClientKey {
+    #[serde(default)]
+    pub key: Option<String>,
+}

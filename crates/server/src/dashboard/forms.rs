@@ -227,6 +227,25 @@ pub async fn setup_post(State(state): State<AppState>, posted: Posted<SetupForm>
     Redirect::to("/setup").into_response()
 }
 
+/// Setup's "Rotate the client key": a fresh key; the old one is accepted for the overlap.
+pub async fn client_key_post(State(state): State<AppState>, posted: Posted<CsrfOnly>) -> Response {
+    let flash = match state.server.replace_client_key(None) {
+        Ok(v) => Flash::success(format!(
+            "New client key made. Give it to every application{}; the old key is accepted until {}.",
+            " and every backup server (leasehold server client-key --set KEY)",
+            v.previous_valid_until
+                .last()
+                .map_or_else(|| "now only".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        )),
+        Err(e) => Flash::error(format!("Rotating the client key failed: {}", e.message)),
+    };
+    state
+        .dashboard
+        .sessions
+        .set_flash(&posted.session.token, flash);
+    Redirect::to("/setup").into_response()
+}
+
 pub async fn sync_post(State(state): State<AppState>, posted: Posted<CsrfOnly>) -> Response {
     let flash = match state.agent.sync_now().await {
         Some(o) if o.ok => Flash::success(format!(

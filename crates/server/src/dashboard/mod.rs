@@ -133,6 +133,10 @@ pub fn router() -> Router<AppState> {
         .route("/static/dashboard.css", get(stylesheet))
         .route("/licenses", get(pages::licenses_get))
         .route("/setup", get(pages::setup_get).post(forms::setup_post))
+        .route(
+            "/setup/client-key",
+            axum::routing::post(forms::client_key_post),
+        )
         .route("/sync", get(pages::sync_get).post(forms::sync_post))
         .route("/clients", get(pages::clients_get))
         .route("/clients/table", get(pages::clients_table_get))

@@ -174,6 +174,7 @@ pub(super) async fn setup_page(
         Ok(s) => s,
         Err(page) => return page,
     };
+    let keys = state.server.client_key();
     let page = SetupPage {
         layout: layout(state, session, "Setup", "/setup", &status),
         guid: status.guid.map(|g| g.to_string()),
@@ -189,8 +190,27 @@ pub(super) async fn setup_page(
         reason: status.reason.clone(),
         value,
         error,
+        client_key: keys.key,
+        previous_keys_until: keys
+            .previous_valid_until
+            .iter()
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .collect(),
+        key_overlap: overlap_words(state.server.client_key_overlap()),
     };
     render(code, &page)
+}
+
+/// "7 days", "36 hours", "90 minutes": how long a replaced client key stays valid.
+fn overlap_words(d: chrono::Duration) -> String {
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if d.num_days() > 0 && d == chrono::Duration::days(d.num_days()) {
+        plural(d.num_days(), "day")
+    } else if d.num_hours() > 0 && d == chrono::Duration::hours(d.num_hours()) {
+        plural(d.num_hours(), "hour")
+    } else {
+        plural(d.num_minutes(), "minute")
+    }
 }
 
 pub async fn sync_get(session: Session, State(state): State<AppState>) -> Response {

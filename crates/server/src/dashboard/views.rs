@@ -233,6 +233,10 @@ pub struct SetupPage {
     pub reason: Option<String>,
     pub value: String,
     pub error: Option<String>,
+    /// The installation's client key, and until when replaced keys are accepted.
+    pub client_key: String,
+    pub previous_keys_until: Vec<String>,
+    pub key_overlap: String,
 }
 
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@
 //! copy or update and never two at once, so there is no lock order to keep; `sync_lock`
 //! (async) makes syncs run one at a time. The time high-water mark is an atomic.
 
+mod access;
 pub mod agent;
 mod lease;
 mod serving;
@@ -31,6 +32,7 @@ use leasehold_web::ApiError;
 use rand::RngCore;
 
 use crate::allocator::{Allocator, Start, HOLD_MS};
+use crate::client_key::ClientKeys;
 use crate::ledger::Ledger;
 use crate::store::{PersistedState, ServerStore, StoreError};
 use crate::writer::Writer;
@@ -48,6 +50,8 @@ pub struct ServerOptions {
     pub guid: Option<ServerGuid>,
     /// Timeout of one sync request to one node.
     pub node_timeout: Duration,
+    /// How long a replaced client key stays valid.
+    pub client_key_overlap: chrono::Duration,
 }
 
 #[derive(Debug)]
@@ -65,6 +69,8 @@ pub struct LicenseServer {
     sync_lock: tokio::sync::Mutex<()>,
     http: reqwest::Client,
     requests: RequestCounters,
+    client_keys: RwLock<ClientKeys>,
+    client_key_overlap: chrono::Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -122,6 +128,11 @@ impl LicenseServer {
         // Metric handles are taken below: the recorder must be in place first.
         let _ = leasehold_web::metrics::prometheus();
         let store = ServerStore::open(&options.data_dir).await?;
+        let (client_keys, made) =
+            ClientKeys::load_or_create(&options.data_dir).map_err(StoreError::Db)?;
+        if made {
+            tracing::info!(file = %options.data_dir.join(crate::client_key::CLIENT_KEY_FILE).display(), "made this installation's client key (`leasehold server client-key` prints it)");
+        }
         let mut persisted = store.load().await?;
         let now = clock.now();
         let instance_id = match persisted.instance_id.clone() {
@@ -183,6 +194,8 @@ impl LicenseServer {
             high_water: HighWater::new(persisted.high_water.unwrap_or(now).max(now)),
             sync: Mutex::new(sync),
             sync_lock: tokio::sync::Mutex::new(()),
+            client_keys: RwLock::new(client_keys),
+            client_key_overlap: options.client_key_overlap,
             http: reqwest::Client::builder()
                 .timeout(options.node_timeout)
                 .build()

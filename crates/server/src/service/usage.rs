@@ -187,6 +187,7 @@ mod tests {
             trusted_keys: TrustedKeys::new(),
             guid: None,
             node_timeout: Duration::from_secs(1),
+            client_key_overlap: crate::client_key::DEFAULT_OVERLAP,
         };
         let server = LicenseServer::open(options.clone(), clock.clone())
             .await

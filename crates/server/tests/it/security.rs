@@ -1,0 +1,140 @@
+//! Who may be leased licenses: only requests with the installation's client key; a stranger
+//! on the network gets 401 and changes nothing.
+
+use leasehold_proto::LeaseResponse;
+use leasehold_server::api::ServerState;
+use leasehold_testkit::server::{lease_request, Synced, TestServer};
+use leasehold_testkit::CLIENT_KEY;
+
+/// `POST /v1/lease` with the given `Authorization` (none with `None`): status and body.
+async fn lease_with(server: &TestServer, authorization: Option<&str>, client: u8) -> (u16, String) {
+    // A client without the kit's default header.
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/lease", server.lease_url))
+        .json(&lease_request(client, "tts", 0, 5, 0));
+    if let Some(a) = authorization {
+        r = r.header("authorization", a);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.admin_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_lease_without_the_client_key_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synced::start(dir.path()).await;
+    let server = &s.server;
+    let refused = "leasehold_server_client_key_refusals_total";
+    let before = metric(server, refused).await;
+    for (auth, n) in [
+        (None, 1),
+        (Some("Bearer lhck_not-the-key".to_owned()), 2),
+        (Some(format!("Basic {CLIENT_KEY}")), 3),
+        (Some(format!("Bearer {CLIENT_KEY}x")), 4),
+    ] {
+        let (code, text) = lease_with(server, auth.as_deref(), n).await;
+        assert_eq!(code, 401, "{auth:?}: {text}");
+        assert!(
+            text.contains("unauthorized") && text.contains("client key"),
+            "{text}"
+        );
+    }
+    // The release path is guarded too.
+    let r = reqwest::Client::new()
+        .delete(format!(
+            "{}/v1/lease/{}?seq=1&epoch=1",
+            server.lease_url,
+            leasehold_testkit::server::client_id(1)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(metric(server, refused).await - before, 5.0);
+    // Nothing was granted to the strangers: no clients, every license free.
+    assert!(server.clients().await.is_empty());
+    let status = server.status().await;
+    assert!(
+        status
+            .licenses
+            .iter()
+            .all(|l| l.in_use == 0 && l.reserved == 0),
+        "{status:?}"
+    );
+    // Health stays open; the key works.
+    let health = reqwest::get(format!("{}/v1/health", server.lease_url))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let (code, text) = lease_with(server, Some(&format!("Bearer {CLIENT_KEY}")), 9).await;
+    assert_eq!(code, 200, "{text}");
+    let answer: LeaseResponse = serde_json::from_str(&text).unwrap();
+    assert!(answer.features.values().any(|q| q.quota > 0), "{answer:?}");
+    assert_eq!(server.status().await.state, ServerState::Ok);
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_the_old_one_working_for_the_overlap_then_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synced::start(dir.path()).await;
+    let server = &s.server;
+    let old = server.admin.client_key().await.unwrap();
+    assert_eq!(old.key, CLIENT_KEY);
+    assert!(old.previous_valid_until.is_empty());
+    let new = server.admin.replace_client_key(None).await.unwrap();
+    assert_ne!(new.key, CLIENT_KEY);
+    assert_eq!(new.previous_valid_until.len(), 1);
+    // The file holds the new key first (clients may read it with LEASEHOLD_CLIENT_KEY_FILE).
+    let file = std::fs::read_to_string(dir.path().join("s").join("client-key")).unwrap();
+    assert_eq!(file.lines().next(), Some(new.key.as_str()));
+    let bearer = |k: &str| format!("Bearer {k}");
+    assert_eq!(lease_with(server, Some(&bearer(&new.key)), 1).await.0, 200);
+    assert_eq!(
+        lease_with(server, Some(&bearer(CLIENT_KEY)), 2).await.0,
+        200
+    );
+    // Past the overlap (7 days by default) the old key is refused.
+    s.clock
+        .advance(chrono::Duration::days(7) + chrono::Duration::seconds(1));
+    assert_eq!(
+        lease_with(server, Some(&bearer(CLIENT_KEY)), 3).await.0,
+        401
+    );
+    assert_eq!(lease_with(server, Some(&bearer(&new.key)), 4).await.0, 200);
+    // A malformed key is refused, naming what is wrong, and changes nothing; a good one
+    // (the primary's, say) is taken.
+    let e = server
+        .admin
+        .replace_client_key(Some("lhck_short".into()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("64 hexadecimal"), "{e}");
+    assert_eq!(server.admin.client_key().await.unwrap().key, new.key);
+    let set = server
+        .admin
+        .replace_client_key(Some(CLIENT_KEY.into()))
+        .await
+        .unwrap();
+    assert_eq!(set.key, CLIENT_KEY);
+    // The admin API needs the admin token, not the client key.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/admin/client-key", server.admin_url))
+        .bearer_auth(CLIENT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
