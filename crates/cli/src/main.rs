@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod client_cmd;
 mod demo;
 mod http_util;
+mod limits;
 mod loadgen;
 mod logging;
 mod node_cmd;

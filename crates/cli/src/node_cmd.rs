@@ -135,6 +135,8 @@ struct ServeArgs {
     admin_token: String,
     #[command(flatten)]
     usage: UsageArgs,
+    #[command(flatten)]
+    limits: crate::limits::LimitArgs,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -211,6 +213,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--db {}", leasehold_node::store::redact_url(&args.db)))?;
     let policy = args.usage.policy()?;
+    let limits = args.limits.limits(1)?;
     let node = Arc::new(Node::new(store, key, Arc::new(SystemClock)));
     let _maintenance = node.spawn_usage_maintenance(policy, USAGE_MAINTENANCE_EVERY);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -222,6 +225,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     leasehold_node::serve(
         NodeState::new(node, &args.admin_token),
         listener,
+        limits,
         crate::logging::shutdown_signal(),
     )
     .await

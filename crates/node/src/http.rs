@@ -8,7 +8,6 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use leasehold_proto::{LicenseId, ServerGuid, SignedEnvelope, SyncUpload, MAX_SYNC_BODY_BYTES};
 use leasehold_web::{AdminAuth, AdminToken, ApiError, ApiJson, Service};
@@ -81,22 +80,16 @@ pub fn router(state: NodeState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then finishes in-flight requests.
+/// Serves until `shutdown` completes, then finishes in-flight requests; `limits` bound the
+/// connections (see [`leasehold_web::Limits`]).
 pub async fn serve(
     state: NodeState,
     listener: TcpListener,
+    limits: leasehold_web::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _ = leasehold_web::metrics::prometheus();
-    // Answers go out at once (no wait for the peer's delayed ACK).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    leasehold_web::serve("node", listener, router(state), limits, shutdown).await
 }
 
 fn parse_guid(text: &str) -> Result<ServerGuid, ApiError> {

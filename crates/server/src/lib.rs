@@ -29,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use leasehold_proto::Clock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -56,6 +55,8 @@ pub struct Listeners {
     pub admin_token: String,
     /// How often the sync agent looks at the clock.
     pub agent_tick: Duration,
+    /// Bounds of both listeners (connections, header and idle timeouts).
+    pub limits: leasehold_web::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,32 +155,30 @@ pub async fn start_with_dashboard(
         dashboard,
     );
     let (stop, stopped) = watch::channel(false);
-    let serve =
-        |listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>| {
-            tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                // The peer address feeds the dashboard's limit on failed sign-ins.
-                let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                // Answers go out at once: without TCP_NODELAY a small answer can wait for
-                // the client's delayed ACK (up to 40 ms on Linux), longer than a deny-wait.
-                let listener = listener.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                });
-                if let Err(e) = axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "listener failed");
-                }
-            })
-        };
+    let limits = listeners.limits;
+    let serve = |name: &'static str,
+                 listener: TcpListener,
+                 router: axum::Router,
+                 mut stopped: watch::Receiver<bool>| {
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            // The peer address (for the dashboard's limit on failed sign-ins) is in every
+            // request; answers go out at once (TCP_NODELAY), see `leasehold_web::serve`.
+            if let Err(e) = leasehold_web::serve(name, listener, router, limits, shutdown).await {
+                tracing::error!(listener = name, error = %e, "listener failed");
+            }
+        })
+    };
     let tasks = vec![
-        serve(lease_listener, lease_router(state.clone()), stopped.clone()),
-        serve(admin_listener, admin_router(state), stopped),
+        serve(
+            "lease",
+            lease_listener,
+            lease_router(state.clone()),
+            stopped.clone(),
+        ),
+        serve("admin", admin_listener, admin_router(state), stopped),
         agent_task,
     ];
     tracing::info!(%lease_addr, %admin_addr, instance = %server.instance_id(), "license server started");

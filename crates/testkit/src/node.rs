@@ -76,7 +76,7 @@ impl TestNode {
         let (tx, rx) = oneshot::channel();
         let state = NodeState::new(node.clone(), NODE_TOKEN);
         let task = tokio::spawn(async move {
-            leasehold_node::serve(state, listener, async {
+            leasehold_node::serve(state, listener, leasehold_web::Limits::default(), async {
                 let _ = rx.await;
             })
             .await

@@ -55,6 +55,7 @@ fn listeners(lease: SocketAddr) -> Listeners {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: SERVER_TOKEN.into(),
         agent_tick: Duration::from_millis(20),
+        limits: leasehold_web::Limits::default(),
     }
 }
 

@@ -10,8 +10,10 @@ mod error;
 mod json;
 pub mod metrics;
 mod routes;
+pub mod serve;
 
 pub use auth::{same_secret, AdminAuth, AdminToken};
 pub use error::ApiError;
 pub use json::ApiJson;
 pub use routes::{health, metrics_response, not_found, Service};
+pub use serve::{serve, Limits};

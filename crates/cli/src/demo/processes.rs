@@ -117,6 +117,7 @@ pub(super) async fn start_server(
         admin: spec.admin,
         admin_token: spec.token.clone(),
         agent_tick: Duration::from_secs(1),
+        limits: leasehold_web::Limits::default(),
     };
     let dashboard = DashboardSettings {
         config_path: None,
@@ -183,6 +184,7 @@ impl NodeProcess {
         let task = tokio::spawn(leasehold_node::serve(
             NodeState::new(node, admin_token),
             listener,
+            leasehold_web::Limits::default(),
             async move {
                 let _ = stopped.await;
             },

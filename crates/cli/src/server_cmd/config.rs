@@ -282,6 +282,7 @@ mod tests {
             admin_token: None,
             node_timeout: None,
             client_key_overlap: Duration::from_secs(7 * 86_400),
+            limits: crate::limits::LimitArgs::default(),
             agent_tick: Duration::from_secs(5),
         }
     }

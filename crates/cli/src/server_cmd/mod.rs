@@ -161,6 +161,9 @@ struct RunArgs {
     #[arg(long, env = "LEASEHOLD_SERVER_CLIENT_KEY_OVERLAP", value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
     client_key_overlap: Duration,
 
+    #[command(flatten)]
+    limits: crate::limits::LimitArgs,
+
     /// How often the sync agent looks at the clock and flushes usage (tests).
     #[arg(long, hide = true, default_value = "5s", value_parser = parse_duration)]
     agent_tick: Duration,
@@ -179,6 +182,7 @@ impl fmt::Debug for RunArgs {
             .field("admin_token", &self.admin_token)
             .field("node_timeout", &self.node_timeout)
             .field("client_key_overlap", &self.client_key_overlap)
+            .field("limits", &self.limits)
             .field("agent_tick", &self.agent_tick)
             .finish()
     }

@@ -82,6 +82,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         admin: settings.admin_listen,
         admin_token: token.as_str().to_owned(),
         agent_tick: args.agent_tick,
+        limits: args.limits.limits(2)?,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
