@@ -14,7 +14,8 @@ for f in asr.en-US tts; do
   $B vendor license grant --server "$GUID" --feature $f --count 100000 --maintenance 2030-12-31 >/dev/null
 done
 $B server run --data-dir "$D/server" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --node "$NODE" --vendor-key "$PK" --guid "$GUID" --admin-token bench >"$D/server.out" 2>"$D/server.log" &
+  --node "$NODE" --vendor-key "$PK" --guid "$GUID" --admin-token bench \
+  --max-clients 1000000 --new-clients-per-minute 1000000 >"$D/server.out" 2>"$D/server.log" &
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
 until grep -q listening "$D/server.out"; do sleep 0.1; done

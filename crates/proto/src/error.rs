@@ -19,6 +19,10 @@ pub enum ErrorCode {
     NotReady,
     /// A lease request older than one the server already answered for the same client.
     StaleRequest,
+    /// The server holds as many clients as it is configured for; existing clients are served.
+    TooManyClients,
+    /// Too many new clients from one address in a short time; try again shortly.
+    RateLimited,
     Internal,
 }
 
@@ -35,6 +39,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotReady => "not_ready",
             ErrorCode::StaleRequest => "stale_request",
+            ErrorCode::TooManyClients => "too_many_clients",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }
@@ -51,7 +57,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ContextMismatch | ErrorCode::InstallationShape => 422,
             ErrorCode::Internal => 500,
-            ErrorCode::NotReady => 503,
+            ErrorCode::NotReady | ErrorCode::TooManyClients => 503,
+            ErrorCode::RateLimited => 429,
         }
     }
 }

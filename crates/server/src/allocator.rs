@@ -1066,6 +1066,11 @@ impl Allocator {
         self.clients.len()
     }
 
+    /// Whether `client` holds a lease here now.
+    pub fn knows(&self, client: &ClientId) -> bool {
+        self.clients.contains_key(client)
+    }
+
     pub fn clients(&self) -> Vec<ClientView> {
         let mut v: Vec<ClientView> = self
             .clients

@@ -130,9 +130,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn lease(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(req): ApiJson<LeaseRequest>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
-    state.server.lease(&req).await.map(Json)
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip());
+    state.server.lease_from(&req, peer).await.map(Json)
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -19,7 +19,7 @@ pub mod store;
 mod writer;
 
 pub use leasehold_web::ApiError;
-pub use service::{LicenseServer, ServerOptions};
+pub use service::{ClientLimits, LicenseServer, ServerOptions};
 mod http;
 
 pub use dashboard::DashboardSettings;

@@ -46,6 +46,7 @@ pub fn options(dir: &Path, nodes: Vec<String>, guid: Option<ServerGuid>) -> Serv
         guid,
         node_timeout: Duration::from_secs(5),
         client_key_overlap: leasehold_server::client_key::DEFAULT_OVERLAP,
+        client_limits: leasehold_server::ClientLimits::default(),
     }
 }
 

@@ -111,6 +111,7 @@ pub(super) async fn start_server(
         guid: Some(spec.guid),
         node_timeout: Duration::from_secs(10),
         client_key_overlap: leasehold_server::client_key::DEFAULT_OVERLAP,
+        client_limits: leasehold_server::ClientLimits::default(),
     };
     let listeners = Listeners {
         lease: spec.lease,

@@ -283,6 +283,8 @@ mod tests {
             node_timeout: None,
             client_key_overlap: Duration::from_secs(7 * 86_400),
             limits: crate::limits::LimitArgs::default(),
+            max_clients: 50_000,
+            new_clients_per_minute: 600,
             agent_tick: Duration::from_secs(5),
         }
     }

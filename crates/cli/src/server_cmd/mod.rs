@@ -164,6 +164,16 @@ struct RunArgs {
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
 
+    /// Clients holding a lease at once; a new client beyond is refused (too_many_clients),
+    /// clients already connected are served.
+    #[arg(long, env = "LEASEHOLD_SERVER_MAX_CLIENTS", value_name = "N", default_value_t = 50_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_clients: usize,
+
+    /// New client ids one source address may bring per minute; more are refused
+    /// (rate_limited) until the minute has passed.
+    #[arg(long, env = "LEASEHOLD_SERVER_NEW_CLIENTS_PER_MINUTE", value_name = "N", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    new_clients_per_minute: u32,
+
     /// How often the sync agent looks at the clock and flushes usage (tests).
     #[arg(long, hide = true, default_value = "5s", value_parser = parse_duration)]
     agent_tick: Duration,
@@ -183,6 +193,8 @@ impl fmt::Debug for RunArgs {
             .field("node_timeout", &self.node_timeout)
             .field("client_key_overlap", &self.client_key_overlap)
             .field("limits", &self.limits)
+            .field("max_clients", &self.max_clients)
+            .field("new_clients_per_minute", &self.new_clients_per_minute)
             .field("agent_tick", &self.agent_tick)
             .finish()
     }

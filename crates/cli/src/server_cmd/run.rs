@@ -76,6 +76,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         guid: settings.guid,
         node_timeout: settings.node_timeout,
         client_key_overlap: args_overlap,
+        client_limits: leasehold_server::ClientLimits {
+            max_clients: args.max_clients,
+            new_clients_per_minute: args.new_clients_per_minute,
+        },
     };
     let listeners = Listeners {
         lease: settings.listen,

@@ -106,6 +106,47 @@ impl RequestCounters {
     }
 }
 
+impl LicenseServer {
+    /// Refuses a new client id beyond the client limits (see [`LicenseServer::lease_from`]).
+    fn admit(&self, client: &ClientId, peer: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+        let count = {
+            let s = lock(&self.leases);
+            if s.alloc.knows(client) {
+                return Ok(());
+            }
+            s.alloc.client_count()
+        };
+        if count >= self.client_limits.max_clients {
+            metrics::counter!("leasehold_server_clients_refused_total", "reason" => "too_many_clients")
+                .increment(1);
+            return Err(ApiError::new(
+                ErrorCode::TooManyClients,
+                format!(
+                    "this server holds {count} clients, its limit (--max-clients); clients already connected are served"
+                ),
+            ));
+        }
+        if let Some(ip) = peer {
+            if self.new_clients.check_key(&ip).is_err() {
+                metrics::counter!("leasehold_server_clients_refused_total", "reason" => "rate_limited")
+                    .increment(1);
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} new clients a minute from {ip} (--new-clients-per-minute); try again shortly",
+                        self.client_limits.new_clients_per_minute
+                    ),
+                ));
+            }
+            // The limiter keeps a cell per address; forget the quiet ones now and then.
+            if self.new_clients.len() > 10_000 {
+                self.new_clients.retain_recent();
+            }
+        }
+        Ok(())
+    }
+}
+
 fn state_label(s: ServerState) -> &'static str {
     match s {
         ServerState::Unconfigured => "unconfigured",
@@ -120,11 +161,23 @@ impl LicenseServer {
     /// `POST /v1/lease`. A grant that raises a client's reservation is on disk before it is
     /// answered (group-committed with others), so a restarted server knows it.
     pub async fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ApiError> {
+        self.lease_from(req, None).await
+    }
+
+    /// [`LicenseServer::lease`] from the source address `peer`: a client id new to this
+    /// server is refused when the server holds `max_clients`, or when `peer` has sent more
+    /// new ids than `new_clients_per_minute`. Known clients are always served.
+    pub async fn lease_from(
+        &self,
+        req: &LeaseRequest,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<LeaseResponse, ApiError> {
         if req.features.len() > MAX_FEATURES_PER_REQUEST {
             return Err(ApiError::bad_request(format!(
                 "a lease request may name at most {MAX_FEATURES_PER_REQUEST} features"
             )));
         }
+        self.admit(&req.client_id, peer)?;
         let now = self.clock.now();
         let mono = self.clock.monotonic_ms();
         let tampered = self.high_water.observe(now);

@@ -52,6 +52,28 @@ pub struct ServerOptions {
     pub node_timeout: Duration,
     /// How long a replaced client key stays valid.
     pub client_key_overlap: chrono::Duration,
+    /// How many clients the server takes, and how fast new ones may come from one address.
+    pub client_limits: ClientLimits,
+}
+
+/// Bounds on clients, so a flood of fresh client ids cannot grow the server without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Clients holding a lease at once; a new one beyond is refused (`too_many_clients`),
+    /// clients already known are served.
+    pub max_clients: usize,
+    /// New client ids per source address per minute (a burst of as many is allowed); more
+    /// are refused (`rate_limited`) until the minute has passed.
+    pub new_clients_per_minute: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            max_clients: 50_000,
+            new_clients_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -71,6 +93,8 @@ pub struct LicenseServer {
     requests: RequestCounters,
     client_keys: RwLock<ClientKeys>,
     client_key_overlap: chrono::Duration,
+    client_limits: ClientLimits,
+    new_clients: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -196,6 +220,11 @@ impl LicenseServer {
             sync_lock: tokio::sync::Mutex::new(()),
             client_keys: RwLock::new(client_keys),
             client_key_overlap: options.client_key_overlap,
+            client_limits: options.client_limits,
+            new_clients: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(options.client_limits.new_clients_per_minute)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            )),
             http: reqwest::Client::builder()
                 .timeout(options.node_timeout)
                 .build()

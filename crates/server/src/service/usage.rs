@@ -188,6 +188,7 @@ mod tests {
             guid: None,
             node_timeout: Duration::from_secs(1),
             client_key_overlap: crate::client_key::DEFAULT_OVERLAP,
+            client_limits: crate::ClientLimits::default(),
         };
         let server = LicenseServer::open(options.clone(), clock.clone())
             .await

@@ -138,3 +138,79 @@ async fn a_rotated_key_keeps_the_old_one_working_for_the_overlap_then_refuses_it
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
+
+/// A synced server with these client limits (and the node it syncs with).
+async fn server_with(
+    dir: &std::path::Path,
+    limits: leasehold_server::ClientLimits,
+) -> (leasehold_testkit::node::TestNode, TestServer) {
+    let Synced {
+        clock,
+        node,
+        installation,
+        server: first,
+    } = Synced::start(dir).await;
+    first.stop().await;
+    let mut opts = leasehold_testkit::server::options(
+        &dir.join("s"),
+        vec![node.url.clone()],
+        Some(installation.production),
+    );
+    opts.client_limits = limits;
+    let server = TestServer::start(opts, clock).await;
+    server
+        .wait_for("first sync", |st| st.state == ServerState::Ok)
+        .await;
+    (node, server)
+}
+
+#[tokio::test]
+async fn a_new_client_beyond_the_limit_is_refused_and_known_clients_are_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = leasehold_server::ClientLimits {
+        max_clients: 3,
+        new_clients_per_minute: 1000,
+    };
+    let (_s, server) = server_with(dir.path(), limits).await;
+    let key = format!("Bearer {CLIENT_KEY}");
+    for n in 1..=3 {
+        assert_eq!(
+            lease_with(&server, Some(&key), n).await.0,
+            200,
+            "client {n}"
+        );
+    }
+    let (code, text) = lease_with(&server, Some(&key), 4).await;
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("too_many_clients"), "{text}");
+    assert_eq!(server.clients().await.len(), 3);
+    // A client already known keeps being served.
+    assert_eq!(lease_with(&server, Some(&key), 2).await.0, 200);
+}
+
+#[tokio::test]
+async fn new_client_ids_from_one_address_are_rate_limited_and_known_ones_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = leasehold_server::ClientLimits {
+        max_clients: 1000,
+        new_clients_per_minute: 2,
+    };
+    let (_s, server) = server_with(dir.path(), limits).await;
+    let key = format!("Bearer {CLIENT_KEY}");
+    assert_eq!(lease_with(&server, Some(&key), 1).await.0, 200);
+    assert_eq!(lease_with(&server, Some(&key), 2).await.0, 200);
+    let (code, text) = lease_with(&server, Some(&key), 3).await;
+    assert_eq!(code, 429, "{text}");
+    assert!(
+        text.contains("rate_limited") && text.contains("127.0.0.1"),
+        "{text}"
+    );
+    assert_eq!(
+        server.clients().await.len(),
+        2,
+        "a refused client changed nothing"
+    );
+    for _ in 0..5 {
+        assert_eq!(lease_with(&server, Some(&key), 1).await.0, 200);
+    }
+}
