@@ -47,8 +47,23 @@ impl ServerAdminClient {
         self.get("v1/admin/status").await
     }
 
+    /// Every client holding a lease, in id order (fetched a page of 10,000 at a time).
     pub async fn clients(&self) -> Result<Vec<ClientStatus>> {
-        self.get("v1/admin/clients").await
+        const PAGE: usize = 10_000;
+        let mut all = Vec::new();
+        loop {
+            let page: Vec<ClientStatus> = self
+                .get(&format!(
+                    "v1/admin/clients?offset={}&limit={PAGE}",
+                    all.len()
+                ))
+                .await?;
+            let done = page.len() < PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     pub async fn set_guid(&self, guid: ServerGuid) -> Result<Status> {

@@ -167,8 +167,40 @@ async fn status(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Stat
     state.server.status().await.map(Json)
 }
 
-async fn clients(_: AdminAuth, State(state): State<AppState>) -> Json<Vec<ClientStatus>> {
-    Json(state.server.clients())
+/// Most clients one `GET /v1/admin/clients` answers, and the default page.
+const MAX_CLIENTS_PAGE: usize = 10_000;
+const DEFAULT_CLIENTS_PAGE: usize = 1_000;
+
+#[derive(Debug, serde::Deserialize)]
+struct ClientsQuery {
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/clients?offset=N&limit=M`: a page of clients in id order (default 1,000,
+/// at most 10,000); `X-Total-Count` says how many there are.
+async fn clients(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<ClientsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(DEFAULT_CLIENTS_PAGE);
+    if limit == 0 || limit > MAX_CLIENTS_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_CLIENTS_PAGE}, got {limit}"
+        )));
+    }
+    let (page, total): (Vec<ClientStatus>, usize) = state.server.clients_page(q.offset, limit);
+    Ok((
+        [(
+            axum::http::HeaderName::from_static("x-total-count"),
+            total.to_string(),
+        )],
+        Json(page),
+    ))
 }
 
 async fn set_guid(

@@ -271,8 +271,33 @@ pub async fn sync_get(session: Session, State(state): State<AppState>) -> Respon
     render(StatusCode::OK, &page)
 }
 
-fn clients_table(state: &AppState) -> ClientsTable {
-    let clients = state.server.clients();
+/// Clients shown on one page of the Clients page.
+pub(super) const CLIENTS_PER_PAGE: usize = 100;
+
+/// `?page=N` of the Clients page (1-based; anything unreadable is page 1).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PageQuery {
+    #[serde(default)]
+    page: Option<String>,
+}
+
+impl PageQuery {
+    fn page(&self) -> usize {
+        self.page
+            .as_deref()
+            .and_then(|p| p.trim().parse::<usize>().ok())
+            .filter(|p| *p >= 1)
+            .unwrap_or(1)
+    }
+}
+
+fn clients_table(state: &AppState, page: usize) -> ClientsTable {
+    let (clients, total) = state.server.clients_page(
+        (page - 1).saturating_mul(CLIENTS_PER_PAGE),
+        CLIENTS_PER_PAGE,
+    );
+    let first = (page - 1) * CLIENTS_PER_PAGE + 1;
+    let last = first + clients.len().saturating_sub(1);
     let mut rows = Vec::new();
     for c in &clients {
         let failover = if c.failover {
@@ -304,7 +329,11 @@ fn clients_table(state: &AppState) -> ClientsTable {
     }
     ClientsTable {
         rows,
-        clients: clients.len(),
+        clients: total,
+        first,
+        last,
+        prev: (page > 1).then(|| format!("/clients?page={}", page - 1)),
+        next: (last < total).then(|| format!("/clients?page={}", page + 1)),
         as_of: state
             .server
             .clock()
@@ -314,14 +343,18 @@ fn clients_table(state: &AppState) -> ClientsTable {
     }
 }
 
-pub async fn clients_get(session: Session, State(state): State<AppState>) -> Response {
+pub async fn clients_get(
+    session: Session,
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+) -> Response {
     let status = match status_or_page(&state, &session, "Clients").await {
         Ok(s) => s,
         Err(page) => return page,
     };
     let page = ClientsPage {
         layout: layout(&state, &session, "Clients", "/clients", &status),
-        table_html: match clients_table(&state).render() {
+        table_html: match clients_table(&state, q.page()).render() {
             Ok(html) => html,
             Err(e) => {
                 tracing::error!(error = %e, "rendering the clients table failed");
@@ -333,8 +366,12 @@ pub async fn clients_get(session: Session, State(state): State<AppState>) -> Res
 }
 
 /// The clients table alone, for the page's live refresh.
-pub async fn clients_table_get(_: Session, State(state): State<AppState>) -> Response {
-    let mut response = render(StatusCode::OK, &clients_table(&state));
+pub async fn clients_table_get(
+    _: Session,
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+) -> Response {
+    let mut response = render(StatusCode::OK, &clients_table(&state, q.page()));
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),

@@ -288,7 +288,13 @@ pub struct ClientsPage {
 #[template(path = "clients_table.html")]
 pub struct ClientsTable {
     pub rows: Vec<ClientRow>,
+    /// Every client on the server (this page shows `first` to `last` of them).
     pub clients: usize,
+    pub first: usize,
+    pub last: usize,
+    /// Links to the neighbouring pages, when there are any.
+    pub prev: Option<String>,
+    pub next: Option<String>,
     pub as_of: String,
 }
 

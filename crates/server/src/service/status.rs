@@ -94,6 +94,13 @@ impl LicenseServer {
         })
     }
 
+    /// Clients `offset` to `offset + limit` in client id order, and how many there are.
+    pub fn clients_page(&self, offset: usize, limit: usize) -> (Vec<ClientStatus>, usize) {
+        let all = self.clients();
+        let total = all.len();
+        (all.into_iter().skip(offset).take(limit).collect(), total)
+    }
+
     pub fn clients(&self) -> Vec<ClientStatus> {
         let mono = self.clock.monotonic_ms();
         let mut s = lock(&self.leases);

@@ -612,3 +612,69 @@ async fn usage_charts_node_checks_and_the_support_bundle() {
     server.stop().await;
     node.stop().await;
 }
+
+#[tokio::test]
+async fn the_clients_page_and_api_are_paginated() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synced::start(dir.path()).await;
+    let server = &s.server;
+    for n in 1..=150u8 {
+        server
+            .lease(&lease_request(n, "tts", 0, 0, 0))
+            .await
+            .unwrap();
+    }
+    // The API: a page, and the total in a header.
+    let page = |q: &str| {
+        let url = format!("{}/v1/admin/clients{q}", server.admin_url);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(leasehold_testkit::SERVER_TOKEN)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = page("?offset=140&limit=50").await;
+    assert_eq!(r.headers()["x-total-count"], "150");
+    let rows: Vec<leasehold_server::api::ClientStatus> = r.json().await.unwrap();
+    assert_eq!(rows.len(), 10);
+    assert_eq!(
+        page("")
+            .await
+            .json::<Vec<serde_json::Value>>()
+            .await
+            .unwrap()
+            .len(),
+        150
+    );
+    for bad in ["?limit=0", "?limit=10001", "?offset=-1", "?limit=x"] {
+        assert_eq!(page(bad).await.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // The dashboard: 100 a page, with links.
+    let b = browser();
+    login(&b, &server.admin_url, &server.dashboard_password()).await;
+    let first = get(&b, &format!("{}/clients", server.admin_url)).await;
+    assert!(
+        first.body.contains("Clients 1–100 of 150"),
+        "{}",
+        first.body
+    );
+    assert!(first.body.contains("/clients?page=2") && !first.body.contains("page=0"));
+    let second = get(&b, &format!("{}/clients/table?page=2", server.admin_url)).await;
+    assert!(
+        second.body.contains("Clients 101–150 of 150"),
+        "{}",
+        second.body
+    );
+    assert!(second.body.contains("/clients?page=1") && !second.body.contains("page=3"));
+    let beyond = get(&b, &format!("{}/clients?page=9", server.admin_url)).await;
+    assert!(
+        beyond.body.contains("No clients on this page: 150 in all"),
+        "{}",
+        beyond.body
+    );
+    let junk = get(&b, &format!("{}/clients?page=abc", server.admin_url)).await;
+    assert!(junk.body.contains("Clients 1–100 of 150"));
+}
