@@ -214,3 +214,59 @@ async fn new_client_ids_from_one_address_are_rate_limited_and_known_ones_are_not
         assert_eq!(lease_with(&server, Some(&key), 1).await.0, 200);
     }
 }
+
+#[tokio::test]
+async fn a_bundle_edited_in_the_data_directory_is_not_served_until_the_next_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let Synced {
+        clock,
+        node,
+        installation,
+        server,
+    } = Synced::start(dir.path()).await;
+    assert!(!server.status().await.licenses.is_empty());
+    server.stop().await;
+
+    // One character of the stored envelope changed, as someone editing server.db would.
+    let db = dir.path().join("s").join("server.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let stored: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'bundle_envelope'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut edited = stored.into_bytes();
+    let at = edited.len() / 2;
+    edited[at] = if edited[at] == b'A' { b'B' } else { b'A' };
+    sqlx::query("UPDATE meta SET value = ? WHERE key = 'bundle_envelope'")
+        .bind(String::from_utf8(edited).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    // Without a node to sync with: no licenses are served, nobody is leased.
+    let opts = |nodes| {
+        leasehold_testkit::server::options(
+            &dir.path().join("s"),
+            nodes,
+            Some(installation.production),
+        )
+    };
+    let offline = TestServer::start(opts(vec![]), clock.clone()).await;
+    let st = offline.status().await;
+    assert!(
+        st.licenses.is_empty(),
+        "an edited bundle was served: {st:?}"
+    );
+    assert_ne!(st.state, ServerState::Ok, "{st:?}");
+    let (code, text) = lease_with(&offline, Some(&format!("Bearer {CLIENT_KEY}")), 1).await;
+    assert_ne!(code, 200, "{text}");
+    offline.stop().await;
+    // With the node: the next sync brings a genuine bundle and the licenses back.
+    let online = TestServer::start(opts(vec![node.url.clone()]), clock).await;
+    let st = online.sync_now().await;
+    assert!(st.ok, "{st:?}");
+    assert_eq!(online.status().await.state, ServerState::Ok);
+}
