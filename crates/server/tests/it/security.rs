@@ -1,7 +1,7 @@
 //! Who may be leased licenses: only requests with the installation's client key; a stranger
 //! on the network gets 401 and changes nothing.
 
-use leasehold_proto::LeaseResponse;
+use leasehold_proto::{Clock, LeaseResponse};
 use leasehold_server::api::ServerState;
 use leasehold_testkit::server::{lease_request, Synced, TestServer};
 use leasehold_testkit::CLIENT_KEY;
@@ -269,4 +269,69 @@ async fn a_bundle_edited_in_the_data_directory_is_not_served_until_the_next_sync
     let st = online.sync_now().await;
     assert!(st.ok, "{st:?}");
     assert_eq!(online.status().await.state, ServerState::Ok);
+}
+
+#[tokio::test]
+async fn a_client_lying_about_failover_is_served_by_the_backup_and_flagged_to_the_vendor() {
+    let dir = tempfile::tempdir().unwrap();
+    let Synced {
+        clock,
+        node,
+        installation,
+        server: primary,
+    } = Synced::start(dir.path()).await;
+    let backup = TestServer::start(
+        leasehold_testkit::server::options(
+            &dir.path().join("b"),
+            vec![node.url.clone()],
+            Some(installation.backup),
+        ),
+        clock.clone(),
+    )
+    .await;
+    backup
+        .wait_for("first sync", |st| st.state == ServerState::Ok)
+        .await;
+    // An honest client on the primary holds one license in this hour.
+    primary
+        .quota_of(&lease_request(1, "tts", 1, 1, 0), "tts")
+        .await;
+    // Another says it failed over, while the primary is healthy, and holds one on the backup.
+    let mut lie = lease_request(2, "tts", 0, 1, 0);
+    lie.failover = true;
+    let first = backup.lease(&lie).await.unwrap();
+    assert!(
+        first.features.values().any(|q| q.quota > 0),
+        "the backup serves a failover client"
+    );
+    clock.advance(chrono::Duration::minutes(1));
+    let mut again = lease_request(2, "tts", 1, 1, 1);
+    again.failover = true;
+    again.seq = 1;
+    again.epoch = first.epoch;
+    backup.lease(&again).await.unwrap();
+    // Held for a minute more: use the backup counts (held × time between requests).
+    clock.advance(chrono::Duration::minutes(1));
+    again.seq = 2;
+    backup.lease(&again).await.unwrap();
+    // The hour closes; both servers upload.
+    clock.advance(chrono::Duration::minutes(30));
+    primary
+        .quota_of(&lease_request(1, "tts", 1, 1, 1), "tts")
+        .await;
+    assert!(primary.sync_now().await.ok);
+    assert!(backup.sync_now().await.ok);
+    let day = clock.now().date_naive();
+    let report = node
+        .admin
+        .installation_usage(&installation.id, Some(day), Some(day))
+        .await
+        .unwrap();
+    assert!(
+        report
+            .simultaneous
+            .iter()
+            .any(|u| u.backup_server == installation.backup && u.backup_use_secs > 0),
+        "the vendor's report does not flag the backup's use beside production: {report:?}"
+    );
 }
