@@ -107,22 +107,25 @@ impl RequestCounters {
 }
 
 impl LicenseServer {
-    /// Refuses a new client id beyond the client limits (see [`LicenseServer::lease_from`]).
-    fn admit(&self, client: &ClientId, peer: Option<std::net::IpAddr>) -> Result<(), ApiError> {
-        let count = {
-            let s = lock(&self.leases);
-            if s.alloc.knows(client) {
-                return Ok(());
-            }
-            s.alloc.client_count()
-        };
-        if count >= self.client_limits.max_clients {
+    /// Refuses a client id new to the server (`known` false) beyond the client limits, with
+    /// `clients` held now (see [`LicenseServer::lease_from`]). Called under the leases lock,
+    /// which the request takes anyway.
+    fn admit(
+        &self,
+        known: bool,
+        clients: usize,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        if known {
+            return Ok(());
+        }
+        if clients >= self.client_limits.max_clients {
             metrics::counter!("leasehold_server_clients_refused_total", "reason" => "too_many_clients")
                 .increment(1);
             return Err(ApiError::new(
                 ErrorCode::TooManyClients,
                 format!(
-                    "this server holds {count} clients, its limit (--max-clients); clients already connected are served"
+                    "this server holds {clients} clients, its limit (--max-clients); clients already connected are served"
                 ),
             ));
         }
@@ -177,7 +180,6 @@ impl LicenseServer {
                 "a lease request may name at most {MAX_FEATURES_PER_REQUEST} features"
             )));
         }
-        self.admit(&req.client_id, peer)?;
         let now = self.clock.now();
         let mono = self.clock.monotonic_ms();
         let tampered = self.high_water.observe(now);
@@ -208,6 +210,7 @@ impl LicenseServer {
         let (answer, epoch, persisted) = {
             let mut guard = lock(&self.leases);
             let s = &mut *guard;
+            self.admit(s.alloc.knows(&req.client_id), s.alloc.client_count(), peer)?;
             let answer = s.alloc.request(mono, &request, &serving);
             for (feature, delta) in &answer.usage {
                 let in_use = s.alloc.in_use(feature);
