@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use leasehold_client::{Client, Denied, FeatureStatus, LicenseGuard, ServerRole, Status};
+
+use crate::http_util::{client_builder, flag_words};
 use serde::Serialize;
 
 #[derive(Debug, Args)]
@@ -129,11 +131,8 @@ fn build(args: &ClientArgs, feature: &str) -> anyhow::Result<Client> {
                 leasehold_client::ENV_SERVERS
             )
         })?;
-    let mut builder = Client::builder().servers(servers).client_key_from_env();
-    if let Some(file) = &args.client_key_file {
-        builder = builder.client_key_file(file);
-    }
-    let mut builder = builder
+    let mut builder = client_builder(args.client_key_file.as_deref())
+        .servers(servers)
         .product_release(
             args.product_release
                 .unwrap_or_else(|| chrono::Local::now().date_naive()),
@@ -161,21 +160,6 @@ fn build(args: &ClientArgs, feature: &str) -> anyhow::Result<Client> {
     builder
         .build()
         .map_err(|e| anyhow::anyhow!(flag_words(&e.to_string())))
-}
-
-/// The library speaks of builder calls; the command line of flags.
-fn flag_words(text: &str) -> String {
-    text.replace(" (in servers)", " (in --servers)")
-        .replace(" (in backup_servers)", " (in --backup-servers)")
-        .replace(
-            "call .client_key(..) or .client_key_file(..), or set",
-            "give --client-key-file or set",
-        )
-        .replace("flush_after", "--flush-after")
-        .replace("deny_wait", "--deny-wait")
-        .replace("failover_after", "--failover-after")
-        .replace("refresh must", "--refresh must")
-        .replace("than refresh", "than --refresh")
 }
 
 fn connected(client: &Client) -> bool {

@@ -31,50 +31,31 @@ impl FromStr for Secret {
     }
 }
 
-/// The installation's client key for the lease API: the first line of `file`
-/// (`--client-key-file`), else `LEASEHOLD_CLIENT_KEY`, else the first line of the file
-/// `LEASEHOLD_CLIENT_KEY_FILE` names.
-pub fn client_key(file: Option<&std::path::Path>) -> anyhow::Result<String> {
-    use anyhow::Context as _;
-    let from_file = |path: &std::path::Path, origin: &str| -> anyhow::Result<String> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read the client key file {} ({origin})",
-                path.display()
-            )
-        })?;
-        text.lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .with_context(|| {
-                format!(
-                    "the client key file {} ({origin}) holds no key",
-                    path.display()
-                )
-            })
-    };
-    if let Some(path) = file {
-        return from_file(path, "--client-key-file");
+/// The client library's builder with the installation's client key: the first line of
+/// `key_file` (`--client-key-file`), else `LEASEHOLD_CLIENT_KEY`, else the file
+/// `LEASEHOLD_CLIENT_KEY_FILE` names. A missing or unreadable key fails its `build()` (or
+/// `authorization()`), in words [`flag_words`] turns into the command line's.
+pub fn client_builder(key_file: Option<&std::path::Path>) -> leasehold_client::ClientBuilder {
+    let builder = leasehold_client::Client::builder().client_key_from_env();
+    match key_file {
+        Some(file) => builder.client_key_file(file),
+        None => builder,
     }
-    if let Ok(key) = std::env::var(leasehold_client::ENV_CLIENT_KEY) {
-        if !key.trim().is_empty() {
-            return Ok(key.trim().to_owned());
-        }
-    }
-    if let Ok(path) = std::env::var(leasehold_client::ENV_CLIENT_KEY_FILE) {
-        if !path.trim().is_empty() {
-            return from_file(
-                std::path::Path::new(path.trim()),
-                leasehold_client::ENV_CLIENT_KEY_FILE,
-            );
-        }
-    }
-    anyhow::bail!(
-        "no client key: give --client-key-file or set {} or {} (`leasehold server client-key` prints it)",
-        leasehold_client::ENV_CLIENT_KEY,
-        leasehold_client::ENV_CLIENT_KEY_FILE
-    )
+}
+
+/// The client library speaks of builder calls; the command line of flags.
+pub fn flag_words(text: &str) -> String {
+    text.replace(" (in servers)", " (in --servers)")
+        .replace(" (in backup_servers)", " (in --backup-servers)")
+        .replace(
+            "call .client_key(..) or .client_key_file(..), or set",
+            "give --client-key-file or set",
+        )
+        .replace("flush_after", "--flush-after")
+        .replace("deny_wait", "--deny-wait")
+        .replace("failover_after", "--failover-after")
+        .replace("refresh must", "--refresh must")
+        .replace("than refresh", "than --refresh")
 }
 
 #[cfg(test)]

@@ -284,8 +284,10 @@ impl ClientBuilder {
         self
     }
 
-    /// The `Authorization` header of every request, marked sensitive (never in logs).
-    fn authorization(&self) -> Result<reqwest::header::HeaderValue, BuildError> {
+    /// The `Authorization` header every request of the client sends, marked sensitive
+    /// (never in logs): for tools that speak the lease API themselves with the key this
+    /// builder was given.
+    pub fn authorization(&self) -> Result<reqwest::header::HeaderValue, BuildError> {
         let (origin, key) = self.client_key.as_ref().ok_or(BuildError::NoClientKey)?;
         let bad = |reason: String| BuildError::ClientKey {
             origin: origin.clone(),

@@ -173,12 +173,12 @@ pub(super) async fn calls_load(a: CallsArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give the licensed count with --licenses N, or --admin URL (and --token) to read it from the server"),
     };
     let warmup = a.warmup.unwrap_or(a.hold * 2);
-    let key = crate::http_util::client_key(a.client_key_file.as_deref())?;
+    let keyed = crate::http_util::client_builder(a.client_key_file.as_deref());
     let mut clients = Vec::with_capacity(a.processes);
     for _ in 0..a.processes {
-        let mut b = Client::builder()
+        let mut b = keyed
+            .clone()
             .servers(&a.server)
-            .client_key(&key)
             .product_release(a.product_release)
             .feature(a.feature.as_str())
             .refresh(a.refresh)
@@ -186,7 +186,11 @@ pub(super) async fn calls_load(a: CallsArgs) -> anyhow::Result<()> {
         if let Some(backups) = &a.backup_servers {
             b = b.backup_servers(backups);
         }
-        clients.push(Arc::new(b.build().context("starting a client")?));
+        let client = b
+            .build()
+            .map_err(|e| anyhow::anyhow!(crate::http_util::flag_words(&e.to_string())))
+            .context("starting a client")?;
+        clients.push(Arc::new(client));
     }
     for c in &clients {
         let c = c.clone();

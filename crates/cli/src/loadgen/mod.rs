@@ -460,10 +460,9 @@ async fn lease_load(a: LeaseArgs) -> anyhow::Result<()> {
     }
     let server_url = parse_base_url("--server", &a.server)?;
     let server = server_url.to_string();
-    let key = crate::http_util::client_key(a.client_key_file.as_deref())?;
-    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-        .context("the client key")?;
-    authorization.set_sensitive(true);
+    let authorization = crate::http_util::client_builder(a.client_key_file.as_deref())
+        .authorization()
+        .map_err(|e| anyhow::anyhow!(crate::http_util::flag_words(&e.to_string())))?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .default_headers(reqwest::header::HeaderMap::from_iter([(
