@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use leasehold_web::serve::{connections_for, raise_open_files_limit};
+use leasehold_web::serve::raise_open_files_limit;
 use leasehold_web::Limits;
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -45,7 +45,9 @@ impl LimitArgs {
                 "--max-connections {n} does not fit this process's open-files limit ({open_files}, {listeners} listener(s)); at most {per_listener}, or raise the limit (ulimit -n, LimitNOFILE=)"
             ),
             Some(n) => n,
-            None => connections_for(per_listener, 0, Limits::default().max_connections),
+            None => Limits::default()
+                .max_connections
+                .min(usize::try_from(per_listener.max(16)).unwrap_or(usize::MAX)),
         };
         for (flag, d) in [
             ("--header-read-timeout", self.header_read_timeout),

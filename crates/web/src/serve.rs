@@ -61,13 +61,6 @@ pub fn raise_open_files_limit() -> u64 {
     }
 }
 
-/// `max_connections` that fits the process's open files, keeping `reserve` for the rest of
-/// the process (database, log, data files, outbound connections).
-pub fn connections_for(open_files: u64, reserve: u64, want: usize) -> usize {
-    let room = open_files.saturating_sub(reserve).max(16);
-    want.min(usize::try_from(room).unwrap_or(usize::MAX))
-}
-
 /// Serves `router` on `listener` within `limits` until `shutdown` completes; then stops
 /// accepting, lets requests in flight finish (at most `limits.request_timeout`) and
 /// returns. `name` labels the listener in logs and `/metrics`.
