@@ -75,10 +75,13 @@ pub fn aggregate(
             .entry((day, feature.clone(), context))
             .or_insert_with(|| empty_day(day, feature, context));
         d.peak_in_use = d.peak_in_use.max(h.peak);
-        d.license_hours += u64::from(h.peak);
-        d.grants += h.grants;
-        d.denials += h.denials;
-        d.denials_while_free += h.denials_while_free;
+        add_counts(
+            d,
+            u64::from(h.peak),
+            h.grants,
+            h.denials,
+            h.denials_while_free,
+        );
     }
     // Rolled-up days: each server's day summed over the servers of a context (the peak an
     // upper bound, as for hours), then merged with any hourly rows of the same day (late
@@ -90,10 +93,13 @@ pub fn aggregate(
                 .entry((r.day, r.feature.clone(), s.context))
                 .or_insert_with(|| empty_day(r.day, r.feature.clone(), s.context));
             d.peak_in_use = d.peak_in_use.saturating_add(r.peak_in_use);
-            d.license_hours += r.license_hours;
-            d.grants += r.grants;
-            d.denials += r.denials;
-            d.denials_while_free += r.denials_while_free;
+            add_counts(
+                d,
+                r.license_hours,
+                r.grants,
+                r.denials,
+                r.denials_while_free,
+            );
         }
     }
     for (k, r) in rolled {
@@ -101,10 +107,13 @@ pub fn aggregate(
             .entry(k)
             .or_insert_with(|| empty_day(r.day, r.feature.clone(), r.context));
         d.peak_in_use = d.peak_in_use.max(r.peak_in_use);
-        d.license_hours += r.license_hours;
-        d.grants += r.grants;
-        d.denials += r.denials;
-        d.denials_while_free += r.denials_while_free;
+        add_counts(
+            d,
+            r.license_hours,
+            r.grants,
+            r.denials,
+            r.denials_while_free,
+        );
     }
     let simultaneous = backup
         .into_iter()
@@ -120,6 +129,15 @@ pub fn aggregate(
         })
         .collect();
     (days.into_values().collect(), simultaneous)
+}
+
+/// Adds license-hours and counts to a day (the peak is combined by the caller: a maximum over
+/// hours, a sum over servers).
+fn add_counts(d: &mut DailyUsage, license_hours: u64, grants: u64, denials: u64, while_free: u64) {
+    d.license_hours += license_hours;
+    d.grants += grants;
+    d.denials += denials;
+    d.denials_while_free += while_free;
 }
 
 fn empty_day(day: NaiveDate, feature: Feature, context: Context) -> DailyUsage {
