@@ -15,7 +15,7 @@ use leasehold_testkit::{NODE_TOKEN, SERVER_TOKEN};
 use serde_json::Value;
 
 use crate::faults::{copy_dir, refused_as_in_use};
-use crate::support::{keygen, leasehold, LicenseServer, Node};
+use crate::support::{keygen, leasehold, LicenseServer, Node, VendorKey};
 
 fn vendor(node: &Node, args: &[&str]) -> Value {
     let out = leasehold()
@@ -25,6 +25,33 @@ fn vendor(node: &Node, args: &[&str]) -> Value {
         .assert()
         .success();
     serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+/// A vendor key and two `node serve` processes on database `db`.
+fn two_nodes(dir: &std::path::Path, db: &str) -> (VendorKey, Node, Node) {
+    let key = keygen(&dir.join("vendor.pem"));
+    let a = Node::start_db(dir, &key.path, db, "node-a");
+    let b = Node::start_db(dir, &key.path, db, "node-b");
+    (key, a, b)
+}
+
+/// A new installation (made through `inst_via`) with a production server (added through
+/// `server_via`); its GUID.
+fn production_server(inst_via: &Node, server_via: &Node) -> String {
+    let inst = vendor(inst_via, &["installation", "create", "--name", "ACME"]);
+    let inst = inst["id"].as_str().unwrap();
+    let server = vendor(
+        server_via,
+        &[
+            "server",
+            "add",
+            "--installation",
+            inst,
+            "--context",
+            "production",
+        ],
+    );
+    server["guid"].as_str().unwrap().to_owned()
 }
 
 fn num(v: &Value, key: &str) -> u64 {
@@ -76,25 +103,10 @@ fn a_server_syncs_through_either_of_two_nodes_on_one_database_and_a_copy_is_refu
         .unwrap()
         .block_on(postgres_schema(&pg));
     let dir = tempfile::tempdir().unwrap();
-    let key = keygen(&dir.path().join("vendor.pem"));
-    let a = Node::start_db(dir.path(), &key.path, &db, "node-a");
-    let b = Node::start_db(dir.path(), &key.path, &db, "node-b");
+    let (key, a, b) = two_nodes(dir.path(), &db);
 
     // Provisioned through one node, seen through the other.
-    let inst = vendor(&a, &["installation", "create", "--name", "ACME"]);
-    let inst = inst["id"].as_str().unwrap().to_owned();
-    let server = vendor(
-        &b,
-        &[
-            "server",
-            "add",
-            "--installation",
-            &inst,
-            "--context",
-            "production",
-        ],
-    );
-    let guid = server["guid"].as_str().unwrap().to_owned();
+    let guid = production_server(&a, &b);
     vendor(
         &a,
         &[
@@ -181,23 +193,8 @@ fn a_node_killed_after_storing_a_sync_but_before_answering_leaves_the_usage_coun
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(postgres_schema(&pg));
     let dir = tempfile::tempdir().unwrap();
-    let key = keygen(&dir.path().join("vendor.pem"));
-    let a = Node::start_db(dir.path(), &key.path, &db, "node-a");
-    let b = Node::start_db(dir.path(), &key.path, &db, "node-b");
-    let inst = vendor(&a, &["installation", "create", "--name", "ACME"]);
-    let inst = inst["id"].as_str().unwrap().to_owned();
-    let added = vendor(
-        &a,
-        &[
-            "server",
-            "add",
-            "--installation",
-            &inst,
-            "--context",
-            "production",
-        ],
-    );
-    let guid = added["guid"].as_str().unwrap().to_owned();
+    let (key, a, b) = two_nodes(dir.path(), &db);
+    let guid = production_server(&a, &a);
     // Node A behind a proxy, so the test decides when its answers stop.
     let addr = |n: &Node| n.url.trim_start_matches("http://").parse().unwrap();
     let to_a = rt.block_on(Proxy::start(addr(&a)));
