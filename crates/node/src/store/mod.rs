@@ -288,8 +288,9 @@ pub trait StoreTx: Send {
     async fn roll_up_usage_day(&mut self, day: NaiveDate) -> StoreResult<u64>;
     /// Deletes rolled-up days before `before`; the number of daily rows deleted.
     async fn delete_daily_usage_before(&mut self, before: NaiveDate) -> StoreResult<u64>;
-    /// Makes sure hourly rows of the days `from` to `to` have their own partition (where the
-    /// backend partitions); the number of partitions created.
+    /// Makes sure hourly rows of the days `from` to `to` have their own partition, and drops
+    /// empty partitions of days before `from` (where the backend partitions); the number of
+    /// partitions created.
     async fn prepare_usage_partitions(
         &mut self,
         from: NaiveDate,

@@ -718,6 +718,33 @@ impl StoreTx for PgTx {
             .await?;
             created += 1;
         }
+        // Partitions of days before the window that hold no row (made ahead for days that
+        // stayed idle): dropped. A day with rows is rolled up, which drops its partition.
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'usage'::regclass",
+        )
+        .fetch_all(&mut *self.0)
+        .await?;
+        for name in partitions {
+            let Some(day) = name
+                .strip_prefix("usage_p")
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+            else {
+                continue; // the default partition
+            };
+            if day >= from {
+                continue;
+            }
+            let empty: bool =
+                sqlx::query_scalar(&format!("SELECT NOT EXISTS (SELECT 1 FROM {name})"))
+                    .fetch_one(&mut *self.0)
+                    .await?;
+            if empty {
+                sqlx::query(&format!("DROP TABLE {name}"))
+                    .execute(&mut *self.0)
+                    .await?;
+            }
+        }
         Ok(created)
     }
 }

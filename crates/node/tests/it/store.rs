@@ -550,6 +550,19 @@ async fn old_hours_roll_up_into_days_that_report_the_same_and_expire_after_the_r
         let r = node.maintain_usage(policy).await.unwrap();
         assert_eq!(r.hourly_rows_rolled_up, 1, "{backend}: {r:?}");
         assert_eq!(r.daily_rows_deleted, 3, "{backend}: {r:?}");
+        if backend == "postgres" {
+            // Only the window's day partitions remain (the 90 days kept hourly, today and 3
+            // ahead) and the default one: those made ahead two years ago stayed empty and
+            // were dropped.
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let partitions: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'usage'::regclass",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(partitions, 94 + 1);
+        }
         let gone = node
             .installation_usage(&inst.id, Some(old_day), Some(old_day))
             .await
