@@ -1072,9 +1072,18 @@ impl Allocator {
     }
 
     pub fn clients(&self) -> Vec<ClientView> {
-        let mut v: Vec<ClientView> = self
-            .clients
-            .iter()
+        self.clients_page(0, usize::MAX).0
+    }
+
+    /// Clients `offset` to `offset + limit` in id order, and how many there are; only the
+    /// page's views are built.
+    pub fn clients_page(&self, offset: usize, limit: usize) -> (Vec<ClientView>, usize) {
+        let mut ids: Vec<(&ClientId, &ClientLease)> = self.clients.iter().collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let page = ids
+            .into_iter()
+            .skip(offset)
+            .take(limit)
             .map(|(id, l)| ClientView {
                 client: id.clone(),
                 failover: l.failover,
@@ -1097,8 +1106,7 @@ impl Allocator {
                     .collect(),
             })
             .collect();
-        v.sort_by(|a, b| a.client.cmp(&b.client));
-        v
+        (page, self.clients.len())
     }
 
     /// Checks the bookkeeping against a recount (tests and debug builds).

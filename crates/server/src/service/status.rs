@@ -96,17 +96,13 @@ impl LicenseServer {
 
     /// Clients `offset` to `offset + limit` in client id order, and how many there are.
     pub fn clients_page(&self, offset: usize, limit: usize) -> (Vec<ClientStatus>, usize) {
-        let all = self.clients();
-        let total = all.len();
-        (all.into_iter().skip(offset).take(limit).collect(), total)
-    }
-
-    pub fn clients(&self) -> Vec<ClientStatus> {
         let mono = self.clock.monotonic_ms();
-        let mut s = lock(&self.leases);
-        s.alloc.expire(mono);
-        s.alloc
-            .clients()
+        let (page, total) = {
+            let mut s = lock(&self.leases);
+            s.alloc.expire(mono);
+            s.alloc.clients_page(offset, limit)
+        };
+        let page = page
             .into_iter()
             .map(|c| ClientStatus {
                 client: c.client,
@@ -122,7 +118,12 @@ impl LicenseServer {
                     })
                     .collect(),
             })
-            .collect()
+            .collect();
+        (page, total)
+    }
+
+    pub fn clients(&self) -> Vec<ClientStatus> {
+        self.clients_page(0, usize::MAX).0
     }
 
     /// Totals per feature for metrics.
