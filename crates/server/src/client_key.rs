@@ -87,6 +87,25 @@ impl ClientKeys {
         }
     }
 
+    /// Makes `key` the client key of the data directory `data_dir` (which must exist), as a
+    /// backup server is given its primary's key: the key it replaces, if any, is not kept.
+    pub fn install(data_dir: &Path, key: &str, now: DateTime<Utc>) -> Result<(), String> {
+        validate_key(key)?;
+        let path = data_dir.join(CLIENT_KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                Self::parse(path, &text)?.replace(Some(key.to_owned()), now, Duration::zero())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self {
+                path,
+                current: key.to_owned(),
+                previous: Vec::new(),
+            }
+            .save(),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
     fn parse(path: PathBuf, text: &str) -> Result<Self, String> {
         let bad = |line: usize, why: String| format!("{} line {line}: {why}", path.display());
         let mut lines = text
@@ -236,6 +255,22 @@ mod tests {
         let mut keys = read;
         keys.replace(None, t(10), Duration::zero()).unwrap();
         assert_eq!(keys.check(Some(&new), t(10)), KeyCheck::Wrong);
+    }
+
+    #[test]
+    fn an_installed_key_replaces_the_one_there_without_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = new_key();
+        ClientKeys::install(dir.path(), &key, t(9)).unwrap();
+        let (keys, made) = ClientKeys::load_or_create(dir.path()).unwrap();
+        assert!(!made);
+        assert_eq!(keys.current(), key);
+        let other = new_key();
+        ClientKeys::install(dir.path(), &other, t(9)).unwrap();
+        let (keys, _) = ClientKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(keys.check(Some(&other), t(9)), KeyCheck::Current);
+        assert_eq!(keys.check(Some(&key), t(9)), KeyCheck::Wrong);
+        assert!(ClientKeys::install(dir.path(), "lhck_short", t(9)).is_err());
     }
 
     #[test]

@@ -20,22 +20,20 @@ pub const SERVER_TOKEN: &str = "test-server-admin-token-0123456789";
 pub const CLIENT_KEY: &str =
     "lhck_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-/// Writes [`CLIENT_KEY`] as `DIR/client-key` (mode 0600) unless the directory has a key.
+/// Writes [`CLIENT_KEY`] as the client key of the data directory `dir` (created if
+/// missing) unless it has a key, as an operator gives a backup its primary's key. A path
+/// that cannot be a directory (a test of a bad data directory) is left alone.
 pub fn share_client_key(data_dir: &std::path::Path) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(data_dir).unwrap();
-    let path = data_dir.join("client-key");
-    if path.exists() {
-        return;
+    let has_key = data_dir
+        .join(leasehold_server::client_key::CLIENT_KEY_FILE)
+        .exists();
+    if !has_key && std::fs::create_dir_all(data_dir).is_ok() {
+        let _ = leasehold_server::client_key::ClientKeys::install(
+            data_dir,
+            CLIENT_KEY,
+            chrono::Utc::now(),
+        );
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
-    writeln!(f, "{CLIENT_KEY}").unwrap();
 }
 
 /// The vendor key test nodes sign with and test servers trust.

@@ -87,14 +87,7 @@ pub(super) fn share_client_key(
     let (keys, _) = ClientKeys::load_or_create(&production.data_dir).map_err(anyhow::Error::msg)?;
     let key = keys.current().to_owned();
     if let Some(backup) = backup {
-        let (mut theirs, _) =
-            ClientKeys::load_or_create(&backup.data_dir).map_err(anyhow::Error::msg)?;
-        theirs
-            .replace(
-                Some(key.clone()),
-                chrono::Utc::now(),
-                chrono::Duration::zero(),
-            )
+        ClientKeys::install(&backup.data_dir, &key, chrono::Utc::now())
             .map_err(anyhow::Error::msg)?;
     }
     Ok(key)
