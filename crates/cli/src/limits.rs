@@ -1,4 +1,5 @@
-//! The connection bounds of `node serve` and `server run` (see `leasehold_web::Limits`).
+//! The connection bounds of `node serve` and `server run` (see `leasehold_web::Limits`), and
+//! their HTTPS certificate (see `leasehold_web::Tls`).
 
 use std::time::Duration;
 
@@ -64,4 +65,15 @@ impl LimitArgs {
             ..Limits::default()
         })
     }
+}
+
+/// The listeners' certificate, loaded and checked before anything starts.
+pub fn load_tls(
+    files: Option<leasehold_web::TlsFiles>,
+) -> anyhow::Result<Option<leasehold_web::Tls>> {
+    files
+        .map(|f| {
+            leasehold_web::Tls::load(f).map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))
+        })
+        .transpose()
 }

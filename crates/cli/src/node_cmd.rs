@@ -137,6 +137,14 @@ struct ServeArgs {
     usage: UsageArgs,
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. The
+    /// files are re-read when they change (checked every 10 s, and at once on SIGHUP), so a
+    /// renewed certificate needs no restart.
+    #[arg(long, env = "LEASEHOLD_NODE_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "LEASEHOLD_NODE_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -147,6 +155,8 @@ impl std::fmt::Debug for ServeArgs {
             .field("signing_key", &self.signing_key)
             .field("admin_token", &"<redacted>")
             .field("usage", &self.usage)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -214,18 +224,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--db {}", leasehold_node::store::redact_url(&args.db)))?;
     let policy = args.usage.policy()?;
     let limits = args.limits.limits(1)?;
+    let tls = crate::limits::load_tls(leasehold_web::TlsFiles::from_flags(
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        "--tls-cert",
+        "--tls-key",
+    )?)?;
     let node = Arc::new(Node::new(store, key, Arc::new(SystemClock)));
     let _maintenance = node.spawn_usage_maintenance(policy, USAGE_MAINTENANCE_EVERY);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, db = %leasehold_node::store::redact_url(&args.db), kid = %node.signing_key().kid(), "license node started");
-    println!("leasehold node listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let _reloader = tls
+        .as_ref()
+        .map(|t| t.spawn_reloader("node", leasehold_web::tls::RELOAD_CHECK_EVERY));
+    tracing::info!(%addr, db = %leasehold_node::store::redact_url(&args.db), kid = %node.signing_key().kid(), tls = ?tls.as_ref().map(|t| t.fingerprint()), "license node started");
+    println!("leasehold node listening on {scheme}://{addr}");
     leasehold_node::serve(
         NodeState::new(node, &args.admin_token),
         listener,
         limits,
+        tls,
         crate::logging::shutdown_signal(),
     )
     .await

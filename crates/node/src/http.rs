@@ -81,15 +81,16 @@ pub fn router(state: NodeState) -> Router {
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight requests; `limits` bound the
-/// connections (see [`leasehold_web::Limits`]).
+/// connections (see [`leasehold_web::Limits`]); with `tls` the node speaks HTTPS only.
 pub async fn serve(
     state: NodeState,
     listener: TcpListener,
     limits: leasehold_web::Limits,
+    tls: Option<leasehold_web::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _ = leasehold_web::metrics::prometheus();
-    leasehold_web::serve("node", listener, router(state), limits, shutdown).await
+    leasehold_web::serve("node", listener, router(state), limits, tls, shutdown).await
 }
 
 fn parse_guid(text: &str) -> Result<ServerGuid, ApiError> {

@@ -41,6 +41,17 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_timeout: Option<String>,
+    /// HTTPS on the lease and admin listeners: certificate chain and key (PEM files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// The authorities node certificates must chain to, instead of the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ca: Option<PathBuf>,
+    /// The HTTP(S) proxy the sync goes through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl fmt::Debug for FileConfig {
@@ -57,6 +68,16 @@ impl fmt::Debug for FileConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("node_timeout", &self.node_timeout)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("node_ca", &self.node_ca)
+            .field(
+                "proxy",
+                &self.proxy.as_ref().map(|p| match reqwest::Url::parse(p) {
+                    Ok(u) => crate::outbound::redact_proxy(&u),
+                    Err(_) => "<unparsed>".into(),
+                }),
+            )
             .finish()
     }
 }

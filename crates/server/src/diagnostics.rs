@@ -10,6 +10,7 @@ use leasehold_proto::{Clock, SystemClock};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Status;
+use crate::outbound::NodeConnection;
 
 /// A node clock further off than this is reported as a warning.
 pub const CLOCK_SKEW_WARN_SECS: i64 = 60;
@@ -96,21 +97,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Checks a license node as the sync agent would reach it, with the system clock.
 pub async fn check_node(url: &str, timeout: Duration) -> NodeDiagnostics {
-    check_node_with_clock(url, timeout, &SystemClock).await
+    check_node_with(url, timeout, &SystemClock, &NodeConnection::default()).await
 }
 
 /// Checks a license node: DNS, TCP connect to the first address, TLS (https only), `GET
 /// {url}/v1/health`, and the node's `Date` header against `clock`. Each step is bounded by
-/// `timeout`; later steps are skipped when an earlier one fails.
-pub async fn check_node_with_clock(
+/// `timeout`; later steps are skipped when an earlier one fails. Through a proxy (as `conn`
+/// says for this URL) the DNS and TCP steps check the proxy, and the rest goes through it.
+pub async fn check_node_with(
     url: &str,
     timeout: Duration,
     clock: &dyn Clock,
+    conn: &NodeConnection,
 ) -> NodeDiagnostics {
     let checked_at = clock.now();
     let mut steps = Vec::new();
     let mut skew = None;
-    run_checks(url, timeout, clock, &mut steps, &mut skew).await;
+    run_checks(url, timeout, clock, conn, &mut steps, &mut skew).await;
     NodeDiagnostics {
         url: url.to_string(),
         checked_at,
@@ -124,6 +127,7 @@ async fn run_checks(
     url: &str,
     timeout: Duration,
     clock: &dyn Clock,
+    conn: &NodeConnection,
     steps: &mut Vec<DiagStep>,
     skew: &mut Option<i64>,
 ) {
@@ -164,10 +168,17 @@ async fn run_checks(
         }
     };
     let https = parsed.scheme() == "https";
-    let host = parsed.host_str().unwrap_or_default().to_string();
-    let port = parsed
+    // Through a proxy, the first hop is the proxy.
+    let proxy = conn.proxy_for(&parsed);
+    let first_hop = proxy.unwrap_or(&parsed);
+    let host = first_hop.host_str().unwrap_or_default().to_string();
+    let port = first_hop
         .port_or_known_default()
         .unwrap_or(if https { 443 } else { 80 });
+    let via = match proxy {
+        Some(p) => format!(" (the proxy {})", crate::outbound::redact_proxy(p)),
+        None => String::new(),
+    };
     let timeout_text = format!("no answer within {} ms", timeout.as_millis());
 
     // DNS
@@ -180,7 +191,7 @@ async fn run_checks(
                 steps.push(DiagStep::new(
                     steps::DNS,
                     StepLevel::Failed,
-                    format!("{host} resolves to no address"),
+                    format!("{host}{via} resolves to no address"),
                     millis(t),
                 ));
                 return skip_rest(steps, 1, "not tried: DNS failed");
@@ -191,7 +202,7 @@ async fn run_checks(
                 steps::DNS,
                 StepLevel::Ok,
                 format!(
-                    "{host} resolves to {}{}",
+                    "{host}{via} resolves to {}{}",
                     list.join(", "),
                     if more > 0 {
                         format!(" and {more} more")
@@ -207,7 +218,7 @@ async fn run_checks(
             steps.push(DiagStep::new(
                 steps::DNS,
                 StepLevel::Failed,
-                format!("cannot resolve {host}: {e}"),
+                format!("cannot resolve {host}{via}: {e}"),
                 millis(t),
             ));
             return skip_rest(steps, 1, "not tried: DNS failed");
@@ -216,7 +227,7 @@ async fn run_checks(
             steps.push(DiagStep::new(
                 steps::DNS,
                 StepLevel::Failed,
-                format!("cannot resolve {host}: {timeout_text}"),
+                format!("cannot resolve {host}{via}: {timeout_text}"),
                 millis(t),
             ));
             return skip_rest(steps, 1, "not tried: DNS failed");
@@ -230,7 +241,7 @@ async fn run_checks(
         Ok(Ok(_stream)) => steps.push(DiagStep::new(
             steps::TCP,
             StepLevel::Ok,
-            format!("connected to {addr}"),
+            format!("connected to {addr}{via}"),
             millis(t),
         )),
         Ok(Err(e)) => {
@@ -243,7 +254,7 @@ async fn run_checks(
             steps.push(DiagStep::new(
                 steps::TCP,
                 StepLevel::Failed,
-                format!("cannot connect to {addr}: {why}"),
+                format!("cannot connect to {addr}{via}: {why}"),
                 millis(t),
             ));
             return skip_rest(steps, 2, "not tried: TCP connect failed");
@@ -253,7 +264,7 @@ async fn run_checks(
                 steps::TCP,
                 StepLevel::Failed,
                 format!(
-                    "cannot connect to {addr}: {timeout_text} (a firewall may drop the packets)"
+                    "cannot connect to {addr}{via}: {timeout_text} (a firewall may drop the packets)"
                 ),
                 millis(t),
             ));
@@ -263,13 +274,13 @@ async fn run_checks(
 
     // TLS and HTTP. The first request opens the connection (and does the TLS handshake); on
     // https a second one over the same connection times HTTP alone.
-    let client = match reqwest::Client::builder().timeout(timeout).build() {
+    let client = match conn.http_client(timeout) {
         Ok(c) => c,
         Err(e) => {
             steps.push(DiagStep::new(
                 steps::TLS,
                 StepLevel::Failed,
-                format!("cannot set up the HTTP client: {}", error_chain(&e)),
+                format!("cannot set up the HTTP client: {e}"),
                 0,
             ));
             return skip_rest(steps, 3, "not tried: no HTTP client");
@@ -304,7 +315,7 @@ async fn run_checks(
                 steps.push(DiagStep::new(
                     steps::TLS,
                     StepLevel::Failed,
-                    format!("TLS failed: {}", error_chain(e)),
+                    format!("TLS failed: {}{}", error_chain(e), tls_hint(e, conn)),
                     ms,
                 ));
                 return skip_rest(steps, 3, "not tried: TLS failed");
@@ -405,6 +416,21 @@ async fn run_checks(
     }
 }
 
+/// What to do about a certificate this server does not trust.
+fn tls_hint(e: &reqwest::Error, conn: &NodeConnection) -> String {
+    let text = error_chain(e);
+    if !(text.contains("UnknownIssuer") || text.contains("certificate")) {
+        return String::new();
+    }
+    match &conn.ca_file {
+        Some(f) => format!(
+            " — the node's certificate does not chain to an authority in {} (--node-ca)",
+            f.display()
+        ),
+        None => " — the node's certificate does not chain to an authority this system trusts; give the vendor's CA with --node-ca".to_string(),
+    }
+}
+
 /// The state of the data directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataDirHealth {
@@ -490,7 +516,8 @@ pub fn is_secret_key(key: &str) -> bool {
 pub const REDACTED: &str = "<redacted>";
 
 /// The configuration with the value of every key containing "token", "password" or "secret"
-/// (at any depth, in tables, inline tables and arrays of tables) replaced by `<redacted>`.
+/// (at any depth, in tables, inline tables and arrays of tables) replaced by `<redacted>`,
+/// and the password of any URL in a value (a proxy's `http://user:password@host`) too.
 /// Comments are dropped (they may hold secrets too). Text that is not valid TOML keeps only
 /// the lines that mention none of those words.
 pub fn redact_config(toml_text: &str) -> String {
@@ -529,6 +556,13 @@ fn redact_value(v: &mut toml::Value) {
     match v {
         toml::Value::Table(t) => redact_table(t),
         toml::Value::Array(a) => a.iter_mut().for_each(redact_value),
+        toml::Value::String(s) => {
+            if let Ok(url) = reqwest::Url::parse(s) {
+                if url.password().is_some() {
+                    *s = crate::outbound::redact_proxy(&url);
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -603,7 +637,13 @@ mod tests {
     async fn skewed_clock_warns() {
         let (url, task) = health_server().await;
         let clock = leasehold_proto::ManualClock::new(Utc::now() + chrono::Duration::minutes(10));
-        let d = check_node_with_clock(&url, Duration::from_secs(5), &clock).await;
+        let d = check_node_with(
+            &url,
+            Duration::from_secs(5),
+            &clock,
+            &NodeConnection::default(),
+        )
+        .await;
         task.abort();
         assert!(d.ok, "a warning is not a failure");
         let step = d.step(steps::CLOCK).unwrap();
@@ -701,9 +741,21 @@ api_token = "zzz"
 
 [inline]
 x = { refresh_token = "rrr", keep = 1 }
+
+[outbound]
+proxy = "http://me:pr0xypass@proxy.example:3128"
 "#;
         let out = redact_config(cfg);
-        for secret in ["tok-123", "hunter2", "abc", "zzz", "rrr", "s3cr3t"] {
+        assert!(out.contains("proxy.example:3128"), "{out}");
+        for secret in [
+            "tok-123",
+            "hunter2",
+            "abc",
+            "zzz",
+            "rrr",
+            "s3cr3t",
+            "pr0xypass",
+        ] {
             assert!(!out.contains(secret), "{secret} leaked:\n{out}");
         }
         for kept in ["0.0.0.0:7070", "n1.example.invalid", "Plant A", "http://p"] {

@@ -14,6 +14,7 @@ mod error;
 pub mod history;
 pub mod ledger;
 pub mod logbuf;
+pub mod outbound;
 pub mod service;
 pub mod store;
 mod writer;
@@ -45,6 +46,7 @@ pub struct RunningServer {
     pub dashboard_password: Option<String>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    tls_reloader: Option<JoinHandle<()>>,
 }
 
 /// How to start a server besides its [`ServerOptions`].
@@ -57,6 +59,8 @@ pub struct Listeners {
     pub agent_tick: Duration,
     /// Bounds of both listeners (connections, header and idle timeouts).
     pub limits: leasehold_web::Limits,
+    /// HTTPS on both listeners; the certificate files are re-read when they change.
+    pub tls: Option<leasehold_web::Tls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +106,8 @@ pub async fn start_with_dashboard(
             .map(|k| k.as_str().to_owned())
             .collect(),
         vendor_keys: Vec::new(),
+        tls_fingerprint: listeners.tls.as_ref().map(leasehold_web::Tls::fingerprint),
+        node_connection: options.node_connection.clone(),
     };
     let server = LicenseServer::open(options, clock).await?;
     let data_dir = server.data_dir().to_path_buf();
@@ -156,21 +162,29 @@ pub async fn start_with_dashboard(
     );
     let (stop, stopped) = watch::channel(false);
     let limits = listeners.limits;
+    let tls = listeners.tls.clone();
     let serve = |name: &'static str,
                  listener: TcpListener,
                  router: axum::Router,
                  mut stopped: watch::Receiver<bool>| {
+        let tls = tls.clone();
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
             // The peer address (for the dashboard's limit on failed sign-ins) is in every
             // request; answers go out at once (TCP_NODELAY), see `leasehold_web::serve`.
-            if let Err(e) = leasehold_web::serve(name, listener, router, limits, shutdown).await {
+            if let Err(e) =
+                leasehold_web::serve(name, listener, router, limits, tls, shutdown).await
+            {
                 tracing::error!(listener = name, error = %e, "listener failed");
             }
         })
     };
+    let tls_reloader = listeners
+        .tls
+        .as_ref()
+        .map(|t| t.spawn_reloader("server", leasehold_web::tls::RELOAD_CHECK_EVERY));
     let tasks = vec![
         serve(
             "lease",
@@ -190,6 +204,7 @@ pub async fn start_with_dashboard(
         dashboard_password,
         stop,
         tasks,
+        tls_reloader,
     })
 }
 
@@ -197,6 +212,9 @@ impl RunningServer {
     /// Stops listening, stops the agent, flushes usage and releases the data directory.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        if let Some(r) = &self.tls_reloader {
+            r.abort();
+        }
         self.agent.stop().await;
         for t in self.tasks {
             let _ = t.await;

@@ -11,7 +11,8 @@
 //! - [`proxy::Proxy`]: passes, delays, freezes or drops a server's traffic;
 //! - [`blocking::Env`]: a node with the standard installation and servers on a runtime it owns;
 //! - [`process`]: child processes waited for until ready and killed on drop;
-//! - [`stub`]: a one-thread stub license server for tests that only need a filled cache.
+//! - [`stub`]: a one-thread stub license server for tests that only need a filled cache;
+//! - [`tls::TestCa`]: a certificate authority and the certificates it issues, for HTTPS.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,5 +24,6 @@ pub mod process;
 pub mod proxy;
 pub mod server;
 pub mod stub;
+pub mod tls;
 
 pub use fixtures::*;

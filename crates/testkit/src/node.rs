@@ -76,9 +76,15 @@ impl TestNode {
         let (tx, rx) = oneshot::channel();
         let state = NodeState::new(node.clone(), NODE_TOKEN);
         let task = tokio::spawn(async move {
-            leasehold_node::serve(state, listener, leasehold_web::Limits::default(), async {
-                let _ = rx.await;
-            })
+            leasehold_node::serve(
+                state,
+                listener,
+                leasehold_web::Limits::default(),
+                None,
+                async {
+                    let _ = rx.await;
+                },
+            )
             .await
             .unwrap();
         });

@@ -13,7 +13,10 @@ use std::time::Duration;
 /// Removes every `LEASEHOLD_*` variable from what `cmd` inherits.
 pub fn without_leasehold_env(cmd: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("LEASEHOLD_") {
+        let n = name.to_string_lossy();
+        // A proxy of the developer's machine would take the tests' loopback traffic.
+        let proxy = n.to_ascii_lowercase().ends_with("_proxy");
+        if n.starts_with("LEASEHOLD_") || proxy || n == "SSL_CERT_FILE" || n == "SSL_CERT_DIR" {
             cmd.env_remove(name);
         }
     }
@@ -106,4 +109,72 @@ impl Drop for ChildGuard {
 pub fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
+}
+
+/// A real HTTP/CONNECT proxy (Debian's `tinyproxy`) on a free loopback port, logging every
+/// request it passes, killed when dropped.
+#[derive(Debug)]
+pub struct Tinyproxy {
+    _child: ChildGuard,
+    /// `http://127.0.0.1:PORT`, credentials not included.
+    pub url: String,
+    pub log: std::path::PathBuf,
+}
+
+impl Tinyproxy {
+    /// Starts one with its files in `dir`; with `basic_auth`, it answers 407 to requests
+    /// without those credentials.
+    pub fn start(dir: &Path, basic_auth: Option<(&str, &str)>) -> Self {
+        let bin = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| {
+                panic!("tinyproxy is not installed (apt-get install tinyproxy; .ci/run installs it): the proxy tests need a real CONNECT proxy")
+            });
+        let addr = free_addr();
+        let port = addr.rsplit(':').next().unwrap_or_default().to_owned();
+        let log = dir.join("tinyproxy.log");
+        let conf = dir.join("tinyproxy.conf");
+        let auth = basic_auth
+            .map(|(u, p)| format!("BasicAuth {u} {p}\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 50\nAllow 127.0.0.1\n{auth}",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file(&dir.join("tinyproxy.stderr")))
+            .spawn()
+            .unwrap();
+        let guard = ChildGuard(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tinyproxy did not listen on {addr}: {}",
+                std::fs::read_to_string(dir.join("tinyproxy.stderr")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            _child: guard,
+            url: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    /// What it logged: one `Request ... CONNECT host:port` line per tunnel.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }

@@ -47,6 +47,7 @@ pub fn options(dir: &Path, nodes: Vec<String>, guid: Option<ServerGuid>) -> Serv
         node_timeout: Duration::from_secs(5),
         client_key_overlap: leasehold_server::client_key::DEFAULT_OVERLAP,
         client_limits: leasehold_server::ClientLimits::default(),
+        node_connection: Default::default(),
     }
 }
 
@@ -57,6 +58,7 @@ fn listeners(lease: SocketAddr) -> Listeners {
         admin_token: SERVER_TOKEN.into(),
         agent_tick: Duration::from_millis(20),
         limits: leasehold_web::Limits::default(),
+        tls: None,
     }
 }
 

@@ -11,9 +11,11 @@ mod json;
 pub mod metrics;
 mod routes;
 pub mod serve;
+pub mod tls;
 
 pub use auth::{same_secret, AdminAuth, AdminToken};
 pub use error::ApiError;
 pub use json::ApiJson;
 pub use routes::{health, metrics_response, not_found, Service};
 pub use serve::{serve, Limits};
+pub use tls::{Tls, TlsError, TlsFiles};

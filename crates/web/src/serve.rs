@@ -25,6 +25,8 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt as _;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::tls::Tls;
+
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -63,12 +65,14 @@ pub fn raise_open_files_limit() -> u64 {
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes; then stops
 /// accepting, lets requests in flight finish (at most `limits.request_timeout`) and
-/// returns. `name` labels the listener in logs and `/metrics`.
+/// returns. `name` labels the listener in logs and `/metrics`. With `tls`, every connection
+/// is HTTPS: the handshake must be done within `limits.header_read_timeout`.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = router.layer(TimeoutLayer::with_status_code(
@@ -103,9 +107,40 @@ pub async fn serve(
         }
         let router = router.clone();
         let mut stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(name, tcp, peer, router, limits, &mut stop).await;
+            let activity = Arc::new(Activity::new());
+            let tcp = Tracked {
+                inner: tcp,
+                activity: activity.clone(),
+            };
+            match tls {
+                None => {
+                    serve_connection(name, tcp, activity, peer, router, limits, &mut stop).await
+                }
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(tcp);
+                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(
+                                name, stream, activity, peer, router, limits, &mut stop,
+                            )
+                            .await
+                        }
+                        Ok(Err(e)) => {
+                            ::metrics::counter!("leasehold_http_tls_handshake_failures_total", "listener" => name)
+                                .increment(1);
+                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            ::metrics::counter!("leasehold_http_tls_handshake_failures_total", "listener" => name)
+                                .increment(1);
+                            tracing::debug!(listener = name, %peer, "TLS handshake not done in time; closed");
+                        }
+                    }
+                }
+            }
         });
     }
     let _ = stop_tx.send(true);
@@ -115,19 +150,18 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
+async fn serve_connection<S>(
     name: &'static str,
-    tcp: TcpStream,
+    stream: S,
+    activity: Arc<Activity>,
     peer: SocketAddr,
     router: Router,
     limits: Limits,
     stop: &mut watch::Receiver<bool>,
-) {
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked {
-        inner: tcp,
-        activity: activity.clone(),
-    });
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let service = router.map_request(move |r: hyper::Request<hyper::body::Incoming>| {
         let mut r = r.map(axum::body::Body::new);
         r.extensions_mut().insert(ConnectInfo(peer));

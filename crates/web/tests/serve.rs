@@ -26,6 +26,7 @@ async fn start(limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
         listener,
         router,
         limits,
+        None,
         async {
             let _ = stopped.await;
         },

@@ -105,6 +105,7 @@ pub(super) async fn start_server(
         node_timeout: Duration::from_secs(10),
         client_key_overlap: leasehold_server::client_key::DEFAULT_OVERLAP,
         client_limits: leasehold_server::ClientLimits::default(),
+        node_connection: Default::default(),
     };
     let listeners = Listeners {
         lease: spec.lease,
@@ -112,6 +113,7 @@ pub(super) async fn start_server(
         admin_token: spec.token.clone(),
         agent_tick: Duration::from_secs(1),
         limits: leasehold_web::Limits::default(),
+        tls: None,
     };
     let dashboard = DashboardSettings {
         config_path: None,
@@ -179,6 +181,7 @@ impl NodeProcess {
             NodeState::new(node, admin_token),
             listener,
             leasehold_web::Limits::default(),
+            None,
             async move {
                 let _ = stopped.await;
             },

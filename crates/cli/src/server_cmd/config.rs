@@ -36,6 +36,10 @@ pub struct Settings {
     /// `None`: generate or reuse `DATA_DIR/admin-token`.
     pub admin_token: Option<Secret>,
     pub node_timeout: Duration,
+    /// HTTPS on the lease and admin listeners.
+    pub tls: Option<leasehold_web::TlsFiles>,
+    /// How the nodes are reached: trusted authorities, proxy.
+    pub node_connection: leasehold_server::outbound::NodeConnection,
 }
 
 /// Where the file's settings came from, for error messages and relative paths.
@@ -175,6 +179,32 @@ pub fn resolve(args: &RunArgs, file: Option<(&Path, &FileConfig)>) -> anyhow::Re
         (None, None) => DEFAULT_NODE_TIMEOUT,
     };
 
+    // A path from the flag, else from the file (relative to it).
+    let path = |flag: &Option<PathBuf>, from_file: Option<&PathBuf>| -> Option<PathBuf> {
+        flag.clone()
+            .or_else(|| f.zip(from_file).map(|(l, p)| l.resolve(p)))
+    };
+    let tls = leasehold_web::TlsFiles::from_flags(
+        path(&args.tls_cert, f.and_then(|l| l.config.tls_cert.as_ref())),
+        path(&args.tls_key, f.and_then(|l| l.config.tls_key.as_ref())),
+        "--tls-cert (tls_cert)",
+        "--tls-key (tls_key)",
+    )?;
+    let node_ca = path(&args.node_ca, f.and_then(|l| l.config.node_ca.as_ref()));
+    let (proxy, no_proxy) = resolve_proxy(
+        args.proxy.as_deref(),
+        f.and_then(|l| l.config.proxy.as_deref().map(|p| (l, p))),
+        |name| std::env::var(name).ok(),
+    )?;
+    let node_connection = leasehold_server::outbound::NodeConnection {
+        ca_file: node_ca,
+        proxy,
+        no_proxy,
+    };
+    node_connection
+        .check()
+        .map_err(|e| anyhow!("--node-ca (node_ca): {e}"))?;
+
     Ok(Settings {
         data_dir,
         listen,
@@ -184,7 +214,33 @@ pub fn resolve(args: &RunArgs, file: Option<(&Path, &FileConfig)>) -> anyhow::Re
         guid,
         admin_token,
         node_timeout,
+        tls,
+        node_connection,
     })
+}
+
+/// The sync's proxy: `--proxy`, else `proxy` in the file, else the environment's
+/// (`HTTPS_PROXY`, `ALL_PROXY`; `NO_PROXY`). `none` in the flag or the file means direct.
+fn resolve_proxy(
+    flag: Option<&str>,
+    file: Option<(&FileLayer<'_>, &str)>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(Option<reqwest::Url>, Vec<String>)> {
+    use leasehold_server::outbound::{parse_proxy, proxy_from_env};
+    let (_, no_proxy) = proxy_from_env(&env).unwrap_or_default();
+    let given = match (flag, file) {
+        (Some(p), _) => Some((p, "--proxy".to_owned())),
+        (None, Some((l, p))) => Some((p, l.origin("proxy"))),
+        (None, None) => None,
+    };
+    match given {
+        Some((p, _)) if p.trim().eq_ignore_ascii_case("none") => Ok((None, Vec::new())),
+        Some((p, origin)) => Ok((
+            Some(parse_proxy(p).map_err(|e| anyhow!("{origin}: {e}"))?),
+            no_proxy,
+        )),
+        None => proxy_from_env(&env).map_err(|e| anyhow!("{e}")),
+    }
 }
 
 /// A node base URL: http(s), normalized without a trailing slash.
@@ -281,6 +337,10 @@ mod tests {
             guid: None,
             admin_token: None,
             node_timeout: None,
+            tls_cert: None,
+            tls_key: None,
+            node_ca: None,
+            proxy: None,
             client_key_overlap: Duration::from_secs(7 * 86_400),
             limits: crate::limits::LimitArgs::default(),
             max_clients: 50_000,
@@ -388,6 +448,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_and_the_node_ca_come_from_flags_or_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        let mut a = args();
+        a.vendor_keys = vec![key()];
+        let cfg = file(r#"tls_cert = "tls/server.crt""#);
+        let e = resolve(&a, Some((&path, &cfg))).unwrap_err().to_string();
+        assert!(e.contains("--tls-key (tls_key)"), "{e}");
+        let cfg = file(
+            r#"
+            tls_cert = "tls/server.crt"
+            tls_key = "tls/server.key"
+            "#,
+        );
+        let s = resolve(&a, Some((&path, &cfg))).unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!(tls.cert, dir.path().join("tls/server.crt"));
+        assert_eq!(tls.key, dir.path().join("tls/server.key"));
+        a.node_ca = Some(dir.path().join("missing-ca.pem"));
+        let e = resolve(&a, None).unwrap_err().to_string();
+        assert!(
+            e.contains("--node-ca") && e.contains("missing-ca.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_proxy_comes_from_the_flag_the_file_or_the_environment() {
+        let env = |name: &str| match name {
+            "HTTPS_PROXY" => Some("http://env-proxy:3128".to_owned()),
+            "NO_PROXY" => Some("localhost".to_owned()),
+            _ => None,
+        };
+        let none = |_: &str| None;
+        let (p, no) = resolve_proxy(None, None, env).unwrap();
+        assert_eq!(p.unwrap().as_str(), "http://env-proxy:3128/");
+        assert_eq!(no, ["localhost"]);
+        let (p, _) = resolve_proxy(Some("http://flag:1"), None, env).unwrap();
+        assert_eq!(p.unwrap().as_str(), "http://flag:1/");
+        let (p, _) = resolve_proxy(Some("none"), None, env).unwrap();
+        assert!(p.is_none());
+        let path = PathBuf::from("/etc/leasehold/server.toml");
+        let cfg = FileConfig::default();
+        let layer = FileLayer {
+            path: &path,
+            config: &cfg,
+        };
+        let (p, _) = resolve_proxy(None, Some((&layer, "file-proxy:8080")), none).unwrap();
+        assert_eq!(p.unwrap().as_str(), "http://file-proxy:8080/");
+        let e = resolve_proxy(None, Some((&layer, "ftp://x")), none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`proxy` in /etc/leasehold/server.toml"), "{e}");
+        let e = resolve_proxy(Some("http://x/y"), None, none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--proxy"), "{e}");
     }
 
     #[test]

@@ -92,7 +92,7 @@ enum ServerCommand {
 #[derive(Args)]
 struct RunArgs {
     /// TOML file with any of the keys data_dir, listen, admin_listen, nodes, vendor_keys,
-    /// guid, admin_token, node_timeout. Relative paths in it are relative to the file. The
+    /// guid, admin_token, node_timeout, tls_cert, tls_key, node_ca, proxy. Relative paths in it are relative to the file. The
     /// dashboard's configuration page edits this file. Without it, DATA_DIR/leasehold-server.toml
     /// is read if it exists (the dashboard writes it when the server has no --config).
     #[arg(long, env = "LEASEHOLD_SERVER_CONFIG", value_name = "FILE")]
@@ -161,6 +161,32 @@ struct RunArgs {
     #[arg(long, env = "LEASEHOLD_SERVER_CLIENT_KEY_OVERLAP", value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
     client_key_overlap: Duration,
 
+    /// Serve the lease and admin listeners over HTTPS with this certificate chain (PEM, leaf
+    /// first); needs --tls-key. Re-read when the files change (checked every 10 s, and at
+    /// once on SIGHUP). The dashboard's cookies are then marked Secure.
+    #[arg(long, env = "LEASEHOLD_SERVER_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "LEASEHOLD_SERVER_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// PEM file of the certificate authorities a license node's HTTPS certificate must chain
+    /// to; only these are trusted then. Without it, the system's trusted roots.
+    #[arg(long, env = "LEASEHOLD_SERVER_NODE_CA", value_name = "FILE")]
+    node_ca: Option<PathBuf>,
+
+    /// The HTTP(S) proxy the sync with the license nodes goes through
+    /// (http://[USER:PASSWORD@]HOST:PORT). Without it, HTTPS_PROXY or ALL_PROXY if set
+    /// (hosts in NO_PROXY are reached directly); `none` forces a direct connection.
+    #[arg(
+        long,
+        env = "LEASEHOLD_SERVER_PROXY",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    proxy: Option<String>,
+
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
 
@@ -192,6 +218,10 @@ impl fmt::Debug for RunArgs {
             .field("admin_token", &self.admin_token)
             .field("node_timeout", &self.node_timeout)
             .field("client_key_overlap", &self.client_key_overlap)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("node_ca", &self.node_ca)
+            .field("proxy", &self.proxy.as_ref().map(|_| "<set>"))
             .field("limits", &self.limits)
             .field("max_clients", &self.max_clients)
             .field("new_clients_per_minute", &self.new_clients_per_minute)

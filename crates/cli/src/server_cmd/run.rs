@@ -59,6 +59,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(
         data_dir = %settings.data_dir.display(),
         nodes = ?settings.nodes,
+        proxy = ?settings.node_connection.proxy.as_ref().map(leasehold_server::outbound::redact_proxy),
+        node_ca = ?settings.node_connection.ca_file,
         vendor_keys = ?settings.trusted_keys.kids().map(|k| k.as_str()).collect::<Vec<_>>(),
         "starting the license server"
     );
@@ -80,13 +82,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             max_clients: args.max_clients,
             new_clients_per_minute: args.new_clients_per_minute,
         },
+        node_connection: settings.node_connection.clone(),
     };
+    let tls = crate::limits::load_tls(settings.tls.clone())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listeners = Listeners {
         lease: settings.listen,
         admin: settings.admin_listen,
         admin_token: token.as_str().to_owned(),
         agent_tick: args.agent_tick,
         limits: args.limits.limits(2)?,
+        tls,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -109,7 +115,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             writeln!(
                 out,
-                "leasehold server listening on http://{} (admin http://{})",
+                "leasehold server listening on {scheme}://{} (admin {scheme}://{})",
                 running.lease_addr, running.admin_addr
             )?;
             out.flush()?;

@@ -9,4 +9,5 @@ mod keys;
 mod nodes;
 mod server;
 mod support;
+mod tls;
 mod vendor;

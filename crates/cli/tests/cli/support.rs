@@ -74,6 +74,9 @@ pub struct Fixture {
     pub dir: TempDir,
     pub key: VendorKey,
     pub node: Option<Node>,
+    /// The authority of an HTTPS node's certificate, which the vendor commands are told to
+    /// trust (`SSL_CERT_FILE`).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Fixture {
@@ -86,7 +89,37 @@ impl Fixture {
             dir,
             key,
             node: Some(node),
+            ca_file: None,
         }
+    }
+
+    /// Like [`Fixture::start`] with the node serving HTTPS: a certificate for 127.0.0.1
+    /// issued by the returned authority.
+    pub fn start_https() -> (Self, leasehold_testkit::tls::TestCa) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = keygen(&dir.path().join("vendor.pem"));
+        let ca = leasehold_testkit::tls::TestCa::new(dir.path(), "vendor");
+        let leaf = ca.issue(dir.path(), "node");
+        let db = format!("sqlite://{}", dir.path().join("node.db").display());
+        let node = Node::start_args(
+            dir.path(),
+            &key.path,
+            &db,
+            "node",
+            &[
+                "--tls-cert",
+                leaf.cert_file.to_str().unwrap(),
+                "--tls-key",
+                leaf.key_file.to_str().unwrap(),
+            ],
+        );
+        let f = Self {
+            dir,
+            key,
+            node: Some(node),
+            ca_file: Some(ca.ca_file.clone()),
+        };
+        (f, ca)
     }
 
     pub fn node(&self) -> &Node {
@@ -108,6 +141,9 @@ impl Fixture {
         let mut cmd = leasehold();
         cmd.args(["vendor", "--node", &self.node().url, "--token", NODE_TOKEN])
             .args(args);
+        if let Some(ca) = &self.ca_file {
+            cmd.env("SSL_CERT_FILE", ca);
+        }
         cmd
     }
 
@@ -178,8 +214,9 @@ impl Fixture {
 /// A `leasehold node serve` child process, killed when dropped.
 #[derive(Debug)]
 pub struct Node {
-    _child: ChildGuard,
+    child: ChildGuard,
     pub url: String,
+    pub log: PathBuf,
 }
 
 impl Node {
@@ -190,23 +227,45 @@ impl Node {
 
     /// A node on database `db`, logging to `dir/NAME.log`.
     pub fn start_db(dir: &Path, signing_key: &Path, db: &str, name: &str) -> Self {
+        Self::start_args(dir, signing_key, db, name, &[])
+    }
+
+    /// [`Node::start_db`] with more flags of `node serve`.
+    pub fn start_args(
+        dir: &Path,
+        signing_key: &Path,
+        db: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let mut cmd = StdCommand::new(leasehold_path());
         cmd.args(["node", "serve", "--db", db, "--listen", "127.0.0.1:0"])
             .arg("--signing-key")
             .arg(signing_key)
             .args(["--admin-token", NODE_TOKEN])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stderr(log_file(&log));
         without_leasehold_env(&mut cmd);
         match spawn_until_ready(cmd, NODE_READY, Duration::from_secs(60)) {
-            Ok((child, url)) => Node { _child: child, url },
+            Ok((child, url)) => Node { child, url, log },
             Err(status) => panic!(
                 "node did not print {NODE_READY:?} (exit status {status:?}); its log:\n{}",
                 read_log(&log)
             ),
         }
+    }
+}
+
+impl Node {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        read_log(&self.log)
     }
 }
 
@@ -220,6 +279,8 @@ pub struct LicenseServer {
     pub log: PathBuf,
     /// The admin token its admin commands are sent with.
     pub token: String,
+    /// The authority its admin commands trust (`SSL_CERT_FILE`), when it serves HTTPS.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl LicenseServer {
@@ -256,14 +317,17 @@ impl LicenseServer {
                     .strip_suffix(')')
                     .and_then(|r| r.split_once(" (admin "))
                     .unwrap_or_else(|| panic!("unexpected ready line: {rest:?}"));
-                assert!(lease.starts_with("http://127.0.0.1:"), "{rest}");
-                assert!(admin.starts_with("http://127.0.0.1:"), "{rest}");
+                let loopback = |u: &str| {
+                    u.starts_with("http://127.0.0.1:") || u.starts_with("https://127.0.0.1:")
+                };
+                assert!(loopback(lease) && loopback(admin), "{rest}");
                 Self {
                     child,
                     lease_url: lease.to_owned(),
                     admin_url: admin.to_owned(),
                     log,
                     token: token.to_owned(),
+                    ca_file: None,
                 }
             }
             Err(status) => panic!(
@@ -309,6 +373,12 @@ impl LicenseServer {
         self.lease_url.trim_start_matches("http://")
     }
 
+    /// Every command of this server's is told to trust `ca_file` (an HTTPS server's).
+    pub fn trusting(mut self, ca_file: &Path) -> Self {
+        self.ca_file = Some(ca_file.to_path_buf());
+        self
+    }
+
     /// `leasehold server ARGS --admin URL --token TOKEN`
     pub fn admin(&self, args: &[&str]) -> Command {
         let mut cmd = leasehold();
@@ -316,6 +386,9 @@ impl LicenseServer {
             .args(args)
             .args(["--admin", &self.admin_url, "--token", &self.token])
             .timeout(Duration::from_secs(30));
+        if let Some(ca) = &self.ca_file {
+            cmd.env("SSL_CERT_FILE", ca);
+        }
         cmd
     }
 

@@ -283,12 +283,19 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-pub fn session_cookie(token: &str) -> String {
-    format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
+/// A `Set-Cookie` value; `secure` (the admin listener speaks HTTPS) keeps the browser from
+/// ever sending it over plain HTTP.
+pub fn set_cookie(name: &str, value: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/{secure}")
 }
 
-pub fn expired_cookie(name: &str) -> String {
-    format!("{name}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+pub fn session_cookie(token: &str, secure: bool) -> String {
+    set_cookie(SESSION_COOKIE, token, secure)
+}
+
+pub fn expired_cookie(name: &str, secure: bool) -> String {
+    format!("{}; Max-Age=0", set_cookie(name, "", secure))
 }
 
 /// The client's address, as the listener saw it (no proxy headers: the admin listener is
@@ -307,10 +314,20 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// Where to go after signing in: only a path on this server, never another site.
+/// Where to go after signing in: only a path on this server, never another site. No control
+/// characters: a browser drops tabs and line breaks from a URL (`/<TAB>/evil.example` is
+/// `//evil.example`, another site), and the others make no `Location` header (a 500 after
+/// the sign-in succeeded).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.into()
+        }
         _ => "/licenses".into(),
     }
 }
@@ -407,5 +424,20 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), "/licenses");
         assert_eq!(safe_next(None), "/licenses");
         assert_eq!(url_encode("/a?b=c d"), "/a%3Fb%3Dc%20d");
+    }
+
+    /// Found by the `dashboard_form` fuzz target (docs/testing.md, "Fuzzing").
+    #[test]
+    fn next_with_control_characters_stays_on_this_server() {
+        // A browser drops the tab: `//evil.example`.
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/licenses");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/licenses");
+        // Not a valid `Location` header: the sign-in would answer 500.
+        assert_eq!(safe_next(Some("/clients\u{1f}feature=tts")), "/licenses");
+        assert_eq!(safe_next(Some("/sync\r\nSet-Cookie: x=y")), "/licenses");
+        assert_eq!(
+            safe_next(Some("/clients?feature=tts")),
+            "/clients?feature=tts"
+        );
     }
 }

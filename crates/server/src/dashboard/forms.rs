@@ -3,7 +3,9 @@
 //! and a flash message, or the page again with the problem next to the field.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
 
 use axum::extract::{Form, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -85,12 +87,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     }
 }
 
+/// The sign-in form; `next` is where to go after it (see [`auth::safe_next`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct LoginForm {
-    password: String,
-    csrf: String,
-    next: String,
+    pub password: String,
+    pub csrf: String,
+    pub next: String,
 }
 
 pub async fn login_post(
@@ -134,8 +137,8 @@ pub async fn login_post(
             tracing::info!(ip = %client.ip, "dashboard sign-in");
             let mut response = Redirect::to(&next).into_response();
             for cookie in [
-                auth::session_cookie(&token),
-                auth::expired_cookie(LOGIN_COOKIE),
+                auth::session_cookie(&token, state.dashboard.secure_cookies()),
+                auth::expired_cookie(LOGIN_COOKIE, state.dashboard.secure_cookies()),
             ] {
                 if let Ok(v) = cookie.parse() {
                     response.headers_mut().append(header::SET_COOKIE, v);
@@ -147,14 +150,22 @@ pub async fn login_post(
             sessions.record_failure(client.ip);
             tracing::warn!(ip = %client.ip, "dashboard sign-in failed: wrong password");
             login_page(
+                state.dashboard.secure_cookies(),
                 StatusCode::UNAUTHORIZED,
                 &next,
                 Some("Wrong password. Sign-in failed.".into()),
                 None,
             )
         }
-        Ok(Err(e)) => login_page(StatusCode::INTERNAL_SERVER_ERROR, &next, Some(e), None),
+        Ok(Err(e)) => login_page(
+            state.dashboard.secure_cookies(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &next,
+            Some(e),
+            None,
+        ),
         Err(e) => login_page(
+            state.dashboard.secure_cookies(),
             StatusCode::INTERNAL_SERVER_ERROR,
             &next,
             Some(format!("checking the password failed: {e}")),
@@ -178,17 +189,18 @@ impl CsrfForm for CsrfOnly {
 pub async fn logout_post(State(state): State<AppState>, posted: Posted<CsrfOnly>) -> Response {
     state.dashboard.sessions.end(&posted.session.token);
     let mut response = Redirect::to("/login?signed_out=1").into_response();
-    if let Ok(v) = auth::expired_cookie(SESSION_COOKIE).parse() {
+    if let Ok(v) = auth::expired_cookie(SESSION_COOKIE, state.dashboard.secure_cookies()).parse() {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
 }
 
+/// Setup's "Set the GUID" form.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct SetupForm {
-    csrf: String,
-    guid: String,
+    pub csrf: String,
+    pub guid: String,
 }
 
 impl CsrfForm for SetupForm {
@@ -269,15 +281,16 @@ pub async fn sync_post(State(state): State<AppState>, posted: Posted<CsrfOnly>) 
     Redirect::to("/sync").into_response()
 }
 
+/// The configuration form as posted: text areas hold one node URL or vendor key a line.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ConfigPost {
-    csrf: String,
-    nodes: String,
-    listen: String,
-    admin_listen: String,
-    node_timeout: String,
-    vendor_keys: String,
+    pub csrf: String,
+    pub nodes: String,
+    pub listen: String,
+    pub admin_listen: String,
+    pub node_timeout: String,
+    pub vendor_keys: String,
 }
 
 impl CsrfForm for ConfigPost {
@@ -286,12 +299,93 @@ impl CsrfForm for ConfigPost {
     }
 }
 
-fn lines(text: &str) -> Vec<String> {
+/// The non-empty lines of a text area, trimmed: one node URL or vendor key each.
+pub fn lines(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// The configuration form, every field checked: what [`config_post`] writes to the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedConfig {
+    pub nodes: Vec<String>,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub node_timeout: Duration,
+    /// The vendor keys as typed (public keys or key file names), one a line.
+    pub vendor_keys: Vec<String>,
+    /// Key ids of those keys.
+    pub key_ids: BTreeSet<String>,
+}
+
+impl CheckedConfig {
+    /// Sets the form's settings in `file`, leaving its other settings as they are.
+    pub fn write_into(&self, file: &mut FileConfig) {
+        file.nodes = Some(self.nodes.clone());
+        file.listen = Some(self.listen.to_string());
+        file.admin_listen = Some(self.admin_listen.to_string());
+        file.node_timeout = Some(humantime::format_duration(self.node_timeout).to_string());
+        file.vendor_keys = Some(self.vendor_keys.clone());
+    }
+}
+
+/// Checks every field of a posted configuration form; key file names are relative to
+/// `base_dir` (the config file's directory). On a problem, each field's problem.
+pub fn check_config_form(
+    form: &ConfigPost,
+    base_dir: Option<&Path>,
+) -> Result<CheckedConfig, Box<ConfigErrors>> {
+    let mut errors = ConfigErrors::default();
+    let node_texts = lines(&form.nodes);
+    let nodes = config::check_node_urls(node_texts.iter().map(String::as_str))
+        .map_err(|e| errors.nodes = Some(e))
+        .ok();
+    let listen = config::parse_address(&form.listen, DEFAULT_LISTEN)
+        .map_err(|e| errors.listen = Some(e))
+        .ok();
+    let admin_listen = config::parse_address(&form.admin_listen, DEFAULT_ADMIN_LISTEN)
+        .map_err(|e| errors.admin_listen = Some(e))
+        .ok();
+    let node_timeout = config::parse_duration(&form.node_timeout)
+        .map_err(|e| errors.node_timeout = Some(e))
+        .ok();
+    let key_texts = lines(&form.vendor_keys);
+    let mut keys = TrustedKeys::new();
+    let mut key_ids = BTreeSet::new();
+    for text in &key_texts {
+        match config::load_vendor_key(&mut keys, text, base_dir) {
+            Ok(kid) => {
+                key_ids.insert(kid.as_str().to_owned());
+            }
+            Err(e) => {
+                errors.vendor_keys = Some(e);
+                break;
+            }
+        }
+    }
+    if key_texts.is_empty() {
+        errors.vendor_keys = Some(
+            "at least one vendor key is required: the server loads only bundles signed by a \
+             trusted key"
+                .into(),
+        );
+    }
+    match (nodes, listen, admin_listen, node_timeout, errors.any()) {
+        (Some(nodes), Some(listen), Some(admin_listen), Some(node_timeout), false) => {
+            Ok(CheckedConfig {
+                nodes,
+                listen,
+                admin_listen,
+                node_timeout,
+                vendor_keys: key_texts,
+                key_ids,
+            })
+        }
+        _ => Err(Box::new(errors)),
+    }
 }
 
 /// The configuration page, with the form as posted (after an error) or as in force.
@@ -355,6 +449,8 @@ pub(super) async fn config_page(
             running.nodes.join(", ")
         },
         running_node_timeout: humantime::format_duration(running.node_timeout).to_string(),
+        running_transport: running.transport_words().0,
+        running_node_path: running.transport_words().1,
         vendor_key_ids: running.vendor_key_ids.iter().cloned().collect(),
     };
     render(code, &page)
@@ -364,41 +460,10 @@ pub async fn config_post(State(state): State<AppState>, posted: Posted<ConfigPos
     let Posted { session, form } = posted;
     let dash = &state.dashboard;
     let target = dash.config_target();
-    let mut errors = ConfigErrors::default();
-    let node_texts = lines(&form.nodes);
-    let nodes = config::check_node_urls(node_texts.iter().map(String::as_str))
-        .map_err(|e| errors.nodes = Some(e))
-        .ok();
-    let listen = config::parse_address(&form.listen, DEFAULT_LISTEN)
-        .map_err(|e| errors.listen = Some(e))
-        .ok();
-    let admin_listen = config::parse_address(&form.admin_listen, DEFAULT_ADMIN_LISTEN)
-        .map_err(|e| errors.admin_listen = Some(e))
-        .ok();
-    let node_timeout = config::parse_duration(&form.node_timeout)
-        .map_err(|e| errors.node_timeout = Some(e))
-        .ok();
-    let key_texts = lines(&form.vendor_keys);
-    let mut keys = TrustedKeys::new();
-    let mut key_ids = BTreeSet::new();
-    for text in &key_texts {
-        match config::load_vendor_key(&mut keys, text, target.parent()) {
-            Ok(kid) => {
-                key_ids.insert(kid.as_str().to_owned());
-            }
-            Err(e) => {
-                errors.vendor_keys = Some(e);
-                break;
-            }
-        }
-    }
-    if key_texts.is_empty() {
-        errors.vendor_keys = Some(
-            "at least one vendor key is required: the server loads only bundles signed by a \
-             trusted key"
-                .into(),
-        );
-    }
+    let (checked, mut errors) = match check_config_form(&form, target.parent()) {
+        Ok(c) => (Some(c), ConfigErrors::default()),
+        Err(e) => (None, *e),
+    };
     let mut file = if target.exists() {
         match FileConfig::load(&target) {
             Ok(f) => f,
@@ -412,9 +477,7 @@ pub async fn config_post(State(state): State<AppState>, posted: Posted<ConfigPos
     } else {
         FileConfig::default()
     };
-    let (Some(nodes), Some(listen), Some(admin_listen), Some(node_timeout), false) =
-        (nodes, listen, admin_listen, node_timeout, errors.any())
-    else {
+    let (Some(checked), false) = (checked, errors.any()) else {
         let form = ConfigForm {
             nodes: form.nodes,
             listen: form.listen,
@@ -431,11 +494,15 @@ pub async fn config_post(State(state): State<AppState>, posted: Posted<ConfigPos
         )
         .await;
     };
-    file.nodes = Some(nodes.clone());
-    file.listen = Some(listen.to_string());
-    file.admin_listen = Some(admin_listen.to_string());
-    file.node_timeout = Some(humantime::format_duration(node_timeout).to_string());
-    file.vendor_keys = Some(key_texts);
+    checked.write_into(&mut file);
+    let CheckedConfig {
+        nodes,
+        listen,
+        admin_listen,
+        node_timeout,
+        key_ids,
+        ..
+    } = checked;
     if let Err(e) = file.write_atomically(&target) {
         dash.sessions.set_flash(
             &session.token,

@@ -20,6 +20,11 @@ use axum::routing::get;
 use axum::Router;
 
 pub use auth::{ensure_password, set_password, verify_password, PASSWORD_FILE};
+// The forms' decoding and checks, for the fuzz targets (`fuzz/`).
+pub use forms::{
+    check_config_form, lines, CheckedConfig, ConfigPost, CsrfOnly, LoginForm, SetupForm,
+};
+pub use views::ConfigErrors;
 
 use crate::config::DATA_DIR_CONFIG_FILE;
 use crate::http::AppState;
@@ -46,6 +51,10 @@ pub struct RunningSettings {
     /// Key ids of the trusted vendor keys.
     pub vendor_key_ids: BTreeSet<String>,
     pub vendor_keys: Vec<String>,
+    /// The lease and admin listeners speak HTTPS (their certificate's SHA-256).
+    pub tls_fingerprint: Option<String>,
+    /// How the nodes are reached.
+    pub node_connection: crate::outbound::NodeConnection,
 }
 
 /// The dashboard's share of the admin listener's state.
@@ -89,6 +98,42 @@ impl DashboardState {
 
     pub fn config_path(&self) -> Option<&Path> {
         self.config_path.as_deref()
+    }
+}
+
+/// How the listeners and the way to the nodes are secured, in words (the configuration page
+/// and the support bundle).
+impl RunningSettings {
+    pub fn transport_words(&self) -> (String, String) {
+        let listeners = match &self.tls_fingerprint {
+            Some(fp) => format!("HTTPS (certificate SHA-256 {fp})"),
+            None => "plain HTTP (no --tls-cert)".to_string(),
+        };
+        let c = &self.node_connection;
+        let trust = match &c.ca_file {
+            Some(f) => format!("node certificates must chain to {}", f.display()),
+            None => "node certificates checked against the system's trusted roots".to_string(),
+        };
+        let proxy = match &c.proxy {
+            Some(p) => format!(
+                "through the proxy {}{}",
+                crate::outbound::redact_proxy(p),
+                if c.no_proxy.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (direct to {})", c.no_proxy.join(", "))
+                }
+            ),
+            None => "direct (no proxy)".to_string(),
+        };
+        (listeners, format!("{proxy}; {trust}"))
+    }
+}
+
+impl DashboardState {
+    /// Cookies are marked `Secure` when the admin listener speaks HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        lock(&self.running).tls_fingerprint.is_some()
     }
 
     pub fn running(&self) -> RunningSettings {

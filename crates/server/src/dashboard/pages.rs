@@ -81,6 +81,7 @@ pub async fn login_get(
         return Redirect::to(&next).into_response();
     }
     login_page(
+        state.dashboard.secure_cookies(),
         StatusCode::OK,
         &next,
         None,
@@ -90,6 +91,7 @@ pub async fn login_get(
 
 /// The sign-in form with a fresh CSRF token, set in a cookie it must match.
 pub(super) fn login_page(
+    secure: bool,
     code: StatusCode,
     next: &str,
     error: Option<String>,
@@ -104,7 +106,7 @@ pub(super) fn login_page(
         notice,
     };
     let mut response = render(code, &page);
-    if let Ok(v) = format!("{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/").parse() {
+    if let Ok(v) = auth::set_cookie(LOGIN_COOKIE, &token, secure).parse() {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
@@ -518,13 +520,16 @@ fn log_views(lines: Vec<String>) -> Vec<LogLineView> {
 async fn node_checks(state: &AppState) -> Vec<crate::diagnostics::NodeDiagnostics> {
     let nodes = state.dashboard.running().nodes;
     let clock = state.server.clock().clone();
+    let conn = state.server.node_connection().clone();
     let checks = nodes.iter().map(|url| {
         let clock = clock.clone();
+        let conn = conn.clone();
         async move {
-            crate::diagnostics::check_node_with_clock(
+            crate::diagnostics::check_node_with(
                 url,
                 std::time::Duration::from_secs(5),
                 clock.as_ref(),
+                &conn,
             )
             .await
         }
@@ -545,18 +550,20 @@ async fn futures_join_all<F: std::future::Future<Output = T>, T>(
 
 fn config_for_bundle(state: &AppState) -> String {
     let target = state.dashboard.config_target();
+    let r = state.dashboard.running();
+    let (listeners, node_path) = r.transport_words();
+    // What is in force, whatever the file says (flags and the environment win over it).
+    let in_force =
+        format!("\n[in_force]\nlisteners = {listeners:?}\nway_to_nodes = {node_path:?}\n");
     match std::fs::read_to_string(&target) {
-        Ok(text) => crate::diagnostics::redact_config(&text),
-        Err(_) => {
-            let r = state.dashboard.running();
-            format!(
-                "# settings from flags and environment (no config file)\nlisten = \"{}\"\nadmin_listen = \"{}\"\nnodes = {:?}\nnode_timeout = \"{}\"\n",
-                r.listen,
-                r.admin_listen,
-                r.nodes,
-                humantime::format_duration(r.node_timeout)
-            )
-        }
+        Ok(text) => crate::diagnostics::redact_config(&format!("{text}{in_force}")),
+        Err(_) => format!(
+            "# settings from flags and environment (no config file)\nlisten = \"{}\"\nadmin_listen = \"{}\"\nnodes = {:?}\nnode_timeout = \"{}\"\n{in_force}",
+            r.listen,
+            r.admin_listen,
+            r.nodes,
+            humantime::format_duration(r.node_timeout)
+        ),
     }
 }
 

@@ -441,6 +441,10 @@ pub struct ConfigPage {
     pub running_admin_listen: String,
     pub running_nodes: String,
     pub running_node_timeout: String,
+    /// HTTPS or plain HTTP on the listeners.
+    pub running_transport: String,
+    /// Proxy and trusted authorities on the way to the nodes.
+    pub running_node_path: String,
     pub vendor_key_ids: Vec<String>,
 }
 

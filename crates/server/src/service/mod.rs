@@ -54,6 +54,8 @@ pub struct ServerOptions {
     pub client_key_overlap: chrono::Duration,
     /// How many clients the server takes, and how fast new ones may come from one address.
     pub client_limits: ClientLimits,
+    /// How the nodes are reached: trusted authorities, proxy.
+    pub node_connection: crate::outbound::NodeConnection,
 }
 
 /// Bounds on clients, so a flood of fresh client ids cannot grow the server without bound.
@@ -90,6 +92,7 @@ pub struct LicenseServer {
     /// One sync at a time.
     sync_lock: tokio::sync::Mutex<()>,
     http: reqwest::Client,
+    node_connection: crate::outbound::NodeConnection,
     requests: RequestCounters,
     client_keys: RwLock<ClientKeys>,
     client_key_overlap: chrono::Duration,
@@ -225,10 +228,11 @@ impl LicenseServer {
                 std::num::NonZeroU32::new(options.client_limits.new_clients_per_minute)
                     .unwrap_or(std::num::NonZeroU32::MIN),
             )),
-            http: reqwest::Client::builder()
-                .timeout(options.node_timeout)
-                .build()
-                .map_err(|e| StoreError::Db(format!("HTTP client: {e}")))?,
+            http: options
+                .node_connection
+                .http_client(options.node_timeout)
+                .map_err(StoreError::Db)?,
+            node_connection: options.node_connection,
         });
         if let Some(guid) = options.guid {
             server
@@ -246,6 +250,11 @@ impl LicenseServer {
 
     pub fn data_dir(&self) -> &std::path::Path {
         self.store.dir()
+    }
+
+    /// How the nodes are reached (the dashboard's connection test takes the same path).
+    pub fn node_connection(&self) -> &crate::outbound::NodeConnection {
+        &self.node_connection
     }
 
     pub fn instance_id(&self) -> &InstanceId {

@@ -189,6 +189,7 @@ mod tests {
             node_timeout: Duration::from_secs(1),
             client_key_overlap: crate::client_key::DEFAULT_OVERLAP,
             client_limits: crate::ClientLimits::default(),
+            node_connection: Default::default(),
         };
         let server = LicenseServer::open(options.clone(), clock.clone())
             .await
