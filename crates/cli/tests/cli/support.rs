@@ -238,6 +238,18 @@ impl Node {
         name: &str,
         extra: &[&str],
     ) -> Self {
+        Self::start_logging(dir, signing_key, db, name, extra, "info")
+    }
+
+    /// [`Node::start_args`] logging at `rust_log` (`RUST_LOG`).
+    pub fn start_logging(
+        dir: &Path,
+        signing_key: &Path,
+        db: &str,
+        name: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let mut cmd = StdCommand::new(leasehold_path());
         cmd.args(["node", "serve", "--db", db, "--listen", "127.0.0.1:0"])
@@ -245,7 +257,7 @@ impl Node {
             .arg(signing_key)
             .args(["--admin-token", NODE_TOKEN])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stderr(log_file(&log));
         without_leasehold_env(&mut cmd);
