@@ -383,6 +383,13 @@ impl ClientBuilder {
         let mut bytes = [0u8; ClientId::RANDOM_BYTES];
         rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
         let client_id = ClientId::from_random(bytes);
+        // The secret the servers bind the client id to: another process that learns the id
+        // (from the admin API, say) cannot release or take over this one's licenses.
+        let mut secret = [0u8; 32];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut secret[..]);
+        let mut client_secret = reqwest::header::HeaderValue::from_str(&hex_encode(&secret))
+            .map_err(|e| BuildError::Start(e.to_string()))?;
+        client_secret.set_sensitive(true);
 
         let shared = Arc::new(Shared {
             slots: features.into_iter().map(Slot::new).collect(),
@@ -413,10 +420,13 @@ impl ClientBuilder {
             .pool_idle_timeout(Duration::from_secs(30))
             .no_proxy()
             .user_agent(concat!("leasehold-client/", env!("CARGO_PKG_VERSION")))
-            .default_headers(reqwest::header::HeaderMap::from_iter([(
-                reqwest::header::AUTHORIZATION,
-                authorization,
-            )]))
+            .default_headers(reqwest::header::HeaderMap::from_iter([
+                (reqwest::header::AUTHORIZATION, authorization),
+                (
+                    reqwest::header::HeaderName::from_static(leasehold_proto::CLIENT_SECRET_HEADER),
+                    client_secret,
+                ),
+            ]))
             .build()
             .map_err(|e| BuildError::Start(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -654,6 +664,11 @@ fn assert_send_sync() {
     is::<Client>();
     is::<LicenseGuard<'static>>();
     is::<Status>();
+}
+
+/// Lower-case hex of `bytes`.
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

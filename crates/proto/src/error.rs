@@ -23,6 +23,9 @@ pub enum ErrorCode {
     TooManyClients,
     /// Too many new clients from one address in a short time; try again shortly.
     RateLimited,
+    /// The request names a client id the server knows under another client secret: another
+    /// process is using that id (or the request is forged).
+    ClientIdInUse,
     Internal,
 }
 
@@ -41,6 +44,7 @@ impl ErrorCode {
             ErrorCode::StaleRequest => "stale_request",
             ErrorCode::TooManyClients => "too_many_clients",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ClientIdInUse => "client_id_in_use",
             ErrorCode::Internal => "internal",
         }
     }
@@ -53,7 +57,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound | ErrorCode::UnknownServer => 404,
-            ErrorCode::GuidInUse | ErrorCode::StaleRequest => 409,
+            ErrorCode::GuidInUse | ErrorCode::StaleRequest | ErrorCode::ClientIdInUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ContextMismatch | ErrorCode::InstallationShape => 422,
             ErrorCode::Internal => 500,

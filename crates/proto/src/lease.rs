@@ -9,6 +9,25 @@ use crate::guid::ServerGuid;
 use crate::ids::{ClientId, Feature};
 use crate::license::Context;
 
+/// The header every lease request and release carries: a secret the client made at start
+/// (random, 16 to 128 visible ASCII characters). The server binds a client id to the first
+/// secret it sees for it and refuses the id under any other (`client_id_in_use`), so a
+/// process that learned another's client id cannot release or take over its licenses.
+pub const CLIENT_SECRET_HEADER: &str = "leasehold-client-secret";
+
+/// Checks a client secret's form (not its value).
+pub fn check_client_secret(secret: &str) -> Result<(), String> {
+    let ok_len = (16..=128).contains(&secret.len());
+    let ok_chars = secret.bytes().all(|b| b.is_ascii_graphic());
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {CLIENT_SECRET_HEADER} header must be 16 to 128 visible ASCII characters"
+        ))
+    }
+}
+
 /// What a client tells the server every refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +59,23 @@ pub struct LeaseRequest {
     /// and leaves (clean shutdown, or back to the primary from a backup).
     #[serde(default)]
     pub release: bool,
+}
+
+impl LeaseRequest {
+    /// Most features one request may name: the server refuses a longer list (each costs it
+    /// a holding per client).
+    pub const MAX_FEATURES: usize = 256;
+
+    /// Checks what serde cannot, as the server does before it allocates anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.features.len() > Self::MAX_FEATURES {
+            return Err(format!(
+                "a lease request may name at most {} features",
+                Self::MAX_FEATURES
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -24,7 +24,10 @@ pub use envelope::{
 pub use error::{ErrorBody, ErrorCode, Health};
 pub use guid::{GuidError, ServerGuid};
 pub use ids::{ClientId, Feature, IdError, InstallationId, InstanceId, LicenseId, SyncToken};
-pub use lease::{FeatureQuota, FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason};
+pub use lease::{
+    check_client_secret, FeatureQuota, FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason,
+    CLIENT_SECRET_HEADER,
+};
 pub use license::{Context, ContextError, License, LicenseError};
 pub use sync::{BundlePayload, SyncUpload};
 pub use usage::UsageBucket;

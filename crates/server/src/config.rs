@@ -52,6 +52,15 @@ pub struct FileConfig {
     /// The HTTP(S) proxy the sync goes through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// How long a replaced client key is still accepted ("7d").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key_overlap: Option<String>,
+    /// Clients held at once; a new one beyond is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clients: Option<usize>,
+    /// New client ids one source address may bring per minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_clients_per_minute: Option<u32>,
 }
 
 impl fmt::Debug for FileConfig {
@@ -71,6 +80,9 @@ impl fmt::Debug for FileConfig {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("node_ca", &self.node_ca)
+            .field("client_key_overlap", &self.client_key_overlap)
+            .field("max_clients", &self.max_clients)
+            .field("new_clients_per_minute", &self.new_clients_per_minute)
             .field(
                 "proxy",
                 &self.proxy.as_ref().map(|p| match reqwest::Url::parse(p) {

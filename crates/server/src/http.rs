@@ -131,10 +131,28 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn lease(
     State(state): State<AppState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<LeaseRequest>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
     let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip());
-    state.server.lease_from(&req, peer).await.map(Json)
+    let secret = client_secret(&headers)?;
+    let caller = crate::service::Caller { peer, secret };
+    state.server.lease_from(&req, caller).await.map(Json)
+}
+
+/// The `leasehold-client-secret` header, if sent; one that is not text is refused.
+fn client_secret(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(leasehold_proto::CLIENT_SECRET_HEADER)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "the {} header must be visible ASCII",
+                    leasehold_proto::CLIENT_SECRET_HEADER
+                ))
+            })
+        })
+        .transpose()
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -148,12 +166,17 @@ struct ReleaseQuery {
 async fn release(
     State(state): State<AppState>,
     Path(client): Path<String>,
+    headers: axum::http::HeaderMap,
     query: Result<axum::extract::Query<ReleaseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let client = ClientId::parse(&client).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let axum::extract::Query(query) =
         query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
-    if state.server.release(&client, query.seq, query.epoch) {
+    let secret = client_secret(&headers)?;
+    if state
+        .server
+        .release(&client, query.seq, query.epoch, secret)?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(

@@ -40,6 +40,8 @@ pub struct Settings {
     pub tls: Option<leasehold_web::TlsFiles>,
     /// How the nodes are reached: trusted authorities, proxy.
     pub node_connection: leasehold_server::outbound::NodeConnection,
+    pub client_key_overlap: Duration,
+    pub client_limits: leasehold_server::ClientLimits,
 }
 
 /// Where the file's settings came from, for error messages and relative paths.
@@ -205,6 +207,31 @@ pub fn resolve(args: &RunArgs, file: Option<(&Path, &FileConfig)>) -> anyhow::Re
         .check()
         .map_err(|e| anyhow!("--node-ca (node_ca): {e}"))?;
 
+    let client_key_overlap = match (
+        args.client_key_overlap,
+        f.and_then(|l| l.config.client_key_overlap.as_ref().map(|t| (l, t))),
+    ) {
+        (Some(d), _) => d,
+        (None, Some((l, text))) => super::parse_duration(text)
+            .map_err(|e| anyhow!("{}: {e}", l.origin("client_key_overlap")))?,
+        (None, None) => Duration::from_secs(7 * 86_400),
+    };
+    let defaults = leasehold_server::ClientLimits::default();
+    let max_clients = args
+        .max_clients
+        .or_else(|| f.and_then(|l| l.config.max_clients))
+        .unwrap_or(defaults.max_clients);
+    let new_clients_per_minute = args
+        .new_clients_per_minute
+        .or_else(|| f.and_then(|l| l.config.new_clients_per_minute))
+        .unwrap_or(defaults.new_clients_per_minute);
+    if max_clients == 0 {
+        bail!("max_clients must be at least 1");
+    }
+    if new_clients_per_minute == 0 {
+        bail!("new_clients_per_minute must be at least 1");
+    }
+
     Ok(Settings {
         data_dir,
         listen,
@@ -216,6 +243,11 @@ pub fn resolve(args: &RunArgs, file: Option<(&Path, &FileConfig)>) -> anyhow::Re
         node_timeout,
         tls,
         node_connection,
+        client_key_overlap,
+        client_limits: leasehold_server::ClientLimits {
+            max_clients,
+            new_clients_per_minute,
+        },
     })
 }
 
@@ -341,10 +373,10 @@ mod tests {
             tls_key: None,
             node_ca: None,
             proxy: None,
-            client_key_overlap: Duration::from_secs(7 * 86_400),
+            client_key_overlap: None,
             limits: crate::limits::LimitArgs::default(),
-            max_clients: 50_000,
-            new_clients_per_minute: 600,
+            max_clients: None,
+            new_clients_per_minute: None,
             agent_tick: Duration::from_secs(5),
         }
     }
@@ -387,9 +419,15 @@ mod tests {
             guid = "DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E"
             admin_token = "from-file"
             node_timeout = "5s"
+            client_key_overlap = "2d"
+            max_clients = 500
+            new_clients_per_minute = 60
             "#,
         );
         let s = resolve(&args(), Some((&path, &cfg))).unwrap();
+        assert_eq!(s.client_key_overlap, Duration::from_secs(2 * 86_400));
+        assert_eq!(s.client_limits.max_clients, 500);
+        assert_eq!(s.client_limits.new_clients_per_minute, 60);
         assert_eq!(s.data_dir, dir.path().join("state"));
         assert_eq!(s.listen, "127.0.0.1:1000".parse().unwrap());
         assert_eq!(s.admin_listen, "127.0.0.1:1001".parse().unwrap());

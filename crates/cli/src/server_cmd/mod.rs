@@ -92,7 +92,8 @@ enum ServerCommand {
 #[derive(Args)]
 struct RunArgs {
     /// TOML file with any of the keys data_dir, listen, admin_listen, nodes, vendor_keys,
-    /// guid, admin_token, node_timeout, tls_cert, tls_key, node_ca, proxy. Relative paths in it are relative to the file. The
+    /// guid, admin_token, node_timeout, tls_cert, tls_key, node_ca, proxy,
+    /// client_key_overlap, max_clients, new_clients_per_minute. Relative paths in it are relative to the file. The
     /// dashboard's configuration page edits this file. Without it, DATA_DIR/leasehold-server.toml
     /// is read if it exists (the dashboard writes it when the server has no --config).
     #[arg(long, env = "LEASEHOLD_SERVER_CONFIG", value_name = "FILE")]
@@ -158,8 +159,9 @@ struct RunArgs {
 
     /// How long a replaced client key (`leasehold server client-key --rotate`) is still
     /// accepted, so applications can move to the new one without a refused call.
-    #[arg(long, env = "LEASEHOLD_SERVER_CLIENT_KEY_OVERLAP", value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
-    client_key_overlap: Duration,
+    /// [default: 7d]
+    #[arg(long, env = "LEASEHOLD_SERVER_CLIENT_KEY_OVERLAP", value_name = "DURATION", value_parser = parse_duration)]
+    client_key_overlap: Option<Duration>,
 
     /// Serve the lease and admin listeners over HTTPS with this certificate chain (PEM, leaf
     /// first); needs --tls-key. Re-read when the files change (checked every 10 s, and at
@@ -191,14 +193,14 @@ struct RunArgs {
     limits: crate::limits::LimitArgs,
 
     /// Clients holding a lease at once; a new client beyond is refused (too_many_clients),
-    /// clients already connected are served.
-    #[arg(long, env = "LEASEHOLD_SERVER_MAX_CLIENTS", value_name = "N", default_value_t = 50_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    max_clients: usize,
+    /// clients already connected are served. [default: 50000]
+    #[arg(long, env = "LEASEHOLD_SERVER_MAX_CLIENTS", value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_clients: Option<usize>,
 
     /// New client ids one source address may bring per minute; more are refused
-    /// (rate_limited) until the minute has passed.
-    #[arg(long, env = "LEASEHOLD_SERVER_NEW_CLIENTS_PER_MINUTE", value_name = "N", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
-    new_clients_per_minute: u32,
+    /// (rate_limited) until the minute has passed. [default: 600]
+    #[arg(long, env = "LEASEHOLD_SERVER_NEW_CLIENTS_PER_MINUTE", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    new_clients_per_minute: Option<u32>,
 
     /// How often the sync agent looks at the clock and flushes usage (tests).
     #[arg(long, hide = true, default_value = "5s", value_parser = parse_duration)]

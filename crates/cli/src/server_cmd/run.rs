@@ -69,7 +69,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "no license node configured: air-gapped, sync with export-upload and import-bundle"
         );
     }
-    let args_overlap = chrono::Duration::from_std(args.client_key_overlap)
+    let args_overlap = chrono::Duration::from_std(settings.client_key_overlap)
         .context("--client-key-overlap is too long")?;
     let options = ServerOptions {
         data_dir: settings.data_dir.clone(),
@@ -78,10 +78,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         guid: settings.guid,
         node_timeout: settings.node_timeout,
         client_key_overlap: args_overlap,
-        client_limits: leasehold_server::ClientLimits {
-            max_clients: args.max_clients,
-            new_clients_per_minute: args.new_clients_per_minute,
-        },
+        client_limits: settings.client_limits,
         node_connection: settings.node_connection.clone(),
     };
     let tls = crate::limits::load_tls(settings.tls.clone())?;

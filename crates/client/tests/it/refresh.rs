@@ -111,3 +111,38 @@ fn a_product_released_after_maintenance_is_denied_with_that_reason() {
     drop((c, ok));
     env.stop_server(server);
 }
+
+#[test]
+fn another_process_using_this_clients_id_is_refused() {
+    let env = Env::new();
+    let server = env.start_server(&env.server_dir("p"), env.installation.production, None);
+    let c = client_builder(&server.addr())
+        .feature("tts")
+        .build()
+        .unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)));
+    let held = c.acquire("tts").unwrap();
+    // A process that learned the id (from the admin API, say) but not the client's secret.
+    let mut request = leasehold_testkit::server::lease_request(0, "tts", 0, 10, 0);
+    request.client_id = c.client_id().clone();
+    request.seq = u64::MAX / 2;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (code, text) = rt.block_on(async {
+        let r = leasehold_testkit::server::lease_http()
+            .post(format!("http://{}/v1/lease", server.addr()))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(code, 409, "{text}");
+    assert!(text.contains("client_id_in_use"), "{text}");
+    // The client goes on refreshing and holding its license.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.status().server, ServerRole::Primary);
+    assert_eq!(feature(&c, "tts").in_use, 1);
+    drop(held);
+    drop(c);
+    env.stop_server(server);
+}

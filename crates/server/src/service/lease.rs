@@ -3,12 +3,14 @@
 //! in one is counted in the other); metric handles are made when the licenses change, so a
 //! request allocates no label.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use leasehold_proto::{
-    ClientId, Context, ErrorCode, Feature, LeaseRequest, LeaseResponse, LEASE_SECS,
+    ClientId, Context, ErrorCode, Feature, LeaseRequest, LeaseResponse, CLIENT_SECRET_HEADER,
+    LEASE_SECS,
 };
 use leasehold_web::ApiError;
+use sha2::Digest as _;
 
 use super::{lock, read, LicenseServer};
 use crate::allocator::{Allocator, ClientRequest, PoolLicense, Serving, UsageDelta};
@@ -16,14 +18,22 @@ use crate::api::ServerState;
 use crate::ledger::{Counts, Ledger};
 use crate::store::Write;
 
-const MAX_FEATURES_PER_REQUEST: usize = 256;
-
 #[derive(Debug)]
 pub(super) struct LeaseState {
     pub alloc: Allocator,
     pub ledger: Ledger,
     /// Metric handles of every licensed feature.
     counters: BTreeMap<Feature, FeatureCounters>,
+    /// SHA-256 of the client secret each known client id is bound to.
+    secrets: HashMap<ClientId, [u8; 32]>,
+}
+
+/// Who sent a lease request, besides what it says: its source address (for the rate limit
+/// on new clients) and its client secret (`leasehold-client-secret`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    pub peer: Option<std::net::IpAddr>,
+    pub secret: Option<&'a str>,
 }
 
 impl LeaseState {
@@ -32,6 +42,38 @@ impl LeaseState {
             alloc,
             ledger,
             counters: BTreeMap::new(),
+            secrets: HashMap::new(),
+        }
+    }
+
+    /// Refuses a request for a known client id bound to another secret (or one without a
+    /// secret, when the id is bound); changes nothing.
+    fn check_owner(&self, client: &ClientId, secret: Option<&[u8; 32]>) -> Result<(), ApiError> {
+        if !self.alloc.knows(client) {
+            return Ok(());
+        }
+        match (self.secrets.get(client), secret) {
+            (None, _) => Ok(()),
+            (Some(bound), Some(given)) if bound == given => Ok(()),
+            (Some(_), _) => {
+                metrics::counter!("leasehold_server_client_id_refusals_total").increment(1);
+                Err(ApiError::new(
+                    ErrorCode::ClientIdInUse,
+                    format!("client id {client} is in use by another process (its {CLIENT_SECRET_HEADER} differs); nothing was changed"),
+                ))
+            }
+        }
+    }
+
+    /// Binds `client` to `secret`; forgets the bindings of clients the allocator forgot once
+    /// they outnumber the clients by far.
+    fn bind(&mut self, client: &ClientId, secret: [u8; 32]) {
+        if self.secrets.get(client) != Some(&secret) {
+            self.secrets.insert(client.clone(), secret);
+        }
+        if self.secrets.len() > 2 * self.alloc.client_count() + 1024 {
+            let alloc = &self.alloc;
+            self.secrets.retain(|id, _| alloc.knows(id));
         }
     }
 
@@ -150,6 +192,12 @@ impl LicenseServer {
     }
 }
 
+/// SHA-256 of a client secret whose form is checked.
+fn secret_digest(secret: &str) -> Result<[u8; 32], ApiError> {
+    leasehold_proto::check_client_secret(secret).map_err(ApiError::bad_request)?;
+    Ok(sha2::Sha256::digest(secret.as_bytes()).into())
+}
+
 fn state_label(s: ServerState) -> &'static str {
     match s {
         ServerState::Unconfigured => "unconfigured",
@@ -164,22 +212,21 @@ impl LicenseServer {
     /// `POST /v1/lease`. A grant that raises a client's reservation is on disk before it is
     /// answered (group-committed with others), so a restarted server knows it.
     pub async fn lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ApiError> {
-        self.lease_from(req, None).await
+        self.lease_from(req, Caller::default()).await
     }
 
-    /// [`LicenseServer::lease`] from the source address `peer`: a client id new to this
-    /// server is refused when the server holds `max_clients`, or when `peer` has sent more
-    /// new ids than `new_clients_per_minute`. Known clients are always served.
+    /// [`LicenseServer::lease`] from `caller`: a client id new to this server is refused when
+    /// the server holds `max_clients`, or when the caller's address has sent more new ids
+    /// than `new_clients_per_minute`; a known client id bound to another client secret is
+    /// refused (`client_id_in_use`). Known clients are otherwise always served.
     pub async fn lease_from(
         &self,
         req: &LeaseRequest,
-        peer: Option<std::net::IpAddr>,
+        caller: Caller<'_>,
     ) -> Result<LeaseResponse, ApiError> {
-        if req.features.len() > MAX_FEATURES_PER_REQUEST {
-            return Err(ApiError::bad_request(format!(
-                "a lease request may name at most {MAX_FEATURES_PER_REQUEST} features"
-            )));
-        }
+        req.validate().map_err(ApiError::bad_request)?;
+        let secret = caller.secret.map(secret_digest).transpose()?;
+        let peer = caller.peer;
         let now = self.clock.now();
         let mono = self.clock.monotonic_ms();
         let tampered = self.high_water.observe(now);
@@ -210,7 +257,11 @@ impl LicenseServer {
         let (answer, epoch, persisted) = {
             let mut guard = lock(&self.leases);
             let s = &mut *guard;
+            s.check_owner(&req.client_id, secret.as_ref())?;
             self.admit(s.alloc.knows(&req.client_id), s.alloc.client_count(), peer)?;
+            if let Some(secret) = secret {
+                s.bind(&req.client_id, secret);
+            }
             let answer = s.alloc.request(mono, &request, &serving);
             for (feature, delta) in &answer.usage {
                 let in_use = s.alloc.in_use(feature);
@@ -271,11 +322,19 @@ impl LicenseServer {
     }
 
     /// `DELETE /v1/lease/{client_id}?seq=N&epoch=E`: only if no later request of the client
-    /// arrived and the epoch is this process's.
-    pub fn release(&self, client: &ClientId, seq: u64, epoch: u64) -> bool {
+    /// arrived and the epoch is this process's, and only by the client's own secret (as for
+    /// a lease). `Ok(false)`: nothing to release.
+    pub fn release(
+        &self,
+        client: &ClientId,
+        seq: u64,
+        epoch: u64,
+        secret: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let secret = secret.map(secret_digest).transpose()?;
         let mono = self.clock.monotonic_ms();
-        lock(&self.leases)
-            .alloc
-            .release_upto(mono, client, seq, epoch)
+        let mut s = lock(&self.leases);
+        s.check_owner(client, secret.as_ref())?;
+        Ok(s.alloc.release_upto(mono, client, seq, epoch))
     }
 }

@@ -36,6 +36,7 @@ use crate::client_key::ClientKeys;
 use crate::ledger::Ledger;
 use crate::store::{PersistedState, ServerStore, StoreError};
 use crate::writer::Writer;
+pub use lease::Caller;
 use lease::{LeaseState, RequestCounters};
 pub use serving::CLOCK_STEP_BACK_TOLERANCE;
 use serving::{BundleState, HighWater};

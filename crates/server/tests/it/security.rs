@@ -335,3 +335,130 @@ async fn a_client_lying_about_failover_is_served_by_the_backup_and_flagged_to_th
         "the vendor's report does not flag the backup's use beside production: {report:?}"
     );
 }
+
+/// `POST /v1/lease` with the kit's client key and, if given, a client secret.
+async fn lease_as(
+    server: &TestServer,
+    request: &leasehold_proto::LeaseRequest,
+    secret: Option<&str>,
+) -> (u16, String) {
+    let mut r = leasehold_testkit::server::lease_http()
+        .post(format!("{}/v1/lease", server.lease_url))
+        .json(request);
+    if let Some(s) = secret {
+        r = r.header(leasehold_proto::CLIENT_SECRET_HEADER, s);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_client_claiming_another_clients_id_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synced::start(dir.path()).await;
+    let server = &s.server;
+    const VICTIM: &str = "victim-secret-0123456789abcdef";
+    const THIEF: &str = "thief-secret-0123456789abcdef";
+    let (code, text) = lease_as(server, &lease_request(7, "tts", 1, 1, 0), Some(VICTIM)).await;
+    assert_eq!(code, 200, "{text}");
+    let held: LeaseResponse = serde_json::from_str(&text).unwrap();
+    assert_eq!(leasehold_testkit::server::quota(&held, "tts"), 1);
+    let in_use = |st: &leasehold_server::api::Status| {
+        st.licenses
+            .iter()
+            .find(|l| l.feature.as_str() == "tts")
+            .map(|l| (l.in_use, l.reserved))
+    };
+    let before = in_use(&server.status().await);
+    let refusals = "leasehold_server_client_id_refusals_total";
+    let refused_before = metric(server, refusals).await;
+
+    // Another process with the victim's id: without a secret, with its own, giving back the
+    // victim's licenses, or asking for everything.
+    let mut give_back = lease_request(7, "tts", 0, 0, 0);
+    give_back.seq = 5;
+    give_back.epoch = held.epoch;
+    give_back.release = true;
+    let mut grab = lease_request(7, "tts", 0, 10, 0);
+    grab.seq = 6;
+    for (req, secret) in [
+        (lease_request(7, "tts", 0, 10, 0), None),
+        (grab, Some(THIEF)),
+        (give_back, Some(THIEF)),
+    ] {
+        let (code, text) = lease_as(server, &req, secret).await;
+        assert_eq!(code, 409, "{secret:?}: {text}");
+        assert!(text.contains("client_id_in_use"), "{text}");
+    }
+    let r = reqwest::Client::new()
+        .delete(format!(
+            "{}/v1/lease/{}?seq=9&epoch={}",
+            server.lease_url,
+            leasehold_testkit::server::client_id(7),
+            held.epoch
+        ))
+        .bearer_auth(CLIENT_KEY)
+        .header(leasehold_proto::CLIENT_SECRET_HEADER, THIEF)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    // A secret of the wrong form is named.
+    let (code, text) = lease_as(server, &lease_request(8, "tts", 0, 1, 0), Some("short")).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains(leasehold_proto::CLIENT_SECRET_HEADER),
+        "{text}"
+    );
+
+    assert_eq!(in_use(&server.status().await), before);
+    assert_eq!(metric(server, refusals).await - refused_before, 4.0);
+    // The victim is served as before.
+    let mut next = lease_request(7, "tts", 1, 1, 1);
+    next.seq = 1;
+    next.epoch = held.epoch;
+    let (code, text) = lease_as(server, &next, Some(VICTIM)).await;
+    assert_eq!(code, 200, "{text}");
+    let again: LeaseResponse = serde_json::from_str(&text).unwrap();
+    assert_eq!(leasehold_testkit::server::quota(&again, "tts"), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_clock_set_forward_and_back_suspends_licenses_until_a_sync_succeeds() {
+    use chrono::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synced::start(dir.path()).await;
+    let server = &s.server;
+    let start = s.clock.now();
+    // Forward past the grace: the licenses end (nothing is gained).
+    s.clock.set(start + Duration::days(400));
+    let st = server.status().await;
+    assert_ne!(st.state, ServerState::Ok, "{st:?}");
+    assert_eq!(
+        server
+            .quota_of(&lease_request(1, "tts", 0, 2, 0), "tts")
+            .await,
+        0
+    );
+    // Back to the right time: the jump forward left a high-water mark, so this is a clock
+    // set back, and nothing is served until a sync vouches for the time.
+    s.clock.set(start + Duration::hours(1));
+    let st = server.status().await;
+    assert_eq!(st.state, ServerState::ClockTampered, "{st:?}");
+    assert_eq!(
+        server
+            .quota_of(&lease_request(2, "tts", 0, 2, 0), "tts")
+            .await,
+        0
+    );
+    assert!(server.sync_now().await.ok);
+    assert_eq!(server.status().await.state, ServerState::Ok);
+    assert_eq!(
+        server
+            .quota_of(&lease_request(3, "tts", 0, 2, 0), "tts")
+            .await,
+        2
+    );
+    s.stop().await;
+}
