@@ -217,6 +217,48 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Adds a vendor public key given inline or as a file holding one to `keys`; a relative file
 /// name is relative to `base_dir` (the config file's directory) when given.
+/// The vendor public keys compiled into this build: `LEASEHOLD_BUILTIN_VENDOR_KEYS` (comma
+/// separated, as `leasehold vendor keygen` prints them) in the environment of `cargo build`.
+/// A vendor that ships the license server to its customers builds it so: the server then
+/// trusts those keys only, and a customer cannot make it trust a key of their own (and a
+/// node of their own signing whatever they like).
+pub fn builtin_vendor_keys() -> Vec<&'static str> {
+    option_env!("LEASEHOLD_BUILTIN_VENDOR_KEYS")
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The keys a server trusts, given the configured ones and the `builtin` ones: with no
+/// built-in key, the configured ones; with some, the built-in ones, and a configured key
+/// that is not among them is refused (naming it).
+pub fn trust_with_builtin(
+    configured: TrustedKeys,
+    builtin: &[&str],
+) -> Result<TrustedKeys, String> {
+    if builtin.is_empty() {
+        return Ok(configured);
+    }
+    let mut trusted = TrustedKeys::new();
+    for text in builtin {
+        let key = parse_public_key(text).map_err(|e| {
+            format!("a vendor key built into this binary is broken ({e}); rebuild it")
+        })?;
+        trusted.insert(key);
+    }
+    if let Some(foreign) = configured.kids().find(|k| !trusted.kids().any(|t| t == *k)) {
+        return Err(format!(
+            "this build trusts only the vendor keys built into it ({}); the configured key {foreign} is not one of them",
+            trusted.kids().map(KeyId::as_str).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(trusted)
+}
+
 pub fn load_vendor_key(
     keys: &mut TrustedKeys,
     text: &str,
@@ -268,6 +310,35 @@ pub fn load_vendor_key(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn built_in_vendor_keys_are_the_only_ones_trusted() {
+        use leasehold_proto::VendorSigningKey;
+        let vendor = VendorSigningKey::from_secret_bytes([3; 32]).public_key_string();
+        let customer = VendorSigningKey::from_secret_bytes([4; 32]).public_key_string();
+        let keys = |texts: &[&str]| {
+            let mut k = TrustedKeys::new();
+            for t in texts {
+                load_vendor_key(&mut k, t, None).unwrap();
+            }
+            k
+        };
+        // No built-in key: the configured ones.
+        let t = trust_with_builtin(keys(&[&customer]), &[]).unwrap();
+        assert_eq!(t.kids().count(), 1);
+        // Built in: trusted without configuring, the vendor's own key accepted, another refused.
+        let t = trust_with_builtin(TrustedKeys::new(), &[&vendor]).unwrap();
+        assert_eq!(t.kids().count(), 1);
+        assert!(trust_with_builtin(keys(&[&vendor]), &[&vendor]).is_ok());
+        let e = trust_with_builtin(keys(&[&customer]), &[&vendor]).unwrap_err();
+        assert!(e.contains("built into it"), "{e}");
+        assert!(trust_with_builtin(TrustedKeys::new(), &["broken"]).is_err());
+        // This build has none unless LEASEHOLD_BUILTIN_VENDOR_KEYS was set for it.
+        assert_eq!(
+            builtin_vendor_keys().is_empty(),
+            option_env!("LEASEHOLD_BUILTIN_VENDOR_KEYS").is_none_or(|s| s.trim().is_empty())
+        );
+    }
 
     #[test]
     fn round_trips_and_writes_atomically() {

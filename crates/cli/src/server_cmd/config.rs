@@ -139,6 +139,11 @@ pub fn resolve(args: &RunArgs, file: Option<(&Path, &FileConfig)>) -> anyhow::Re
             load_vendor_key(&mut trusted_keys, text, Some(l), &origin)?;
         }
     }
+    let trusted_keys = leasehold_server::config::trust_with_builtin(
+        trusted_keys,
+        &leasehold_server::config::builtin_vendor_keys(),
+    )
+    .map_err(|e| anyhow!("--vendor-key (vendor_keys): {e}"))?;
     if trusted_keys.is_empty() {
         bail!(
             "no vendor key: pass --vendor-key KEY|FILE (or set LEASEHOLD_SERVER_VENDOR_KEY, or \

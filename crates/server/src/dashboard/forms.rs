@@ -366,6 +366,11 @@ pub fn check_config_form(
             }
         }
     }
+    if errors.vendor_keys.is_none() {
+        if let Err(e) = config::trust_with_builtin(keys, &config::builtin_vendor_keys()) {
+            errors.vendor_keys = Some(e);
+        }
+    }
     if key_texts.is_empty() {
         errors.vendor_keys = Some(
             "at least one vendor key is required: the server loads only bundles signed by a \
