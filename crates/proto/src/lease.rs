@@ -169,3 +169,32 @@ pub enum QuotaReason {
     /// The server serves no licenses at all now (not synced, grace over, clock set back).
     Suspended,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_naming_more_features_than_the_limit_is_refused() {
+        let feature = |i: usize| {
+            (
+                Feature::parse(&format!("f{i}")).unwrap(),
+                FeatureRequest::default(),
+            )
+        };
+        let mut req = LeaseRequest {
+            client_id: ClientId::from_random([1; 16]),
+            product_release: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
+            features: (0..LeaseRequest::MAX_FEATURES).map(feature).collect(),
+            failover: false,
+            seq: 1,
+            epoch: 0,
+            asks: false,
+            release: false,
+        };
+        assert_eq!(req.validate(), Ok(()));
+        req.features.extend([feature(LeaseRequest::MAX_FEATURES)]);
+        let e = req.validate().unwrap_err();
+        assert!(e.contains("at most 256 features"), "{e}");
+    }
+}

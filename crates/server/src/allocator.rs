@@ -528,11 +528,14 @@ impl Allocator {
         let mut pools: BTreeMap<Feature, Pool> = BTreeMap::new();
         for l in licenses {
             let pool = pools.entry(l.feature.clone()).or_default();
+            // A feature's licenses count up to u32::MAX at most, so that its total and every
+            // sum of its reservations fit a u32.
+            let count = l.count.min(u32::MAX - pool.total());
             match pool.tiers.binary_search(&l.maintenance_until) {
-                Ok(k) => pool.tier_count[k] = pool.tier_count[k].saturating_add(l.count),
+                Ok(k) => pool.tier_count[k] = pool.tier_count[k].saturating_add(count),
                 Err(k) => {
                     pool.tiers.insert(k, l.maintenance_until);
-                    pool.tier_count.insert(k, l.count);
+                    pool.tier_count.insert(k, count);
                 }
             }
         }

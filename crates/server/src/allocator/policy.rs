@@ -68,7 +68,10 @@ pub fn decide(d: &Demand) -> Decision {
     } else if pool_wanted <= free {
         wanted_headroom
     } else {
-        (free * LOCAL_SHARE_PCT * wanted_headroom).div_ceil(100 * pool_wanted.max(1))
+        // In u128: with a count near u32::MAX the product passes u64::MAX.
+        let share = (u128::from(free) * u128::from(LOCAL_SHARE_PCT) * u128::from(wanted_headroom))
+            .div_ceil(100 * u128::from(pool_wanted.max(1)));
+        u64::try_from(share).unwrap_or(u64::MAX)
     };
     let headroom = u32::try_from(headroom).unwrap_or(u32::MAX);
     let quota = must
@@ -144,5 +147,32 @@ mod tests {
             ..demand(4, 0, false)
         };
         assert_eq!(decide(&d).quota, 2);
+    }
+
+    /// Found by the `allocator` fuzz target (docs/testing.md, "Fuzzing"): the share of a
+    /// count near `u32::MAX` overflowed u64 (a panic in debug builds, a wrong share in
+    /// release builds).
+    #[test]
+    fn a_count_near_the_top_of_its_type_is_shared_without_overflow() {
+        let d = Demand {
+            count: 4_000_000_000,
+            available: 4_000_000_000,
+            in_use: 1_376_256,
+            waiting: 0,
+            want: 4_294_918_911,
+            asks: false,
+            pool_in_use: 1_376_256,
+            pool_demand: 4_294_918_911,
+        };
+        // Half of the free licenses, rounded up, as headroom: this client wants them all.
+        let free: u32 = 4_000_000_000 - 1_376_256;
+        let headroom = free.div_ceil(2);
+        assert_eq!(
+            decide(&d),
+            Decision {
+                quota: 1_376_256 + headroom,
+                keep: headroom
+            }
+        );
     }
 }

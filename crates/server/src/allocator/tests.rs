@@ -335,6 +335,25 @@ fn maintenance_tiers_limit_newer_products() {
     assert_eq!(old.send(&mut a, 0).features[&f("asr")].quota, 4);
 }
 
+/// Found by the `allocator` fuzz target (docs/testing.md, "Fuzzing"): licenses of one
+/// feature with different maintenance dates adding up past u32::MAX overflowed the pool's
+/// total (a panic in debug builds, a wrapped, far smaller count in release builds).
+#[test]
+fn licenses_adding_up_past_the_top_of_their_type_count_up_to_it() {
+    let mut a = Allocator::new(0, Start::Fresh, false, 1);
+    a.set_licenses(&[
+        lic("site", 3_385_444_809, d(2026, 9, 1)),
+        lic("site", 4_000_000_000, d(2030, 1, 1)),
+    ]);
+    assert_eq!(a.count(&f("site")), u32::MAX);
+    let ans = Req::new(1, 1, 1)
+        .feature("site", fr(0, u32::MAX, 0))
+        .send(&mut a, 0);
+    assert_eq!(ans.features[&f("site")].quota, u32::MAX);
+    let totals = a.totals()[&f("site")];
+    assert_eq!((totals.count, totals.reserved), (u32::MAX, u32::MAX));
+}
+
 #[test]
 fn backup_grants_only_in_failover_and_not_serving_grants_nothing() {
     let mut a = Allocator::new(0, Start::Fresh, true, 1);
