@@ -45,7 +45,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use chrono::NaiveDate;
-use leasehold_proto::{ClientId, Feature, FeatureQuota, FeatureRequest, QuotaReason};
+use leasehold_proto::{ClientId, Feature, FeatureQuota, FeatureRequest, LeaseRequest, QuotaReason};
 
 pub use policy::{decide, Decision, Demand};
 
@@ -91,6 +91,23 @@ pub struct ClientRequest<'a> {
     pub asks: bool,
     /// The client gives back everything and leaves.
     pub release: bool,
+}
+
+impl<'a> From<&'a LeaseRequest> for ClientRequest<'a> {
+    /// The refresh a lease request on the wire is (the lease handler, the simulation and
+    /// the fuzz targets hand requests over so).
+    fn from(r: &'a LeaseRequest) -> Self {
+        Self {
+            client: &r.client_id,
+            product_release: r.product_release,
+            features: &r.features,
+            failover: r.failover,
+            seq: r.seq,
+            epoch: r.epoch,
+            asks: r.asks,
+            release: r.release,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -244,16 +244,7 @@ impl LicenseServer {
         if view.day != Some(now.date_naive()) {
             self.refresh_licenses(now);
         }
-        let request = ClientRequest {
-            client: &req.client_id,
-            product_release: req.product_release,
-            features: &req.features,
-            failover: req.failover,
-            seq: req.seq,
-            epoch: req.epoch,
-            asks: req.asks,
-            release: req.release,
-        };
+        let request = ClientRequest::from(req);
         let (answer, epoch, persisted) = {
             let mut guard = lock(&self.leases);
             let s = &mut *guard;

@@ -189,16 +189,7 @@ impl World<'_> {
         if early > 0 {
             alloc.expire(local + early);
         }
-        let req = ClientRequest {
-            client: &request.client_id,
-            product_release: request.product_release,
-            features: &request.features,
-            failover: request.failover,
-            seq: request.seq,
-            epoch: request.epoch,
-            asks: request.asks,
-            release: request.release,
-        };
+        let req = ClientRequest::from(request);
         let answer = alloc.request(local, &req, &Serving::Yes);
         // What raised a reservation is on disk before the answer leaves.
         server.disk.leases.raise(&answer.raised);
