@@ -16,9 +16,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 export RUSTC_BOOTSTRAP=${RUSTC_BOOTSTRAP:-1}
 target_dir=$PWD/fuzz/target
-# 16 codegen units (cargo-fuzz's default is 1) let LLVM use more cores on the big crates;
-# on two busy cores a cold build took 10 minutes either way.
-build_flags=(-s none --target-dir "$target_dir" --codegen-units 16)
+# The flags of every command below, and of the reproducers printed: other flags rebuild.
+build_flags=(-s none --target-dir "$target_dir")
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"

@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use axum::body::Body;
 use axum::extract::{Form, FromRequest};
 use axum::http::{header, HeaderValue, Request};
+use leasehold_fuzz::toml_write_overflows;
 use leasehold_proto::{ServerGuid, TrustedKeys};
 use leasehold_server::config::{
     check_node_urls, load_vendor_key, parse_address, parse_duration, FileConfig,
@@ -95,12 +96,14 @@ fn check_config(form: &ConfigPost) {
     };
     let mut file = FileConfig::default();
     checked.write_into(&mut file);
-    let printed = file.to_toml();
-    assert_eq!(
-        FileConfig::parse(&printed).as_ref(),
-        Ok(&file),
-        "written as {printed:?}"
-    );
+    if !toml_write_overflows(&file) {
+        let printed = file.to_toml();
+        assert_eq!(
+            FileConfig::parse(&printed).as_ref(),
+            Ok(&file),
+            "written as {printed:?}"
+        );
+    }
 
     // What `server run` makes of the file the dashboard wrote.
     let nodes = file.nodes.clone().unwrap_or_default();
