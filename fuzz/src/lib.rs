@@ -50,17 +50,7 @@ pub fn allocators_serving(licenses: &[PoolLicense]) -> [Allocator; 2] {
 /// reservations exceed its licensed count (DESIGN.md §4.1); every third request a flush.
 pub fn answer_and_check(alloc: &mut Allocator, i: usize, req: &LeaseRequest) {
     let now = (i as u64 + 1) * STEP_MS;
-    let request = ClientRequest {
-        client: &req.client_id,
-        product_release: req.product_release,
-        features: &req.features,
-        failover: req.failover,
-        seq: req.seq,
-        epoch: req.epoch,
-        asks: req.asks,
-        release: req.release,
-    };
-    let answer = alloc.request(now, &request, &Serving::Yes);
+    let answer = alloc.request(now, &ClientRequest::from(req), &Serving::Yes);
     if let Err(e) = alloc.check_consistency() {
         panic!("after request {i}: {e}");
     }
