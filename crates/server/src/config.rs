@@ -259,6 +259,9 @@ pub fn trust_with_builtin(
     Ok(trusted)
 }
 
+/// The largest vendor key file read.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
 pub fn load_vendor_key(
     keys: &mut TrustedKeys,
     text: &str,
@@ -276,15 +279,31 @@ pub fn load_vendor_key(
         Some(dir) if Path::new(text).is_relative() && !dir.as_os_str().is_empty() => dir.join(text),
         _ => PathBuf::from(text),
     };
-    let content = match std::fs::read_to_string(&path) {
-        Ok(c) => c,
+    // A key file is a few lines: a device, a pipe or a huge file is refused before reading.
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => {
+            return Err(format!(
+                "the key file {} is not a regular file",
+                path.display()
+            ))
+        }
+        Ok(m) if m.len() > MAX_KEY_FILE_BYTES => {
+            return Err(format!(
+                "the key file {} is {} bytes; a vendor public key file is a few lines",
+                path.display(),
+                m.len()
+            ))
+        }
+        Ok(_) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(format!(
                 "{text:?} is neither a vendor public key ({inline_error}) nor an existing file"
             ))
         }
         Err(e) => return Err(format!("cannot read the key file {}: {e}", path.display())),
-    };
+    }
+    let content = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
     if content.contains("PRIVATE KEY") {
         return Err(format!(
             "{} holds a private signing key; give the server the public key that \
@@ -338,6 +357,18 @@ mod tests {
             builtin_vendor_keys().is_empty(),
             option_env!("LEASEHOLD_BUILTIN_VENDOR_KEYS").is_none_or(|s| s.trim().is_empty())
         );
+    }
+
+    #[test]
+    fn a_key_file_that_is_a_device_or_huge_is_refused_before_reading() {
+        // Devices and huge files are refused before reading.
+        let e = load_vendor_key(&mut TrustedKeys::new(), "/dev/zero", None).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.pub");
+        std::fs::write(&big, vec![b'#'; 100_000]).unwrap();
+        let e = load_vendor_key(&mut TrustedKeys::new(), big.to_str().unwrap(), None).unwrap_err();
+        assert!(e.contains("100000 bytes"), "{e}");
     }
 
     #[test]
