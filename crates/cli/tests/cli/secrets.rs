@@ -67,18 +67,10 @@ fn no_secret_appears_in_the_logs_or_the_support_bundle() {
 
     // A proxy with a password is configured; the node is on loopback, reached directly.
     let proxy = format!("http://leasehold:{PROXY_PASSWORD}@127.0.0.1:9");
-    let args = [
-        "--admin-token",
-        SERVER_TOKEN,
-        "--vendor-key",
-        &f.key.public_key,
-        "--node",
-        &f.node().url,
-        "--guid",
-        &guid,
-        "--proxy",
-        &proxy,
-    ];
+    let mut args = vec!["--admin-token".to_owned(), SERVER_TOKEN.to_owned()];
+    args.extend(f.server_args(&guid));
+    args.extend(["--proxy".to_owned(), proxy]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut cmd, log) = LicenseServer::command(&data, "127.0.0.1:0", "127.0.0.1:0", &args);
     cmd.env("RUST_LOG", "debug").env("NO_PROXY", "127.0.0.1");
     let server = LicenseServer::spawn(cmd, log, SERVER_TOKEN);

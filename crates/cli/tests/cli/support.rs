@@ -132,6 +132,21 @@ impl Fixture {
         self.node = Some(Node::start(self.dir.path(), &self.key.path));
     }
 
+    /// The `server run` flags that make a server of this fixture's: trusting its key,
+    /// syncing with its node under `guid` (no admin token: [`LicenseServer::run`] adds one).
+    pub fn server_args(&self, guid: &str) -> Vec<String> {
+        [
+            "--vendor-key",
+            &self.key.public_key,
+            "--node",
+            &self.node().url,
+            "--guid",
+            guid,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -366,16 +381,9 @@ impl LicenseServer {
     /// Like [`LicenseServer::start`], on given lease and admin addresses (`127.0.0.1:PORT`),
     /// so that a restarted server is found where its clients look for it.
     pub fn start_on(f: &Fixture, name: &str, guid: &str, listen: &str, admin: &str) -> Self {
-        let args: [&str; 8] = [
-            "--admin-token",
-            SERVER_TOKEN,
-            "--vendor-key",
-            &f.key.public_key,
-            "--node",
-            &f.node().url,
-            "--guid",
-            guid,
-        ];
+        let mut args = vec!["--admin-token".to_owned(), SERVER_TOKEN.to_owned()];
+        args.extend(f.server_args(guid));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (cmd, log) = Self::command(&f.path(name), listen, admin, &args);
         Self::spawn(cmd, log, SERVER_TOKEN)
     }

@@ -24,20 +24,9 @@ fn a_server_syncs_with_an_https_node_through_a_connect_proxy_and_serves_https_it
     let inst = f.create_installation("Plant A");
     let guid = f.add_server(&inst, "production");
     f.grant(&guid, "render", 3, &[]);
-    let common = |f: &Fixture| {
-        vec![
-            "--vendor-key".to_owned(),
-            f.key.public_key.clone(),
-            "--node".to_owned(),
-            node_url.clone(),
-            "--guid".to_owned(),
-            guid.clone(),
-        ]
-    };
-
     // Trusting the system's roots only, the vendor's private authority is unknown: no sync,
     // and the error says why.
-    let args = common(&f);
+    let args = f.server_args(&guid);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let untrusting = LicenseServer::run(&f.path("untrusting"), &args);
     let e = untrusting.try_sync().unwrap_err();
@@ -55,7 +44,7 @@ fn a_server_syncs_with_an_https_node_through_a_connect_proxy_and_serves_https_it
     let proxy = Tinyproxy::start(&proxy_dir, Some((PROXY_USER, PROXY_PASSWORD)));
     let site_ca = TestCa::new(f.dir.path(), "site");
     let site = site_ca.issue(f.dir.path(), "server");
-    let mut args = common(&f);
+    let mut args = f.server_args(&guid);
     args.extend(
         [
             "--admin-token",

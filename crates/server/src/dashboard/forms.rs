@@ -431,6 +431,7 @@ pub(super) async fn config_page(
         }
     });
     let flash = dash.sessions.take_flash(&session.token);
+    let (running_transport, running_node_path) = running.transport_words();
     let page = ConfigPage {
         layout: Layout::new(
             "Configuration",
@@ -454,8 +455,8 @@ pub(super) async fn config_page(
             running.nodes.join(", ")
         },
         running_node_timeout: humantime::format_duration(running.node_timeout).to_string(),
-        running_transport: running.transport_words().0,
-        running_node_path: running.transport_words().1,
+        running_transport,
+        running_node_path,
         vendor_key_ids: running.vendor_key_ids.iter().cloned().collect(),
     };
     render(code, &page)
