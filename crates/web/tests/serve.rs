@@ -3,6 +3,8 @@
 //! bounded; no duration is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,27 +13,14 @@ use axum::routing::get;
 use axum::Router;
 use leasehold_web::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 async fn start(limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let router = Router::new().route(
         "/peer",
         get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(leasehold_web::serve(
-        "test",
-        listener,
-        router,
-        limits,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (addr, stop)
+    common::start(router, limits, None).await
 }
 
 /// Whether the server closes `conn` within 10 s (EOF or reset on read).

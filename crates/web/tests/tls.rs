@@ -4,6 +4,8 @@
 //! and a handshake that never comes is closed. Waits are bounded; no duration is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,24 +14,11 @@ use axum::Router;
 use leasehold_testkit::tls::TestCa;
 use leasehold_web::{Limits, Tls, TlsFiles};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 async fn start(tls: Tls, limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let router = Router::new().route("/hello", get(|| async { "hello" }));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(leasehold_web::serve(
-        "test",
-        listener,
-        router,
-        limits,
-        Some(tls),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (addr, stop)
+    common::start(router, limits, Some(tls)).await
 }
 
 async fn hello(client: &reqwest::Client, addr: SocketAddr) -> Result<String, reqwest::Error> {
