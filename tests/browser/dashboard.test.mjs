@@ -157,16 +157,46 @@ test("an operator sets up, syncs and watches a license server in the dashboard",
     await shoot(page, "04-licenses");
   });
 
-  await t.test("a client appears with its quota", async () => {
-    const client = spawn(bin, ["client", "--servers", lease.replace("http://", ""), "--refresh", "200ms",
-      "watch", "--feature", "tts", "--hold", "2", "--duration", "120s", "--json"],
-      { stdio: "ignore", env: { ...process.env, LEASEHOLD_CLIENT_KEY_FILE: join(tmp, "server", "client-key") } });
-    children.push(client);
+  await t.test("clients appear with their names and addresses, searchable and sortable", async () => {
+    const keyEnv = { ...process.env, LEASEHOLD_CLIENT_KEY_FILE: join(tmp, "server", "client-key") };
+    for (const [name, hold] of [["media-7/transcoder", "1"], ["studio-2/dictation", "3"]]) {
+      const client = spawn(bin, ["client", "--servers", lease.replace("http://", ""), "--refresh", "200ms",
+        "--name", name, "watch", "--feature", "tts", "--hold", hold, "--duration", "120s", "--json"],
+        { stdio: "ignore", env: keyEnv });
+      children.push(client);
+    }
     await page.goto(`${admin}/clients`);
-    await page.waitForFunction(() => document.querySelector("main").innerText.includes("c_"), null, { timeout: 15000 });
+    await page.waitForFunction(() => {
+      const t = document.querySelector("main").innerText;
+      return t.includes("media-7/transcoder") && t.includes("studio-2/dictation");
+    }, null, { timeout: 15000 });
     const text = await page.locator("main").innerText();
-    assert.match(text, /tts/);
+    assert.match(text, /127\.0\.0\.1/, "the source address is shown");
+    assert.match(text, /tts 3 in use of \d+/, "what the client holds is shown");
+    assert.match(text, /Connected since/);
+    // Sorted by name by default: media before studio.
+    const rows = await page.locator("table.clients tbody tr .client-name").allInnerTexts();
+    assert.deepEqual(rows, ["media-7/transcoder", "studio-2/dictation"]);
     await shoot(page, "05-clients");
+
+    // Search narrows the list and survives the live refresh.
+    await page.fill("#client-search", "studio");
+    await page.click("form.search button[type=submit]");
+    await page.waitForURL(/q=studio/);
+    assert.deepEqual(await page.locator("table.clients tbody tr .client-name").allInnerTexts(), ["studio-2/dictation"]);
+    await page.waitForTimeout(3500);
+    assert.deepEqual(await page.locator("table.clients tbody tr .client-name").allInnerTexts(), ["studio-2/dictation"]);
+    assert.match(await page.locator("main").innerText(), /matching “studio”/);
+    await shoot(page, "05-clients-search");
+
+    // Sorting by what they hold puts the dictation (3 in use) first.
+    await page.goto(`${admin}/clients`);
+    await page.locator("table.clients thead a", { hasText: "Holds" }).click();
+    await page.waitForURL(/sort=in_use/);
+    assert.deepEqual(await page.locator("table.clients tbody tr .client-name").allInnerTexts(),
+      ["studio-2/dictation", "media-7/transcoder"]);
+    await page.goto(`${admin}/clients?sort=last_seen&q=nobody`);
+    assert.match(await page.locator("main").innerText(), /No client matches “nobody”/);
   });
 
   await t.test("the client key is shown on Setup and rotates, the old one kept for the overlap", async () => {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use leasehold_proto::api::server::{
-    ClientKeyView, ClientStatus, SetClientKey, SetGuid, Status, SyncOutcome,
+    ClientKeyView, ClientSort, ClientStatus, SetClientKey, SetGuid, Status, SyncOutcome,
 };
 use leasehold_proto::{Health, ServerGuid};
 use reqwest::{Method, Url};
@@ -49,13 +49,31 @@ impl ServerAdminClient {
 
     /// Every client holding a lease, in id order (fetched a page of 10,000 at a time).
     pub async fn clients(&self) -> Result<Vec<ClientStatus>> {
+        self.clients_where(None, ClientSort::Id).await
+    }
+
+    /// The clients whose name, address, id or a feature contains `search` (every client
+    /// without it), in `sort` order, fetched a page of 10,000 at a time.
+    pub async fn clients_where(
+        &self,
+        search: Option<&str>,
+        sort: ClientSort,
+    ) -> Result<Vec<ClientStatus>> {
         const PAGE: usize = 10_000;
+        let search = search
+            .map(|s| {
+                let q =
+                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC);
+                format!("&search={q}")
+            })
+            .unwrap_or_default();
         let mut all = Vec::new();
         loop {
             let page: Vec<ClientStatus> = self
                 .get(&format!(
-                    "v1/admin/clients?offset={}&limit={PAGE}",
-                    all.len()
+                    "v1/admin/clients?offset={}&limit={PAGE}&sort={}{search}",
+                    all.len(),
+                    sort.as_str()
                 ))
                 .await?;
             let done = page.len() < PAGE;

@@ -31,6 +31,11 @@ pub struct ClientArgs {
     #[arg(long, global = true, value_name = "FILE")]
     client_key_file: Option<std::path::PathBuf>,
 
+    /// The name the license server shows its operator for this client (Clients page,
+    /// `leasehold server clients`). [default: hostname/leasehold[pid]]
+    #[arg(long, global = true, env = leasehold_client::ENV_CLIENT_NAME, value_name = "NAME")]
+    name: Option<String>,
+
     /// The product's release date, for the servers' maintenance check, YYYY-MM-DD.
     /// [default: today]
     #[arg(long, global = true, value_name = "DATE", value_parser = parse_date)]
@@ -144,6 +149,9 @@ fn build(args: &ClientArgs, feature: &str) -> anyhow::Result<Client> {
         .filter(|s| !s.trim().is_empty())
     {
         builder = builder.backup_servers(b);
+    }
+    if let Some(name) = args.name.as_deref().filter(|n| !n.trim().is_empty()) {
+        builder = builder.name(name);
     }
     if let Some(d) = args.refresh {
         builder = builder.refresh(d);

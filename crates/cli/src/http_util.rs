@@ -53,6 +53,7 @@ pub fn flag_words(text: &str) -> String {
         )
         .replace("flush_after", "--flush-after")
         .replace("deny_wait", "--deny-wait")
+        .replace("client name (name)", "client name (--name)")
         .replace("failover_after", "--failover-after")
         .replace("refresh must", "--refresh must")
         .replace("than refresh", "than --refresh")

@@ -151,6 +151,27 @@ struct LeaseholdClient *leasehold_client_new_with_timing(const char *servers,
                                                          size_t err_len);
 
 /**
+ * `leasehold_client_new_with_timing` with the name the site's operator sees for this
+ * client on the license server (its Clients page, `leasehold server clients`): 1 to 128
+ * characters without control characters. NULL reads `LEASEHOLD_CLIENT_NAME`, and without it
+ * the name is `hostname/program[pid]`. The name stays on the customer's server.
+ *
+ * # Safety
+ * As `leasehold_client_new`; `name` is NULL or a NUL-terminated string valid for the call.
+ */
+struct LeaseholdClient *leasehold_client_new_named(const char *servers,
+                                                   const char *backup_servers,
+                                                   const char *features,
+                                                   const char *product_release,
+                                                   const char *client_key,
+                                                   const char *name,
+                                                   uint32_t refresh_ms,
+                                                   uint32_t failover_after_ms,
+                                                   uint32_t flush_after_ms,
+                                                   char *err_buf,
+                                                   size_t err_len);
+
+/**
  * Stops the client: its refresher ends and the quota goes back to the server (best effort,
  * waits at most a short timeout). Licenses still held are given up with it. NULL is
  * ignored.

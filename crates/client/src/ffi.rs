@@ -115,6 +115,18 @@ unsafe fn named_str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Str
     })
 }
 
+/// [`named_str_arg`] for an argument that may be NULL (`None`).
+///
+/// # Safety
+/// As [`str_arg`].
+unsafe fn optional_str_arg<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, String> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { named_str_arg(p, name) }.map(Some)
+}
+
 /// Copies `msg` into `buf` as a NUL-terminated string, truncated to `len - 1` bytes on a
 /// character boundary. Does nothing when `buf` is NULL or `len` is 0.
 ///
@@ -142,6 +154,7 @@ fn build(
     features: &str,
     product_release: &str,
     client_key: Option<&str>,
+    name: Option<&str>,
     timing: [u32; 3],
 ) -> Result<Client, String> {
     let date = NaiveDate::parse_from_str(product_release.trim(), "%Y-%m-%d").map_err(|e| {
@@ -157,6 +170,10 @@ fn build(
     builder = match client_key {
         Some(key) => builder.client_key(key),
         None => builder.client_key_from_env(),
+    };
+    builder = match name {
+        Some(name) => builder.name(name),
+        None => builder.name_from_env(),
     };
     let [refresh, failover_after, flush_after] = timing.map(|ms| Duration::from_millis(ms.into()));
     if !refresh.is_zero() {
@@ -237,31 +254,62 @@ pub unsafe extern "C" fn leasehold_client_new_with_timing(
     err_buf: *mut c_char,
     err_len: usize,
 ) -> *mut LeaseholdClient {
+    // SAFETY: the same contract.
+    unsafe {
+        leasehold_client_new_named(
+            servers,
+            backup_servers,
+            features,
+            product_release,
+            client_key,
+            ptr::null(),
+            refresh_ms,
+            failover_after_ms,
+            flush_after_ms,
+            err_buf,
+            err_len,
+        )
+    }
+}
+
+/// `leasehold_client_new_with_timing` with the name the site's operator sees for this
+/// client on the license server (its Clients page, `leasehold server clients`): 1 to 128
+/// characters without control characters. NULL reads `LEASEHOLD_CLIENT_NAME`, and without it
+/// the name is `hostname/program[pid]`. The name stays on the customer's server.
+///
+/// # Safety
+/// As `leasehold_client_new`; `name` is NULL or a NUL-terminated string valid for the call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // a flat C signature beats a struct C callers must fill
+pub unsafe extern "C" fn leasehold_client_new_named(
+    servers: *const c_char,
+    backup_servers: *const c_char,
+    features: *const c_char,
+    product_release: *const c_char,
+    client_key: *const c_char,
+    name: *const c_char,
+    refresh_ms: u32,
+    failover_after_ms: u32,
+    flush_after_ms: u32,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> *mut LeaseholdClient {
     let result = no_unwind(
         Err("internal error while creating the client".to_owned()),
         || {
             // SAFETY: the caller's contract on the string arguments.
-            let (servers, backups, features, release, key) = unsafe {
-                let backups = if backup_servers.is_null() {
-                    None
-                } else {
-                    Some(named_str_arg(backup_servers, "backup_servers")?)
-                };
-                let key = if client_key.is_null() {
-                    None
-                } else {
-                    Some(named_str_arg(client_key, "client_key")?)
-                };
+            let (servers, backups, features, release, key, name) = unsafe {
                 (
                     named_str_arg(servers, "servers")?,
-                    backups,
+                    optional_str_arg(backup_servers, "backup_servers")?,
                     named_str_arg(features, "features")?,
                     named_str_arg(product_release, "product_release")?,
-                    key,
+                    optional_str_arg(client_key, "client_key")?,
+                    optional_str_arg(name, "name")?,
                 )
             };
             let timing = [refresh_ms, failover_after_ms, flush_after_ms];
-            build(servers, backups, features, release, key, timing)
+            build(servers, backups, features, release, key, name, timing)
         },
     );
     match result {

@@ -82,6 +82,9 @@ pub const ENV_CLIENT_KEY: &str = "LEASEHOLD_CLIENT_KEY";
 /// Environment variable with the path of a file holding the client key (its first line; the
 /// server's `DATA_DIR/client-key` itself will do).
 pub const ENV_CLIENT_KEY_FILE: &str = "LEASEHOLD_CLIENT_KEY_FILE";
+/// Environment variable with the name this client shows the site's operator (default
+/// `hostname/program[pid]`).
+pub const ENV_CLIENT_NAME: &str = "LEASEHOLD_CLIENT_NAME";
 
 /// Default refresh period (the seed's two seconds).
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(2);
@@ -107,6 +110,8 @@ pub enum BuildError {
     NoClientKey,
     #[error("client key ({origin}): {reason}")]
     ClientKey { origin: String, reason: String },
+    #[error("client name ({origin}): {reason}")]
+    Name { origin: String, reason: String },
     #[error("the product release date is not set: call .product_release(..)")]
     NoProductRelease,
     #[error("no feature configured: call .feature(..) for every feature the application uses")]
@@ -126,6 +131,8 @@ pub struct ClientBuilder {
     /// Where the key came from, and the key or why it could not be read.
     client_key: Option<(String, Result<String, String>)>,
     backups: Vec<(String, String)>,
+    /// Where the name came from, and the name.
+    name: Option<(String, String)>,
     product_release: Option<NaiveDate>,
     features: Vec<String>,
     refresh: Option<Duration>,
@@ -144,6 +151,7 @@ impl std::fmt::Debug for ClientBuilder {
                 "client_key",
                 &self.client_key.as_ref().map(|(origin, _)| origin),
             )
+            .field("name", &self.name)
             .field("product_release", &self.product_release)
             .field("features", &self.features)
             .finish_non_exhaustive()
@@ -191,6 +199,28 @@ impl ClientBuilder {
         self
     }
 
+    /// The name the site's operator sees for this client on the license server (its Clients
+    /// page, `leasehold server clients`), beside the source address: 1 to 128 characters
+    /// without control characters, e.g. `media-7/transcoder`. Default
+    /// `hostname/program[pid]`. It stays on the customer's server: usage reports carry
+    /// counts only.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(("name".into(), name.trim().to_owned()));
+        self
+    }
+
+    /// Reads the name from [`ENV_CLIENT_NAME`]; leaves the name given so far when unset.
+    pub fn name_from_env(self) -> Self {
+        self.name_from_env_with(|k| std::env::var(k).ok())
+    }
+
+    fn name_from_env_with(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
+        if let Some(v) = var(ENV_CLIENT_NAME).filter(|v| !v.trim().is_empty()) {
+            self.name = Some((ENV_CLIENT_NAME.into(), v.trim().to_owned()));
+        }
+        self
+    }
+
     /// Reads the key from [`ENV_CLIENT_KEY`], else from the file [`ENV_CLIENT_KEY_FILE`]
     /// names; leaves the key given so far when neither is set.
     pub fn client_key_from_env(self) -> Self {
@@ -207,8 +237,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Reads [`ENV_SERVERS`], [`ENV_BACKUP_SERVERS`] and the client key (see
-    /// [`ClientBuilder::client_key_from_env`]); each one set replaces the list given
+    /// Reads [`ENV_SERVERS`], [`ENV_BACKUP_SERVERS`], [`ENV_CLIENT_NAME`] and the client key
+    /// (see [`ClientBuilder::client_key_from_env`]); each one set replaces what was given
     /// so far (environment over code, as operators expect).
     pub fn from_env(self) -> Self {
         self.from_env_with(|k| std::env::var(k).ok())
@@ -222,7 +252,7 @@ impl ClientBuilder {
         if let Some(v) = var(ENV_BACKUP_SERVERS).filter(|v| !v.trim().is_empty()) {
             self.backups = vec![(ENV_BACKUP_SERVERS.into(), v)];
         }
-        self.client_key_from_env_with(var)
+        self.name_from_env_with(&var).client_key_from_env_with(var)
     }
 
     /// The product's release date, for the server's maintenance check. Required.
@@ -305,6 +335,20 @@ impl ClientBuilder {
         Ok(v)
     }
 
+    /// The name to send: the one given, checked, or `hostname/program[pid]`.
+    fn client_name(&self) -> Result<String, BuildError> {
+        match &self.name {
+            Some((origin, name)) => {
+                leasehold_proto::check_client_name(name).map_err(|reason| BuildError::Name {
+                    origin: origin.clone(),
+                    reason,
+                })?;
+                Ok(name.clone())
+            }
+            None => Ok(default_name()),
+        }
+    }
+
     fn server_list(&self) -> Result<Vec<ServerAddr>, BuildError> {
         let mut out = Vec::new();
         for (origin, list) in self.servers.iter().chain(&self.backups) {
@@ -329,6 +373,7 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, BuildError> {
         let servers = self.server_list()?;
         let authorization = self.authorization()?;
+        let name = self.client_name()?;
         let product_release = self.product_release.ok_or(BuildError::NoProductRelease)?;
         let mut features = self
             .features
@@ -390,6 +435,9 @@ impl ClientBuilder {
         let mut client_secret = reqwest::header::HeaderValue::from_str(&hex_encode(&secret))
             .map_err(|e| BuildError::Start(e.to_string()))?;
         client_secret.set_sensitive(true);
+        let name_header =
+            reqwest::header::HeaderValue::from_str(&leasehold_proto::encode_client_name(&name))
+                .map_err(|e| BuildError::Start(e.to_string()))?;
 
         let shared = Arc::new(Shared {
             slots: features.into_iter().map(Slot::new).collect(),
@@ -409,6 +457,7 @@ impl ClientBuilder {
             servers,
             product_release,
             client_id: client_id.clone(),
+            name,
             refresh,
             failover_after,
             flush_after,
@@ -426,6 +475,10 @@ impl ClientBuilder {
                     reqwest::header::HeaderName::from_static(leasehold_proto::CLIENT_SECRET_HEADER),
                     client_secret,
                 ),
+                (
+                    reqwest::header::HeaderName::from_static(leasehold_proto::CLIENT_NAME_HEADER),
+                    name_header,
+                ),
             ]))
             .build()
             .map_err(|e| BuildError::Start(e.to_string()))?;
@@ -438,7 +491,7 @@ impl ClientBuilder {
             .name("leasehold-refresh".into())
             .spawn(move || refresher.run(rt))
             .map_err(|e| BuildError::Start(e.to_string()))?;
-        tracing::debug!(client = %client_id, servers = cfg.servers.len(), "license client started");
+        tracing::debug!(client = %client_id, name = %cfg.name, servers = cfg.servers.len(), "license client started");
         Ok(Client {
             shared,
             info,
@@ -549,6 +602,11 @@ impl Client {
         &self.cfg.client_id
     }
 
+    /// The name the servers show for this client.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
     /// The servers, primary first.
     pub fn servers(&self) -> &[ServerAddr] {
         &self.cfg.servers
@@ -609,6 +667,7 @@ impl Client {
             .collect();
         Status {
             client_id: self.cfg.client_id.to_string(),
+            name: self.cfg.name.clone(),
             server: match current {
                 None => ServerRole::None,
                 Some(0) => ServerRole::Primary,
@@ -667,6 +726,27 @@ fn assert_send_sync() {
 }
 
 /// Lower-case hex of `bytes`.
+/// `hostname/program[pid]`, cut to the longest name a server takes.
+fn default_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| std::env::args().next())
+        .unwrap_or_else(|| "program".into());
+    let name = format!("{host}/{program}[{}]", std::process::id());
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(leasehold_proto::MAX_CLIENT_NAME_CHARS)
+        .collect();
+    if name.trim().is_empty() {
+        format!("pid {}", std::process::id())
+    } else {
+        name
+    }
+}
+
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -739,6 +819,38 @@ mod tests {
             .from_env_with(env(&[]))
             .server_list()
             .is_err());
+    }
+
+    #[test]
+    fn the_name_comes_from_code_then_the_environment_else_host_program_and_pid() {
+        let default = Client::builder().client_name().unwrap();
+        let pid = std::process::id().to_string();
+        assert!(
+            default.contains('/') && default.ends_with(&format!("[{pid}]")),
+            "{default}"
+        );
+        assert!(leasehold_proto::check_client_name(&default).is_ok());
+
+        let b = Client::builder().name(" media-7/transcoder ");
+        assert_eq!(b.client_name().unwrap(), "media-7/transcoder");
+        let b = b.from_env_with(env(&[(ENV_CLIENT_NAME, "site-override")]));
+        assert_eq!(b.client_name().unwrap(), "site-override");
+        let b = Client::builder()
+            .name("kept")
+            .from_env_with(env(&[(ENV_CLIENT_NAME, "  ")]));
+        assert_eq!(b.client_name().unwrap(), "kept");
+
+        let long = "x".repeat(leasehold_proto::MAX_CLIENT_NAME_CHARS + 1);
+        let e = Client::builder().name(&long).client_name().unwrap_err();
+        assert!(e.to_string().starts_with("client name (name): "), "{e}");
+        let e = Client::builder()
+            .from_env_with(env(&[(ENV_CLIENT_NAME, "a\u{7}b")]))
+            .client_name()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains(ENV_CLIENT_NAME) && e.to_string().contains("control"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) servers: Vec<ServerAddr>,
     pub(crate) product_release: NaiveDate,
     pub(crate) client_id: ClientId,
+    /// What the servers show the operator for this client.
+    pub(crate) name: String,
     pub(crate) refresh: Duration,
     pub(crate) failover_after: Duration,
     pub(crate) flush_after: Duration,

@@ -16,6 +16,9 @@ pub enum ServerRole {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub client_id: String,
+    /// The name the servers show the site's operator for this client.
+    #[serde(default)]
+    pub name: String,
     /// The server whose answer the cache holds.
     pub server: ServerRole,
     /// Its address (`http://host:port`), `None` with [`ServerRole::None`].

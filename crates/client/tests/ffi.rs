@@ -43,6 +43,7 @@ fn the_checked_in_header_is_generated_from_the_source() {
     for function in [
         "leasehold_client_new(",
         "leasehold_client_new_with_timing(",
+        "leasehold_client_new_named(",
         "leasehold_client_free(",
         "leasehold_acquire(",
         "leasehold_release(",
@@ -123,6 +124,7 @@ fn run(example: &Path, args: &[&str]) -> Run {
         .args(args)
         .env_remove("LEASEHOLD_SERVERS")
         .env("LEASEHOLD_CLIENT_KEY", leasehold_testkit::CLIENT_KEY)
+        .env("LEASEHOLD_CLIENT_NAME", "c-example/ffi-test")
         // Cargo points this at target/debug too, where a stale copy of the library may lie;
         // it would win over the rpath given at link time.
         .env_remove("LD_LIBRARY_PATH")
@@ -149,6 +151,10 @@ fn the_c_example_takes_a_license_from_a_real_server() {
     let status: Status = serde_json::from_str(granted.stdout.trim())
         .unwrap_or_else(|e| panic!("{e}: {}", granted.stdout));
     assert_eq!(status.server, ServerRole::Primary);
+    assert_eq!(
+        status.name, "c-example/ffi-test",
+        "LEASEHOLD_CLIENT_NAME names it"
+    );
     let tts = status.features.iter().find(|f| f.feature == "tts").unwrap();
     assert_eq!((tts.in_use, tts.acquired), (1, 1), "{tts:?}");
     assert!(tts.quota >= 1, "{tts:?}");
@@ -227,12 +233,13 @@ fn acquire_and_release_through_the_c_abi_never_allocate() {
     let key = std::ffi::CString::new(leasehold_testkit::CLIENT_KEY).unwrap();
     // SAFETY: valid strings, a buffer of the length given.
     let client = unsafe {
-        leasehold_client_new_with_timing(
+        leasehold_client_new_named(
             servers.as_ptr(),
             std::ptr::null(),
             c"tts,ocr".as_ptr(),
             release.as_ptr(),
             key.as_ptr(),
+            c"abi-test/unit[1]".as_ptr(),
             100,
             500,
             5_000,
@@ -251,6 +258,16 @@ fn acquire_and_release_through_the_c_abi_never_allocate() {
             (leasehold_acquire(client, c"tts".as_ptr(), &mut license) == LEASEHOLD_OK).then_some(())
         });
         assert_eq!(license.feature_index, 1, "features sort: ocr, tts");
+        let names: Vec<_> = server
+            .clients()
+            .into_iter()
+            .filter_map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["abi-test/unit[1]"],
+            "the server shows the name given"
+        );
         assert_eq!(leasehold_release(client, license), LEASEHOLD_OK);
         assert_eq!(leasehold_release(client, license), LEASEHOLD_ERR_NOT_HELD);
 

@@ -28,6 +28,51 @@ pub fn check_client_secret(secret: &str) -> Result<(), String> {
     }
 }
 
+/// The header a client names itself with, for the site's operator: `hostname/program[pid]`
+/// unless the application or `LEASEHOLD_CLIENT_NAME` says otherwise. UTF-8, percent-encoded
+/// (see [`encode_client_name`]). Optional: a request without it is served. The server shows
+/// it with the source address (Clients page, `leasehold server clients`) and never sends it
+/// anywhere: usage reports carry counts only.
+pub const CLIENT_NAME_HEADER: &str = "leasehold-client-name";
+
+/// Longest client name, in characters.
+pub const MAX_CLIENT_NAME_CHARS: usize = 128;
+
+/// What a name's header form percent-encodes besides non-ASCII bytes: controls, space, `%`.
+const NAME_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+
+/// Checks a client name: 1 to [`MAX_CLIENT_NAME_CHARS`] characters, no control characters,
+/// not blank.
+pub fn check_client_name(name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if name.trim().is_empty() {
+        return Err("a client name must not be empty".into());
+    }
+    if chars > MAX_CLIENT_NAME_CHARS {
+        return Err(format!(
+            "a client name may be at most {MAX_CLIENT_NAME_CHARS} characters, this one has {chars}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a client name must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// A checked name in its header form.
+pub fn encode_client_name(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, NAME_ENCODE).to_string()
+}
+
+/// The name a [`CLIENT_NAME_HEADER`] value carries, checked.
+pub fn decode_client_name(header: &[u8]) -> Result<String, String> {
+    let name = percent_encoding::percent_decode(header)
+        .decode_utf8()
+        .map_err(|_| format!("the {CLIENT_NAME_HEADER} header is not percent-encoded UTF-8"))?;
+    check_client_name(&name).map_err(|e| format!("{CLIENT_NAME_HEADER}: {e}"))?;
+    Ok(name.into_owned())
+}
+
 /// What a client tells the server every refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +218,39 @@ pub enum QuotaReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_names_round_trip_through_their_header_form() {
+        for name in [
+            "media-7/asr-worker[4711]",
+            "Zoë's laptop / dictation",
+            "a%b 100%",
+        ] {
+            let header = encode_client_name(name);
+            assert!(header.bytes().all(|b| b.is_ascii_graphic()), "{header}");
+            assert_eq!(decode_client_name(header.as_bytes()).as_deref(), Ok(name));
+        }
+    }
+
+    #[test]
+    fn bad_client_names_are_refused_with_the_reason() {
+        let long = "x".repeat(MAX_CLIENT_NAME_CHARS + 1);
+        for (name, says) in [
+            ("", "empty"),
+            ("  ", "empty"),
+            (long.as_str(), "at most"),
+            ("a\nb", "control"),
+        ] {
+            let e = decode_client_name(encode_client_name(name).as_bytes()).unwrap_err();
+            assert!(
+                e.contains(says) && e.contains(CLIENT_NAME_HEADER),
+                "{name:?}: {e}"
+            );
+        }
+        let e = decode_client_name(b"%FF%FE").unwrap_err();
+        assert!(e.contains("UTF-8"), "{e}");
+        assert!(check_client_name(&"é".repeat(MAX_CLIENT_NAME_CHARS)).is_ok());
+    }
 
     #[test]
     fn a_request_naming_more_features_than_the_limit_is_refused() {

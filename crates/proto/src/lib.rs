@@ -25,8 +25,9 @@ pub use error::{ErrorBody, ErrorCode, Health};
 pub use guid::{GuidError, ServerGuid};
 pub use ids::{ClientId, Feature, IdError, InstallationId, InstanceId, LicenseId, SyncToken};
 pub use lease::{
-    check_client_secret, FeatureQuota, FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason,
-    CLIENT_SECRET_HEADER,
+    check_client_name, check_client_secret, decode_client_name, encode_client_name, FeatureQuota,
+    FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason, CLIENT_NAME_HEADER,
+    CLIENT_SECRET_HEADER, MAX_CLIENT_NAME_CHARS,
 };
 pub use license::{Context, ContextError, License, LicenseError};
 pub use sync::{BundlePayload, SyncUpload};

@@ -790,6 +790,8 @@ proxy = "http://me:pr0xypass@proxy.example:3128"
             bundle_serial: 0,
             bundle_key_id: None,
             pending_usage_buckets: 0,
+            storage_failing_since: None,
+            storage_error: None,
             nodes: vec![],
         };
         let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::agent::AgentHandle;
 use crate::api::{ClientKeyView, ClientStatus, SetClientKey, SetGuid, Status, SyncOutcome};
 use crate::dashboard::DashboardState;
-use crate::service::LicenseServer;
+use crate::service::{ClientQuery, LicenseServer};
 
 const MAX_LEASE_BODY: usize = 256 * 1024;
 const MAX_ADMIN_BODY: usize = 4 * 1024 * 1024;
@@ -136,7 +136,12 @@ async fn lease(
 ) -> Result<Json<LeaseResponse>, ApiError> {
     let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip());
     let secret = client_secret(&headers)?;
-    let caller = crate::service::Caller { peer, secret };
+    let name = client_name(&headers)?;
+    let caller = crate::service::Caller {
+        peer,
+        secret,
+        name: name.as_deref(),
+    };
     state.server.lease_from(&req, caller).await.map(Json)
 }
 
@@ -152,6 +157,14 @@ fn client_secret(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiErr
                 ))
             })
         })
+        .transpose()
+}
+
+/// The `leasehold-client-name` header, decoded, if sent; a malformed one is refused.
+fn client_name(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get(leasehold_proto::CLIENT_NAME_HEADER)
+        .map(|v| leasehold_proto::decode_client_name(v.as_bytes()).map_err(ApiError::bad_request))
         .transpose()
 }
 
@@ -199,10 +212,15 @@ struct ClientsQuery {
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
+    /// Text to find in a client's name, address, id or features.
+    search: Option<String>,
+    /// `name` (default), `address`, `in_use`, `connected_since`, `last_seen` or `id`.
+    sort: Option<String>,
 }
 
-/// `GET /v1/admin/clients?offset=N&limit=M`: a page of clients in id order (default 1,000,
-/// at most 10,000); `X-Total-Count` says how many there are.
+/// `GET /v1/admin/clients?offset=N&limit=M&search=TEXT&sort=ORDER`: a page of the clients
+/// matching `search` (all without it) in `sort` order (default by name; 1,000 a page by
+/// default, at most 10,000); `X-Total-Count` says how many match.
 async fn clients(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -216,7 +234,29 @@ async fn clients(
             "limit must be 1 to {MAX_CLIENTS_PAGE}, got {limit}"
         )));
     }
-    let (page, total): (Vec<ClientStatus>, usize) = state.server.clients_page(q.offset, limit);
+    let sort = q
+        .sort
+        .as_deref()
+        .map(crate::api::ClientSort::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or_default();
+    if q.search
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > ClientQuery::MAX_SEARCH)
+    {
+        return Err(ApiError::bad_request(format!(
+            "search may be at most {} characters",
+            ClientQuery::MAX_SEARCH
+        )));
+    }
+    let query = ClientQuery {
+        search: q.search,
+        sort,
+        offset: q.offset,
+        limit,
+    };
+    let (page, total): (Vec<ClientStatus>, usize) = state.server.clients_query(&query);
     Ok((
         [(
             axum::http::HeaderName::from_static("x-total-count"),

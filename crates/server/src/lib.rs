@@ -20,7 +20,7 @@ pub mod store;
 mod writer;
 
 pub use leasehold_web::ApiError;
-pub use service::{ClientLimits, LicenseServer, ServerOptions};
+pub use service::{ClientLimits, ClientQuery, LicenseServer, ServerOptions};
 mod http;
 
 pub use dashboard::DashboardSettings;

@@ -4,8 +4,10 @@
 //! snapshot's lower value), and every job waiting when a transaction starts goes into it:
 //! under load, many grants share one commit, as the node's syncs do.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
+use leasehold_proto::Clock;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{ServerStore, StoreError, Write};
@@ -22,6 +24,18 @@ enum Job {
 #[derive(Debug, Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Job>,
+    health: Arc<Mutex<Option<Failing>>>,
+}
+
+/// Writes to the data directory failing since `since` (a full disk, a read-only file
+/// system): usage and grants are kept in memory and retried, but nothing new is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failing {
+    pub since: DateTime<Utc>,
+    /// The last failure's words.
+    pub error: String,
+    /// Failed commits in this spell.
+    pub failures: u64,
 }
 
 /// Waits for one queued job to be committed.
@@ -39,9 +53,11 @@ impl Pending {
 }
 
 impl Writer {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(store: Arc<ServerStore>) -> Self {
+    /// Starts the writer task on the current runtime; `clock` dates a failing spell.
+    pub fn spawn(store: Arc<ServerStore>, clock: Arc<dyn Clock>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let health = Arc::new(Mutex::new(None));
+        let noted = health.clone();
         tokio::spawn(async move {
             let mut stopped = None;
             while let Some(first) = rx.recv().await {
@@ -65,6 +81,7 @@ impl Writer {
                     if let Err(e) = &result {
                         tracing::error!(error = %e, jobs = batch.len(), "writing lease state failed");
                     }
+                    note(&noted, &result, clock.now());
                     metrics::counter!("leasehold_server_state_commits_total").increment(1);
                     for (_, done) in batch {
                         let _ = done.send(result.clone());
@@ -79,7 +96,15 @@ impl Writer {
                 let _ = done.send(());
             }
         });
-        Self { tx }
+        Self { tx, health }
+    }
+
+    /// Whether writes fail now, since when and why (`None`: the last commit succeeded).
+    pub fn failing(&self) -> Option<Failing> {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Queues a job; never blocks (safe under a lock). Wait on the result for durability.
@@ -99,5 +124,51 @@ impl Writer {
         if self.tx.send(Job::Stop(done)).is_ok() {
             let _ = rx.await;
         }
+    }
+}
+
+/// Records a commit's outcome: a failure starts or extends a failing spell, a success ends it.
+fn note(health: &Mutex<Option<Failing>>, result: &Result<(), String>, now: DateTime<Utc>) {
+    let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+    match (result, h.as_mut()) {
+        (Ok(()), Some(f)) => {
+            tracing::info!(failed_since = %f.since, failures = f.failures, "writing to the data directory works again");
+            *h = None;
+        }
+        (Ok(()), None) => {}
+        (Err(e), Some(f)) => {
+            f.error.clone_from(e);
+            f.failures += 1;
+        }
+        (Err(e), None) => {
+            *h = Some(Failing {
+                since: now,
+                error: e.clone(),
+                failures: 1,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_spell_starts_at_the_first_failure_and_ends_at_the_next_success() {
+        let health = Mutex::new(None);
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let later = t0 + chrono::Duration::seconds(30);
+        note(&health, &Ok(()), t0);
+        assert_eq!(*health.lock().unwrap(), None);
+        note(&health, &Err("database or disk is full".into()), t0);
+        note(&health, &Err("disk I/O error".into()), later);
+        let f = health.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            (f.since, f.failures, f.error.as_str()),
+            (t0, 2, "disk I/O error")
+        );
+        note(&health, &Ok(()), later);
+        assert_eq!(*health.lock().unwrap(), None);
     }
 }

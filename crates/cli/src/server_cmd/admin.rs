@@ -58,8 +58,12 @@ pub async fn status(args: &AdminArgs) -> anyhow::Result<()> {
     emit(args.json, &client(args)?.status().await?)
 }
 
-pub async fn clients(args: &AdminArgs) -> anyhow::Result<()> {
-    let clients = client(args)?.clients().await?;
+pub async fn clients(
+    args: &AdminArgs,
+    search: Option<&str>,
+    sort: leasehold_proto::api::server::ClientSort,
+) -> anyhow::Result<()> {
+    let clients = client(args)?.clients_where(search, sort).await?;
     emit(args.json, &ClientList { clients })
 }
 

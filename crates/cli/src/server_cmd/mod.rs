@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use leasehold_proto::api::server::ClientSort;
 use leasehold_proto::ServerGuid;
 
 #[derive(Debug, Args)]
@@ -31,8 +32,20 @@ enum ServerCommand {
     Run(Box<RunArgs>),
     /// Show the server's state, licenses, sync and nodes.
     Status(AdminArgs),
-    /// List the clients holding leases and their quotas.
-    Clients(AdminArgs),
+    /// List the clients holding leases: name, address, what each holds of its quota,
+    /// product release, connected since, last seen.
+    Clients {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Only clients whose name, address, client id or a feature contains this text
+        /// (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        /// Order: name, address, in_use (most first), connected_since (longest first),
+        /// last_seen (most recent first) or id.
+        #[arg(long, default_value = "name", value_name = "ORDER", value_parser = parse_sort)]
+        sort: ClientSort,
+    },
     /// Set the server GUID the vendor assigned to this server. A different GUID drops the
     /// licenses of the old one.
     SetGuid {
@@ -264,6 +277,10 @@ struct AdminArgs {
     json: bool,
 }
 
+fn parse_sort(text: &str) -> Result<ClientSort, String> {
+    ClientSort::parse(text.trim())
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     leasehold_server::config::parse_duration(text)
 }
@@ -272,7 +289,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     match args.command {
         ServerCommand::Run(a) => run::run(*a),
         ServerCommand::Status(a) => admin::block_on(admin::status(&a)),
-        ServerCommand::Clients(a) => admin::block_on(admin::clients(&a)),
+        ServerCommand::Clients {
+            admin: a,
+            search,
+            sort,
+        } => admin::block_on(admin::clients(&a, search.as_deref(), sort)),
         ServerCommand::SetGuid { guid, admin: a } => admin::block_on(admin::set_guid(&a, guid)),
         ServerCommand::SyncNow(a) => admin::block_on(admin::sync_now(&a)),
         ServerCommand::ClientKey {

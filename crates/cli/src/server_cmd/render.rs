@@ -47,6 +47,17 @@ impl Human for Status {
         if let Some(reason) = &self.reason {
             pairs.push(("reason", reason.clone()));
         }
+        pairs.push((
+            "data directory",
+            match &self.storage_failing_since {
+                Some(since) => format!(
+                    "CANNOT BE WRITTEN since {}: {} (licenses are still served; usage is kept in memory and retried)",
+                    time(since),
+                    self.storage_error.as_deref().unwrap_or("unknown error")
+                ),
+                None => "ok (usage and lease state are being saved)".to_owned(),
+            },
+        ));
         if let Some(until) = &self.learning_until {
             pairs.push((
                 "learning until",
@@ -167,18 +178,33 @@ impl Human for ClientList {
         if self.clients.is_empty() {
             return "no clients hold a lease\n".to_owned();
         }
-        let mut t = Table::new(&["CLIENT", "FEATURE", "QUOTA", "IN USE", "FAILOVER", "SEEN"]);
+        let mut t = Table::new(&[
+            "NAME",
+            "ADDRESS",
+            "HOLDS",
+            "RELEASE",
+            "CONNECTED",
+            "SEEN",
+            "FAILOVER",
+            "CLIENT",
+        ]);
         for c in &self.clients {
-            for f in &c.features {
-                t.row(vec![
-                    c.client.to_string(),
-                    f.feature.to_string(),
-                    f.quota.to_string(),
-                    f.in_use.to_string(),
-                    if c.failover { "yes" } else { "no" }.to_owned(),
-                    format!("{}s ago", c.last_seen_secs_ago),
-                ]);
-            }
+            let holds = c
+                .features
+                .iter()
+                .map(|f| format!("{} {}/{}", f.feature, f.in_use, f.quota))
+                .collect::<Vec<_>>()
+                .join(", ");
+            t.row(vec![
+                or_dash(c.name.as_ref()),
+                or_dash(c.address.as_ref()),
+                if holds.is_empty() { "-".into() } else { holds },
+                or_dash(c.product_release),
+                c.connected_since.as_ref().map_or_else(|| "-".into(), time),
+                format!("{}s ago", c.last_seen_secs_ago),
+                if c.failover { "yes" } else { "no" }.to_owned(),
+                c.client.to_string(),
+            ]);
         }
         t.render()
     }
@@ -225,6 +251,8 @@ mod tests {
             bundle_serial: 0,
             bundle_key_id: None,
             pending_usage_buckets: 0,
+            storage_failing_since: None,
+            storage_error: None,
             nodes: Vec::new(),
         };
         let text = s.human();

@@ -272,3 +272,99 @@ fn only_a_client_with_the_installations_key_is_leased_and_the_key_rotates() {
     let set = server.json(&["client-key", "--set", &key]);
     assert_eq!(set["key"], key.as_str());
 }
+
+#[test]
+fn server_clients_names_each_process_with_its_address_and_holdings() {
+    let (f, prod, _) = installation();
+    let server = LicenseServer::start(&f, "prod", &prod);
+    server.sync_now();
+    let addr = server.lease_addr();
+    let watch = |name: Option<&str>, hold: &str| {
+        let mut cmd = std::process::Command::new(crate::support::leasehold_path());
+        leasehold_testkit::process::without_leasehold_env(&mut cmd);
+        cmd.env("LEASEHOLD_CLIENT_KEY", leasehold_testkit::CLIENT_KEY)
+            .args(["client", "--servers", addr, "--refresh", "200ms"])
+            .args(["--product-release", &release_date().to_string()]);
+        if let Some(name) = name {
+            cmd.env("LEASEHOLD_CLIENT_NAME", name);
+        }
+        cmd.args([
+            "watch",
+            "--feature",
+            "tts",
+            "--hold",
+            hold,
+            "--duration",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        leasehold_testkit::process::ChildGuard(cmd.spawn().unwrap())
+    };
+    let _named = watch(Some("render-farm-3/encoder"), "2");
+    let unnamed = watch(None, "1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let clients = loop {
+        let v = server.json(&["clients"]);
+        let list = v["clients"].as_array().unwrap().clone();
+        let held: u64 = list
+            .iter()
+            .flat_map(|c| c["features"].as_array().unwrap().clone())
+            .map(|f| f["in_use"].as_u64().unwrap())
+            .sum();
+        if list.len() == 2 && held == 3 {
+            break list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clients never held 3: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // By name: render-farm before the default name (the host name, then the program).
+    let named = clients
+        .iter()
+        .find(|c| c["name"] == "render-farm-3/encoder")
+        .unwrap_or_else(|| panic!("{clients:?}"));
+    assert_eq!(named["address"], "127.0.0.1", "{named}");
+    assert_eq!(
+        named["product_release"],
+        release_date().to_string().as_str()
+    );
+    assert!(named["connected_since"].is_string(), "{named}");
+    let default = clients.iter().find(|c| c != &named).unwrap();
+    let pid = unnamed.0.id();
+    let default_name = default["name"].as_str().unwrap();
+    assert!(
+        default_name.ends_with(&format!("/leasehold[{pid}]")),
+        "the default name is hostname/program[pid]: {default_name}"
+    );
+
+    let found = server.json(&["clients", "--search", "RENDER-farm"]);
+    assert_eq!(found["clients"].as_array().unwrap().len(), 1, "{found}");
+    let table = server.text(&["clients", "--sort", "in_use"]);
+    let first_row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        first_row.starts_with("render-farm-3/encoder")
+            && first_row.contains("127.0.0.1")
+            && first_row.contains("tts 2/"),
+        "{table}"
+    );
+    let out = server
+        .admin(&["clients", "--sort", "size"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("sort must be one of"), "{stderr}");
+
+    // A name the servers would refuse is caught before the client starts.
+    let long = "n".repeat(leasehold_proto::MAX_CLIENT_NAME_CHARS + 1);
+    let out = client(addr, &["--name", &long, "acquire", "tts"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("client name (--name)") && stderr.contains("at most"),
+        "{stderr}"
+    );
+}

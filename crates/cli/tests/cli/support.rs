@@ -28,6 +28,7 @@ pub fn leasehold() -> Command {
         .env_remove("LEASEHOLD_SERVERS")
         .env_remove("LEASEHOLD_BACKUP_SERVERS")
         .env_remove("LEASEHOLD_CLIENT_KEY_FILE")
+        .env_remove("LEASEHOLD_CLIENT_NAME")
         // Every test server's data directory holds this key (see `LicenseServer::command`).
         .env("LEASEHOLD_CLIENT_KEY", CLIENT_KEY)
         .env("RUST_LOG", "warn")

@@ -38,8 +38,10 @@ int main(int argc, char **argv) {
 
     char err[256];
     LeaseholdClient *client =
-        leasehold_client_new(servers, NULL, features, PRODUCT_RELEASE,
-                             NULL /* client key: LEASEHOLD_CLIENT_KEY or _FILE */, err, sizeof err);
+        leasehold_client_new_named(servers, NULL, features, PRODUCT_RELEASE,
+                                   NULL /* client key: LEASEHOLD_CLIENT_KEY or _FILE */,
+                                   NULL /* name: LEASEHOLD_CLIENT_NAME or hostname/program[pid] */,
+                                   0, 0, 0 /* default timings */, err, sizeof err);
     if (client == NULL) {
         fprintf(stderr, "cannot create the license client: %s\n", err);
         return 65;

@@ -44,6 +44,14 @@ pub struct Status {
     #[serde(default)]
     pub bundle_key_id: Option<String>,
     pub pending_usage_buckets: usize,
+    /// Since when writes to the data directory fail (a full disk, a read-only file system):
+    /// licenses are still served and usage is kept in memory and retried, but nothing new
+    /// is durable. `None` while writes succeed.
+    #[serde(default)]
+    pub storage_failing_since: Option<DateTime<Utc>>,
+    /// The last failed write's words, while writes fail.
+    #[serde(default)]
+    pub storage_error: Option<String>,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -78,12 +86,91 @@ impl NodeStatus {
     }
 }
 
+/// One client process holding a lease, for the site's operator (`GET /v1/admin/clients`,
+/// the Clients page, `leasehold server clients`). Name and address stay on this server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientStatus {
     pub client: ClientId,
+    /// What the client calls itself (`hostname/program[pid]` unless its application or
+    /// `LEASEHOLD_CLIENT_NAME` says otherwise); `None` from a client that sends no name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The source address of its last request.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The release date of its product (for the maintenance check).
+    #[serde(default)]
+    pub product_release: Option<NaiveDate>,
+    /// When this server first served it (since it last came: a client gone longer than its
+    /// lease, or a server restart, starts again).
+    #[serde(default)]
+    pub connected_since: Option<DateTime<Utc>>,
     pub failover: bool,
     pub last_seen_secs_ago: u64,
     pub features: Vec<ClientFeatureStatus>,
+}
+
+impl ClientStatus {
+    /// Licenses it holds now, over all features.
+    pub fn in_use(&self) -> u64 {
+        self.features.iter().map(|f| u64::from(f.in_use)).sum()
+    }
+
+    /// Its quota, over all features.
+    pub fn quota(&self) -> u64 {
+        self.features.iter().map(|f| u64::from(f.quota)).sum()
+    }
+}
+
+/// How `GET /v1/admin/clients` orders clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSort {
+    /// By name, then id (clients without a name last).
+    #[default]
+    Name,
+    /// By source address.
+    Address,
+    /// Most licenses in use first.
+    InUse,
+    /// Longest connected first.
+    ConnectedSince,
+    /// Most recently seen first.
+    LastSeen,
+    /// By client id (the order of the pages before names existed).
+    Id,
+}
+
+impl ClientSort {
+    pub const ALL: [ClientSort; 6] = [
+        ClientSort::Name,
+        ClientSort::Address,
+        ClientSort::InUse,
+        ClientSort::ConnectedSince,
+        ClientSort::LastSeen,
+        ClientSort::Id,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientSort::Name => "name",
+            ClientSort::Address => "address",
+            ClientSort::InUse => "in_use",
+            ClientSort::ConnectedSince => "connected_since",
+            ClientSort::LastSeen => "last_seen",
+            ClientSort::Id => "id",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<_> = Self::ALL.iter().map(|c| c.as_str()).collect();
+                format!("sort must be one of {}, got {s:?}", all.join(", "))
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

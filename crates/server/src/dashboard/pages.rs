@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use super::auth::{self, Session, LOGIN_COOKIE, SESSION_COOKIE};
 use super::views::*;
-use crate::api::{ServerState, Status};
+use crate::api::{ClientSort, ServerState, Status};
 use crate::http::AppState;
+use crate::service::ClientQuery;
 
 /// The server status every page shows in its header; a failure becomes an error page.
 pub(super) async fn status_or_page(
@@ -276,11 +277,16 @@ pub async fn sync_get(session: Session, State(state): State<AppState>) -> Respon
 /// Clients shown on one page of the Clients page.
 pub(super) const CLIENTS_PER_PAGE: usize = 100;
 
-/// `?page=N` of the Clients page (1-based; anything unreadable is page 1).
+/// `?page=N&q=TEXT&sort=ORDER` of the Clients page (pages are 1-based; an unreadable page is
+/// page 1, an unknown order the default, a search longer than the limit is cut).
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct PageQuery {
     #[serde(default)]
     page: Option<String>,
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    sort: Option<String>,
 }
 
 impl PageQuery {
@@ -291,57 +297,114 @@ impl PageQuery {
             .filter(|p| *p >= 1)
             .unwrap_or(1)
     }
+
+    fn search(&self) -> Option<String> {
+        self.q
+            .as_deref()
+            .map(|q| {
+                q.trim()
+                    .chars()
+                    .take(ClientQuery::MAX_SEARCH)
+                    .collect::<String>()
+            })
+            .filter(|q| !q.is_empty())
+    }
+
+    fn sort(&self) -> ClientSort {
+        self.sort
+            .as_deref()
+            .and_then(|s| ClientSort::parse(s).ok())
+            .unwrap_or_default()
+    }
+
+    /// This query's link for `page` and `sort`, keeping the search.
+    fn link(&self, page: usize, sort: ClientSort) -> String {
+        let mut link = format!("/clients?sort={}", sort.as_str());
+        if let Some(q) = self.search() {
+            link.push_str("&q=");
+            link.push_str(&urlencoding(&q));
+        }
+        if page > 1 {
+            link.push_str(&format!("&page={page}"));
+        }
+        link
+    }
 }
 
-fn clients_table(state: &AppState, page: usize) -> ClientsTable {
-    let (clients, total) = state.server.clients_page(
-        (page - 1).saturating_mul(CLIENTS_PER_PAGE),
-        CLIENTS_PER_PAGE,
-    );
+/// `s` percent-encoded for a query string.
+fn urlencoding(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The Clients table's sortable columns: heading, order.
+const CLIENT_COLUMNS: [(&str, ClientSort); 5] = [
+    ("Client", ClientSort::Name),
+    ("Address", ClientSort::Address),
+    ("Holds", ClientSort::InUse),
+    ("Connected since", ClientSort::ConnectedSince),
+    ("Last seen", ClientSort::LastSeen),
+];
+
+fn clients_table(state: &AppState, q: &PageQuery) -> ClientsTable {
+    let page = q.page();
+    let sort = q.sort();
+    let search = q.search();
+    let (clients, total) = state.server.clients_query(&ClientQuery {
+        search: search.clone(),
+        sort,
+        offset: (page - 1).saturating_mul(CLIENTS_PER_PAGE),
+        limit: CLIENTS_PER_PAGE,
+    });
     let first = (page - 1) * CLIENTS_PER_PAGE + 1;
     let last = first + clients.len().saturating_sub(1);
-    let mut rows = Vec::new();
-    for c in &clients {
-        let failover = if c.failover {
-            "⇄ yes: failed over to this server"
-        } else {
-            "no"
-        };
-        let last_seen = format!("{} ago", span(c.last_seen_secs_ago));
-        if c.features.is_empty() {
-            rows.push(ClientRow {
-                client: c.client.to_string(),
-                feature: "—".into(),
-                quota: "—".into(),
-                in_use: "—".into(),
-                failover,
-                last_seen: last_seen.clone(),
-            });
-        }
-        for f in &c.features {
-            rows.push(ClientRow {
-                client: c.client.to_string(),
-                feature: f.feature.to_string(),
-                quota: f.quota.to_string(),
-                in_use: f.in_use.to_string(),
-                failover,
-                last_seen: last_seen.clone(),
-            });
-        }
-    }
+    let now = state.server.clock().now();
+    let rows = clients
+        .iter()
+        .map(|c| ClientRow {
+            name: c.name.clone().unwrap_or_else(|| "(no name sent)".into()),
+            client: c.client.to_string(),
+            address: c.address.clone().unwrap_or_else(|| "—".into()),
+            product_release: c
+                .product_release
+                .map_or_else(|| "—".into(), |d| d.to_string()),
+            holds: if c.features.is_empty() {
+                vec!["nothing".into()]
+            } else {
+                c.features
+                    .iter()
+                    .map(|f| format!("{} {} in use of {}", f.feature, f.in_use, f.quota))
+                    .collect()
+            },
+            failover: c.failover,
+            connected_since: c.connected_since.map_or_else(
+                || "—".into(),
+                |t| {
+                    let ago = (now - t).num_seconds().max(0).unsigned_abs();
+                    format!("{} ({} ago)", t.format("%Y-%m-%d %H:%M UTC"), span(ago))
+                },
+            ),
+            last_seen: format!("{} ago", span(c.last_seen_secs_ago)),
+        })
+        .collect();
     ClientsTable {
         rows,
         clients: total,
         first,
         last,
-        prev: (page > 1).then(|| format!("/clients?page={}", page - 1)),
-        next: (last < total).then(|| format!("/clients?page={}", page + 1)),
-        as_of: state
-            .server
-            .clock()
-            .now()
-            .format("%H:%M:%S UTC")
-            .to_string(),
+        search: search.unwrap_or_default(),
+        columns: CLIENT_COLUMNS
+            .iter()
+            .map(|(heading, order)| SortColumn {
+                heading,
+                value: order.as_str(),
+                link: q.link(1, *order),
+                current: *order == sort,
+            })
+            .collect(),
+        sort: sort.as_str(),
+        prev: (page > 1).then(|| q.link(page - 1, sort)),
+        next: (last < total).then(|| q.link(page + 1, sort)),
+        as_of: now.format("%H:%M:%S UTC").to_string(),
     }
 }
 
@@ -356,7 +419,7 @@ pub async fn clients_get(
     };
     let page = ClientsPage {
         layout: layout(&state, &session, "Clients", "/clients", &status),
-        table_html: match clients_table(&state, q.page()).render() {
+        table_html: match clients_table(&state, &q).render() {
             Ok(html) => html,
             Err(e) => {
                 tracing::error!(error = %e, "rendering the clients table failed");
@@ -373,7 +436,7 @@ pub async fn clients_table_get(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<PageQuery>,
 ) -> Response {
-    let mut response = render(StatusCode::OK, &clients_table(&state, q.page()));
+    let mut response = render(StatusCode::OK, &clients_table(&state, &q));
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
@@ -617,6 +680,18 @@ pub async fn diagnostics_get(
             "Server GUID",
             "not set: enter it on the Setup page; the server serves no licenses without it",
         ),
+    });
+    checks.push(match (&status.storage_failing_since, &status.storage_error) {
+        (Some(since), error) => CheckView::problem(
+            "Data directory",
+            format!(
+                "cannot be written since {} ({}): {}. Licenses are still served and usage is kept in memory and retried, but nothing new is durable: free space or fix the file system",
+                time(Some(*since), ""),
+                relative(*since, now),
+                error.as_deref().unwrap_or("unknown error")
+            ),
+        ),
+        (None, _) => CheckView::ok("Data directory", "usage and lease state are being saved"),
     });
     checks.push(match (&status.last_sync, &status.last_sync_error) {
         (_, Some(e)) => CheckView::problem(

@@ -74,6 +74,8 @@ pub struct Layout {
     pub guid: String,
     pub state: StateView,
     pub flash: Option<FlashView>,
+    /// A problem every page shows until it is gone (usage that cannot be saved).
+    pub banner: Option<String>,
 }
 
 impl Layout {
@@ -101,6 +103,15 @@ impl Layout {
                 .map_or_else(|| "no GUID set".into(), |g| g.to_string()),
             state: status.map_or_else(StateView::unknown, |s| StateView::of(s.state)),
             flash: flash.map(FlashView::from),
+            banner: status.and_then(|s| {
+                s.storage_failing_since.map(|since| {
+                    format!(
+                        "Usage and lease state cannot be saved: writing to the data directory fails since {} ({}). Licenses are still served; free space or fix the file system. See Diagnostics.",
+                        since.format("%Y-%m-%d %H:%M UTC"),
+                        s.storage_error.as_deref().unwrap_or("unknown error")
+                    )
+                })
+            }),
         }
     }
 }
@@ -268,12 +279,25 @@ pub struct SyncPage {
 
 #[derive(Debug, Clone)]
 pub struct ClientRow {
+    pub name: String,
     pub client: String,
-    pub feature: String,
-    pub quota: String,
-    pub in_use: String,
-    pub failover: &'static str,
+    pub address: String,
+    pub product_release: String,
+    /// One line per feature: what it holds of its quota.
+    pub holds: Vec<String>,
+    pub failover: bool,
+    pub connected_since: String,
     pub last_seen: String,
+}
+
+/// A sortable column heading of the Clients table.
+#[derive(Debug, Clone)]
+pub struct SortColumn {
+    pub heading: &'static str,
+    /// Its `sort=` value.
+    pub value: &'static str,
+    pub link: String,
+    pub current: bool,
 }
 
 #[derive(Template)]
@@ -288,10 +312,15 @@ pub struct ClientsPage {
 #[template(path = "clients_table.html")]
 pub struct ClientsTable {
     pub rows: Vec<ClientRow>,
-    /// Every client on the server (this page shows `first` to `last` of them).
+    /// Every client the search matches (this page shows `first` to `last` of them).
     pub clients: usize,
     pub first: usize,
     pub last: usize,
+    /// The search text, empty for none.
+    pub search: String,
+    pub columns: Vec<SortColumn>,
+    /// The order shown (`ClientSort::as_str`).
+    pub sort: &'static str,
     /// Links to the neighbouring pages, when there are any.
     pub prev: Option<String>,
     pub next: Option<String>,

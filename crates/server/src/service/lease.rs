@@ -24,16 +24,30 @@ pub(super) struct LeaseState {
     pub ledger: Ledger,
     /// Metric handles of every licensed feature.
     counters: BTreeMap<Feature, FeatureCounters>,
-    /// SHA-256 of the client secret each known client id is bound to.
-    secrets: HashMap<ClientId, [u8; 32]>,
+    /// What the server knows of each client besides its holdings: the secret its id is
+    /// bound to, its name and address (for the operator only; never uploaded).
+    known: HashMap<ClientId, KnownClient>,
+}
+
+/// A client as the operator sees it, and the secret its id is bound to.
+#[derive(Debug, Clone)]
+pub(super) struct KnownClient {
+    /// SHA-256 of its client secret, once it sent one.
+    secret: Option<[u8; 32]>,
+    pub name: Option<String>,
+    pub address: Option<std::net::IpAddr>,
+    pub product_release: chrono::NaiveDate,
+    pub connected_since: chrono::DateTime<chrono::Utc>,
 }
 
 /// Who sent a lease request, besides what it says: its source address (for the rate limit
-/// on new clients) and its client secret (`leasehold-client-secret`).
+/// on new clients, and shown to the operator), its client secret
+/// (`leasehold-client-secret`) and its name (`leasehold-client-name`, decoded).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Caller<'a> {
     pub peer: Option<std::net::IpAddr>,
     pub secret: Option<&'a str>,
+    pub name: Option<&'a str>,
 }
 
 impl LeaseState {
@@ -42,7 +56,7 @@ impl LeaseState {
             alloc,
             ledger,
             counters: BTreeMap::new(),
-            secrets: HashMap::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -52,7 +66,10 @@ impl LeaseState {
         if !self.alloc.knows(client) {
             return Ok(());
         }
-        match (self.secrets.get(client), secret) {
+        match (
+            self.known.get(client).and_then(|k| k.secret.as_ref()),
+            secret,
+        ) {
             (None, _) => Ok(()),
             (Some(bound), Some(given)) if bound == given => Ok(()),
             (Some(_), _) => {
@@ -65,16 +82,48 @@ impl LeaseState {
         }
     }
 
-    /// Binds `client` to `secret`; forgets the bindings of clients the allocator forgot once
-    /// they outnumber the clients by far.
-    fn bind(&mut self, client: &ClientId, secret: [u8; 32]) {
-        if self.secrets.get(client) != Some(&secret) {
-            self.secrets.insert(client.clone(), secret);
+    /// Notes who `req`'s client is, after [`LeaseState::check_owner`] let it in: binds its
+    /// id to `secret`, keeps its name, address and product release, and when it is new to
+    /// the allocator (`was_known` false) the time it came. Forgets clients the allocator
+    /// forgot once they outnumber the clients by far.
+    fn note(
+        &mut self,
+        req: &LeaseRequest,
+        secret: Option<[u8; 32]>,
+        caller: &Caller<'_>,
+        was_known: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let entry = self
+            .known
+            .entry(req.client_id.clone())
+            .or_insert_with(|| KnownClient {
+                secret: None,
+                name: None,
+                address: None,
+                product_release: req.product_release,
+                connected_since: now,
+            });
+        if !was_known {
+            entry.connected_since = now;
         }
-        if self.secrets.len() > 2 * self.alloc.client_count() + 1024 {
+        if secret.is_some() {
+            entry.secret = secret;
+        }
+        if entry.name.as_deref() != caller.name {
+            entry.name = caller.name.map(str::to_owned);
+        }
+        entry.address = caller.peer;
+        entry.product_release = req.product_release;
+        if self.known.len() > 2 * self.alloc.client_count() + 1024 {
             let alloc = &self.alloc;
-            self.secrets.retain(|id, _| alloc.knows(id));
+            self.known.retain(|id, _| alloc.knows(id));
         }
+    }
+
+    /// What the server knows of `client` besides its holdings.
+    pub fn known(&self, client: &ClientId) -> Option<&KnownClient> {
+        self.known.get(client)
     }
 
     pub fn set_licenses(&mut self, licenses: &[PoolLicense], backup: bool) {
@@ -249,10 +298,9 @@ impl LicenseServer {
             let mut guard = lock(&self.leases);
             let s = &mut *guard;
             s.check_owner(&req.client_id, secret.as_ref())?;
-            self.admit(s.alloc.knows(&req.client_id), s.alloc.client_count(), peer)?;
-            if let Some(secret) = secret {
-                s.bind(&req.client_id, secret);
-            }
+            let was_known = s.alloc.knows(&req.client_id);
+            self.admit(was_known, s.alloc.client_count(), peer)?;
+            s.note(req, secret, &caller, was_known, now);
             let answer = s.alloc.request(mono, &request, &serving);
             for (feature, delta) in &answer.usage {
                 let in_use = s.alloc.in_use(feature);

@@ -40,6 +40,7 @@ pub use lease::Caller;
 use lease::{LeaseState, RequestCounters};
 pub use serving::CLOCK_STEP_BACK_TOLERANCE;
 use serving::{BundleState, HighWater};
+pub use status::ClientQuery;
 use sync::SyncState;
 pub use sync::{backoff, MAX_RETRY};
 
@@ -194,7 +195,7 @@ impl LicenseServer {
         let epoch = rand::rngs::OsRng.next_u64();
         let alloc = Allocator::new(clock.monotonic_ms(), start, backup, epoch);
         let store = Arc::new(store);
-        let writer = Writer::spawn(store.clone());
+        let writer = Writer::spawn(store.clone(), clock.clone());
         // A process that synced before may have left an upload in flight when it stopped.
         // Syncing again before that one can have reached the node would present the same
         // token twice, and the node would take the late one for a copy of this server

@@ -6,7 +6,76 @@ use leasehold_web::ApiError;
 
 use super::{lock, read, LicenseServer};
 use crate::allocator::Serving;
-use crate::api::{ClientFeatureStatus, ClientStatus, LicenseStatus, Status};
+use crate::api::{ClientFeatureStatus, ClientSort, ClientStatus, LicenseStatus, Status};
+
+/// Which clients to list, in what order (admin API, dashboard, CLI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientQuery {
+    /// Case-insensitive text found in the name, address, client id or a feature held.
+    pub search: Option<String>,
+    pub sort: ClientSort,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Default for ClientQuery {
+    fn default() -> Self {
+        Self {
+            search: None,
+            sort: ClientSort::Name,
+            offset: 0,
+            limit: usize::MAX,
+        }
+    }
+}
+
+impl ClientQuery {
+    /// Longest search text taken.
+    pub const MAX_SEARCH: usize = 200;
+
+    fn matches(&self, c: &ClientStatus) -> bool {
+        let Some(needle) = self
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return true;
+        };
+        let needle = needle.to_lowercase();
+        let has = |s: &str| s.to_lowercase().contains(&needle);
+        c.name.as_deref().is_some_and(has)
+            || c.address.as_deref().is_some_and(has)
+            || has(c.client.as_str())
+            || c.features.iter().any(|f| has(f.feature.as_str()))
+    }
+
+    /// Sorts by the query's order, then by client id so pages are stable.
+    fn sort(&self, clients: &mut [ClientStatus]) {
+        clients.sort_by(|a, b| {
+            let primary = match self.sort {
+                ClientSort::Name => match (&a.name, &b.name) {
+                    (Some(x), Some(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                },
+                ClientSort::Address => address_key(a).cmp(&address_key(b)),
+                ClientSort::InUse => b.in_use().cmp(&a.in_use()),
+                ClientSort::ConnectedSince => a.connected_since.cmp(&b.connected_since),
+                ClientSort::LastSeen => a.last_seen_secs_ago.cmp(&b.last_seen_secs_ago),
+                ClientSort::Id => std::cmp::Ordering::Equal,
+            };
+            primary.then_with(|| a.client.cmp(&b.client))
+        });
+    }
+}
+
+/// Addresses in numeric order, clients without one last.
+fn address_key(c: &ClientStatus) -> (bool, Option<std::net::IpAddr>) {
+    let ip = c.address.as_deref().and_then(|a| a.parse().ok());
+    (ip.is_none(), ip)
+}
 
 impl LicenseServer {
     pub async fn status(&self) -> Result<Status, ApiError> {
@@ -68,6 +137,7 @@ impl LicenseServer {
                 .len(),
             None => 0,
         };
+        let failing = self.storage_failing();
         let s = lock(&self.sync);
         Ok(Status {
             guid,
@@ -90,44 +160,83 @@ impl LicenseServer {
             bundle_serial: serial,
             bundle_key_id: key_id,
             pending_usage_buckets: pending,
+            storage_failing_since: failing.as_ref().map(|f| f.since),
+            storage_error: failing.map(|f| f.error),
             nodes: s.node_status.values().cloned().collect(),
         })
     }
 
-    /// Clients `offset` to `offset + limit` in client id order, and how many there are.
-    pub fn clients_page(&self, offset: usize, limit: usize) -> (Vec<ClientStatus>, usize) {
+    /// The clients `query` selects, sorted, from its offset: at most its limit of them, and
+    /// how many match in all.
+    pub fn clients_query(&self, query: &ClientQuery) -> (Vec<ClientStatus>, usize) {
         let mono = self.clock.monotonic_ms();
-        let (page, total) = {
+        let all: Vec<ClientStatus> = {
             let mut s = lock(&self.leases);
             s.alloc.expire(mono);
-            s.alloc.clients_page(offset, limit)
+            s.alloc
+                .clients()
+                .into_iter()
+                .map(|c| {
+                    let known = s.known(&c.client);
+                    ClientStatus {
+                        name: known.and_then(|k| k.name.clone()),
+                        address: known.and_then(|k| k.address).map(|a| a.to_string()),
+                        product_release: known.map(|k| k.product_release),
+                        connected_since: known.map(|k| k.connected_since),
+                        client: c.client,
+                        failover: c.failover,
+                        last_seen_secs_ago: mono.saturating_sub(c.last_seen_ms) / 1000,
+                        features: c
+                            .features
+                            .into_iter()
+                            .map(|(feature, f)| ClientFeatureStatus {
+                                feature,
+                                quota: f.quota,
+                                in_use: f.in_use,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect()
         };
-        let page = page
+        let mut matching: Vec<ClientStatus> =
+            all.into_iter().filter(|c| query.matches(c)).collect();
+        query.sort(&mut matching);
+        let total = matching.len();
+        let page = matching
             .into_iter()
-            .map(|c| ClientStatus {
-                client: c.client,
-                failover: c.failover,
-                last_seen_secs_ago: mono.saturating_sub(c.last_seen_ms) / 1000,
-                features: c
-                    .features
-                    .into_iter()
-                    .map(|(feature, f)| ClientFeatureStatus {
-                        feature,
-                        quota: f.quota,
-                        in_use: f.in_use,
-                    })
-                    .collect(),
-            })
+            .skip(query.offset)
+            .take(query.limit)
             .collect();
         (page, total)
     }
 
+    /// Whether writes to the data directory fail now, since when and why.
+    pub(crate) fn storage_failing(&self) -> Option<crate::writer::Failing> {
+        self.writer.failing()
+    }
+
+    /// `leasehold_server_storage_healthy` (1, or 0 while writes fail) and
+    /// `leasehold_server_storage_failing_since_timestamp_seconds` (0 while healthy).
+    fn update_storage_gauges(&self) {
+        let failing = self.storage_failing();
+        metrics::gauge!("leasehold_server_storage_healthy").set(if failing.is_some() {
+            0.0
+        } else {
+            1.0
+        });
+        metrics::gauge!("leasehold_server_storage_failing_since_timestamp_seconds")
+            .set(failing.map_or(0.0, |f| f.since.timestamp() as f64));
+    }
+
+    /// Every client, by name.
     pub fn clients(&self) -> Vec<ClientStatus> {
-        self.clients_page(0, usize::MAX).0
+        self.clients_query(&ClientQuery::default()).0
     }
 
     /// Totals per feature for metrics.
     pub fn update_gauges(&self) {
+        self.update_storage_gauges();
         let now = self.clock.now();
         let totals = lock(&self.leases).alloc.totals();
         for (f, t) in &totals {

@@ -661,14 +661,49 @@ async fn the_clients_page_and_api_are_paginated() {
         "{}",
         first.body
     );
-    assert!(first.body.contains("/clients?page=2") && !first.body.contains("page=0"));
+    assert!(
+        first.body.contains("/clients?sort=name&#38;page=2") && !first.body.contains("page=0"),
+        "{}",
+        first.body
+    );
     let second = get(&b, &format!("{}/clients/table?page=2", server.admin_url)).await;
     assert!(
         second.body.contains("Clients 101–150 of 150"),
         "{}",
         second.body
     );
-    assert!(second.body.contains("/clients?page=1") && !second.body.contains("page=3"));
+    assert!(
+        second
+            .body
+            .contains("href=\"/clients?sort=name\" rel=\"prev\"")
+            && !second.body.contains("page=3"),
+        "{}",
+        second.body
+    );
+    // A search and an order are kept from page to page.
+    let searched = get(
+        &b,
+        &format!("{}/clients?q=TTS&sort=in_use", server.admin_url),
+    )
+    .await;
+    assert!(
+        searched.body.contains("Clients 1–100 of 150")
+            && searched
+                .body
+                .contains("/clients?sort=in_use&#38;q=TTS&#38;page=2"),
+        "{}",
+        searched.body
+    );
+    let none = get(
+        &b,
+        &format!("{}/clients?q=nothing+like+this", server.admin_url),
+    )
+    .await;
+    assert!(
+        none.body.contains("No client matches “nothing like this”"),
+        "{}",
+        none.body
+    );
     let beyond = get(&b, &format!("{}/clients?page=9", server.admin_url)).await;
     assert!(
         beyond.body.contains("No clients on this page: 150 in all"),
@@ -677,4 +712,139 @@ async fn the_clients_page_and_api_are_paginated() {
     );
     let junk = get(&b, &format!("{}/clients?page=abc", server.admin_url)).await;
     assert!(junk.body.contains("Clients 1–100 of 150"));
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A file system of `size` mounted (tmpfs) on `dir` until dropped; `None` where the test may
+/// not mount (not root), after saying so; in CI it must be able to.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Self(dir.to_path_buf())),
+            other => {
+                let why = format!("cannot mount a small tmpfs (needs root): {other:?}");
+                assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{why}");
+                eprintln!("skipped: {why}");
+                None
+            }
+        }
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.flush();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_data_directory_is_reported_by_status_banner_diagnostics_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "4m") else {
+        return;
+    };
+    let clock = manual_clock();
+    let node = TestNode::start(&dir.path().join("n"), clock.clone()).await;
+    let prod = node.standard_installation().await.production;
+    let server = TestServer::start_with_dashboard(
+        options(&disk.0.join("s"), vec![node.url.clone()], Some(prod)),
+        clock.clone(),
+        DashboardSettings::default(),
+    )
+    .await;
+    server
+        .wait_for("the first sync", |s| s.state == ServerState::Ok)
+        .await;
+    let request = lease_request(1, "tts", 2, 2, 0);
+    let granted = server.lease(&request).await.unwrap();
+    assert_eq!(server.status().await.storage_failing_since, None);
+
+    let filler = disk.fill();
+    let failing = server
+        .wait_for("writes to fail", |s| s.storage_failing_since.is_some())
+        .await;
+    assert!(failing.storage_error.is_some(), "{failing:?}");
+    // Licenses are still served: a client keeping what it holds is answered.
+    let mut keep = request.clone();
+    keep.seq = 1;
+    keep.epoch = granted.epoch;
+    keep.features.values_mut().for_each(|f| f.quota = 2);
+    server.lease(&keep).await.unwrap();
+
+    let b = browser();
+    let admin = server.admin_url.clone();
+    login(&b, &admin, &server.dashboard_password()).await;
+    let page = get(&b, &format!("{admin}/licenses")).await;
+    assert!(
+        page.body.contains("id=\"storage-banner\"") && page.body.contains("cannot be saved"),
+        "no banner: {}",
+        page.body
+    );
+    let diagnostics = get(&b, &format!("{admin}/diagnostics")).await;
+    assert!(
+        diagnostics.body.contains("Data directory")
+            && diagnostics.body.contains("cannot be written since"),
+        "{}",
+        diagnostics.body
+    );
+    let metrics = get(&b, &format!("{admin}/metrics")).await.body;
+    assert_eq!(
+        gauge(&metrics, "leasehold_server_storage_healthy"),
+        Some(0.0),
+        "{metrics}"
+    );
+    let since = failing.storage_failing_since.unwrap().timestamp() as f64;
+    assert_eq!(
+        gauge(
+            &metrics,
+            "leasehold_server_storage_failing_since_timestamp_seconds"
+        ),
+        Some(since),
+        "{metrics}"
+    );
+
+    // Space again: the next flush saves what was kept, and every surface says so.
+    std::fs::remove_file(filler).unwrap();
+    server
+        .wait_for("writes to succeed again", |s| {
+            s.storage_failing_since.is_none()
+        })
+        .await;
+    let page = get(&b, &format!("{admin}/licenses")).await;
+    assert!(!page.body.contains("storage-banner"), "{}", page.body);
+    let metrics = get(&b, &format!("{admin}/metrics")).await.body;
+    assert_eq!(
+        gauge(&metrics, "leasehold_server_storage_healthy"),
+        Some(1.0),
+        "{metrics}"
+    );
+    server.stop().await;
+    node.stop().await;
 }

@@ -2,6 +2,7 @@
 //! `TestNode` and `TestServer`), driven over HTTP, with time moved by an injected clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod clients;
 mod dashboard;
 mod hostile;
 mod security;
