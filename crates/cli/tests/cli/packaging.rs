@@ -43,6 +43,12 @@ fn required_in_ci(tool: &str, why: &str) -> Option<PathBuf> {
     found
 }
 
+/// The stderr of a command that must fail.
+fn failure(cmd: &mut assert_cmd::Command) -> String {
+    let out = cmd.assert().failure();
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
 /// The subcommands `leasehold ARGS --help` lists under "Commands:" (without `help`).
 fn listed_subcommands(args: &[String]) -> Vec<String> {
     let out = leasehold().args(args).arg("--help").assert().success();
@@ -176,12 +182,7 @@ fn the_default_server_config_is_accepted_and_keeps_the_state_in_the_units_direct
         text.replace("/var/lib/leasehold/server", dir.path().to_str().unwrap()),
     )
     .unwrap();
-    let out = leasehold()
-        .args(["server", "run", "--config"])
-        .arg(&copy)
-        .assert()
-        .failure();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    let stderr = failure(leasehold().args(["server", "run", "--config"]).arg(&copy));
     assert!(stderr.contains("no vendor key"), "{stderr}");
 }
 
@@ -213,8 +214,7 @@ fn completions_name_every_subcommand_and_bash_parses_the_script() {
         let script = String::from_utf8_lossy(&out.get_output().stdout);
         assert!(script.contains("set-password"), "{shell}: {script}");
     }
-    let out = leasehold().args(["completions", "tcsh"]).assert().failure();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    let stderr = failure(leasehold().args(["completions", "tcsh"]));
     assert!(
         stderr.contains("tcsh") && stderr.contains("bash"),
         "{stderr}"
@@ -284,12 +284,7 @@ fn man_pages_are_written_for_the_command_and_every_subcommand() {
     // A directory that cannot be made is named, and nothing is written.
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
-    let out = leasehold()
-        .args(["man", "--out"])
-        .arg(file.join("man"))
-        .assert()
-        .failure();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    let stderr = failure(leasehold().args(["man", "--out"]).arg(file.join("man")));
     assert!(
         stderr.contains("--out") && stderr.contains("a-file"),
         "{stderr}"
