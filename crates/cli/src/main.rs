@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+mod cli_docs;
 mod client_cmd;
 mod demo;
 mod http_util;
@@ -41,6 +42,12 @@ enum Command {
     /// Run a whole Leasehold system in one process: a node, a production and a backup
     /// server, and simulated clients.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script for `leasehold` on stdout (e.g. `leasehold
+    /// completions bash > /etc/bash_completion.d/leasehold`).
+    Completions(cli_docs::CompletionsArgs),
+    /// Write man pages for `leasehold` and every subcommand (leasehold.1,
+    /// leasehold-server-run.1, ...) into a directory.
+    Man(cli_docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +59,8 @@ fn main() -> ExitCode {
         Command::Client(args) => client_cmd::run(args),
         Command::Loadgen(args) => loadgen::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => cli_docs::completions(&args, Cli::command()),
+        Command::Man(args) => cli_docs::man(&args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
