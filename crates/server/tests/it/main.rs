@@ -4,5 +4,6 @@
 
 mod dashboard;
 mod hostile;
+mod monitoring;
 mod security;
 mod server;
