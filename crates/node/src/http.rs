@@ -89,7 +89,7 @@ pub async fn serve(
     tls: Option<leasehold_web::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let _ = leasehold_web::metrics::prometheus();
+    leasehold_web::metrics::register(crate::metrics::METRICS);
     leasehold_web::serve("node", listener, router(state), limits, tls, shutdown).await
 }
 
@@ -114,7 +114,8 @@ async fn sync(
         Err(e) => e.code.as_str(),
     };
     metrics::counter!("leasehold_node_syncs_total", "result" => code).increment(1);
-    metrics::histogram!("leasehold_node_sync_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("leasehold_node_sync_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     match &result {
         Ok(_) => tracing::debug!(buckets, "sync answered"),
         Err(e) => tracing::info!(code = %e.code, message = %e.message, "sync refused"),

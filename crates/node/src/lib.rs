@@ -8,6 +8,7 @@ pub mod chain;
 pub mod domain;
 mod error;
 mod http;
+mod metrics;
 mod service;
 pub mod store;
 

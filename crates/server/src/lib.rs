@@ -14,6 +14,7 @@ mod error;
 pub mod history;
 pub mod ledger;
 pub mod logbuf;
+mod metrics;
 pub mod outbound;
 pub mod service;
 pub mod store;

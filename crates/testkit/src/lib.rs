@@ -12,13 +12,15 @@
 //! - [`blocking::Env`]: a node with the standard installation and servers on a runtime it owns;
 //! - [`process`]: child processes waited for until ready and killed on drop;
 //! - [`stub`]: a one-thread stub license server for tests that only need a filled cache;
-//! - [`tls::TestCa`]: a certificate authority and the certificates it issues, for HTTPS.
+//! - [`tls::TestCa`]: a certificate authority and the certificates it issues, for HTTPS;
+//! - [`metrics`]: checks that a crate describes every metric it records.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod blocking;
 pub mod db;
 pub mod fixtures;
+pub mod metrics;
 pub mod node;
 pub mod process;
 pub mod proxy;

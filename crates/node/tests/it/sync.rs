@@ -420,7 +420,7 @@ async fn metrics_show_syncs_by_result_latency_batches_and_the_database_pool() {
     for want in [
         "leasehold_node_syncs_total{result=\"ok\"}",
         "leasehold_node_syncs_total{result=\"guid_in_use\"}",
-        "leasehold_node_sync_seconds",
+        "leasehold_node_sync_duration_seconds_bucket",
         "leasehold_node_sync_batch_size",
         "leasehold_node_db_connections{state=\"idle\"}",
         "leasehold_node_db_connections_max 1",

@@ -172,12 +172,16 @@ impl FeatureCounters {
     }
 }
 
-/// `leasehold_server_lease_requests_total{state}`, one handle per state.
+/// `leasehold_server_lease_requests_total{state}`, one handle per state, and
+/// `leasehold_server_lease_request_duration_seconds`.
 #[derive(Debug)]
-pub(super) struct RequestCounters([metrics::Counter; 5]);
+pub(super) struct RequestCounters {
+    by_state: [metrics::Counter; 5],
+    duration: metrics::Histogram,
+}
 
 impl RequestCounters {
-    const STATES: [ServerState; 5] = [
+    pub(super) const STATES: [ServerState; 5] = [
         ServerState::Unconfigured,
         ServerState::NotSynced,
         ServerState::Ok,
@@ -186,14 +190,17 @@ impl RequestCounters {
     ];
 
     pub fn new() -> Self {
-        Self(Self::STATES.map(|s| {
-            metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(s))
-        }))
+        Self {
+            by_state: Self::STATES.map(|s| {
+                metrics::counter!("leasehold_server_lease_requests_total", "state" => state_label(s))
+            }),
+            duration: metrics::histogram!("leasehold_server_lease_request_duration_seconds"),
+        }
     }
 
     fn get(&self, state: ServerState) -> &metrics::Counter {
         let i = Self::STATES.iter().position(|s| *s == state).unwrap_or(0);
-        &self.0[i]
+        &self.by_state[i]
     }
 }
 
@@ -247,7 +254,7 @@ fn secret_digest(secret: &str) -> Result<[u8; 32], ApiError> {
     Ok(sha2::Sha256::digest(secret.as_bytes()).into())
 }
 
-fn state_label(s: ServerState) -> &'static str {
+pub(super) fn state_label(s: ServerState) -> &'static str {
     match s {
         ServerState::Unconfigured => "unconfigured",
         ServerState::NotSynced => "not_synced",
@@ -267,8 +274,22 @@ impl LicenseServer {
     /// [`LicenseServer::lease`] from `caller`: a client id new to this server is refused when
     /// the server holds `max_clients`, or when the caller's address has sent more new ids
     /// than `new_clients_per_minute`; a known client id bound to another client secret is
-    /// refused (`client_id_in_use`). Known clients are otherwise always served.
+    /// refused (`client_id_in_use`). Known clients are otherwise always served. Its time is
+    /// recorded in `leasehold_server_lease_request_duration_seconds`.
     pub async fn lease_from(
+        &self,
+        req: &LeaseRequest,
+        caller: Caller<'_>,
+    ) -> Result<LeaseResponse, ApiError> {
+        let started = std::time::Instant::now();
+        let answer = self.answer_lease(req, caller).await;
+        self.requests
+            .duration
+            .record(started.elapsed().as_secs_f64());
+        answer
+    }
+
+    async fn answer_lease(
         &self,
         req: &LeaseRequest,
         caller: Caller<'_>,

@@ -155,7 +155,7 @@ impl LicenseServer {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StoreError> {
         // Metric handles are taken below: the recorder must be in place first.
-        let _ = leasehold_web::metrics::prometheus();
+        leasehold_web::metrics::register(crate::metrics::METRICS);
         let store = ServerStore::open(&options.data_dir).await?;
         let (client_keys, made) =
             ClientKeys::load_or_create(&options.data_dir).map_err(StoreError::Db)?;

@@ -1,9 +1,10 @@
 //! Status views: what the admin API, the dashboard and `/metrics` show. Each takes one
 //! lock at a time and copies out what it needs.
 
-use leasehold_proto::SyncUpload;
+use leasehold_proto::{Context, SyncUpload};
 use leasehold_web::ApiError;
 
+use super::lease::{state_label, RequestCounters};
 use super::{lock, read, LicenseServer};
 use crate::allocator::Serving;
 use crate::api::{ClientFeatureStatus, ClientSort, ClientStatus, LicenseStatus, Status};
@@ -234,10 +235,37 @@ impl LicenseServer {
         self.clients_query(&ClientQuery::default()).0
     }
 
-    /// Totals per feature for metrics.
+    /// The gauges `/metrics` shows: totals per feature, the state, the context, the grace
+    /// left and the sync's nodes and last success.
     pub fn update_gauges(&self) {
         self.update_storage_gauges();
         let now = self.clock.now();
+        let (state, _) = self.state(now);
+        for s in RequestCounters::STATES {
+            metrics::gauge!("leasehold_server_state", "state" => state_label(s))
+                .set(f64::from(u8::from(s == state)));
+        }
+        let (context, not_after) = {
+            let b = read(&self.bundle);
+            (b.view.context, b.view.not_after)
+        };
+        for c in Context::ALL {
+            metrics::gauge!("leasehold_server_context", "context" => c.as_str())
+                .set(f64::from(u8::from(Some(c) == context)));
+        }
+        if let Some(n) = not_after {
+            metrics::gauge!("leasehold_server_grace_remaining_seconds")
+                .set((n - now).num_seconds().max(0) as f64);
+        }
+        let (nodes, last_success) = {
+            let s = lock(&self.sync);
+            (s.nodes.len(), s.last_success)
+        };
+        metrics::gauge!("leasehold_server_nodes").set(nodes as f64);
+        if let Some(t) = last_success {
+            metrics::gauge!("leasehold_server_last_sync_success_timestamp_seconds")
+                .set(t.timestamp() as f64);
+        }
         let totals = lock(&self.leases).alloc.totals();
         for (f, t) in &totals {
             let label = f.to_string();
@@ -247,10 +275,6 @@ impl LicenseServer {
                 .set(f64::from(t.in_use));
             metrics::gauge!("leasehold_server_quota_reserved", "feature" => label)
                 .set(f64::from(t.reserved));
-        }
-        if let Some(n) = read(&self.bundle).view.not_after {
-            metrics::gauge!("leasehold_server_grace_days_left")
-                .set((n - now).num_seconds() as f64 / 86_400.0);
         }
     }
 }

@@ -194,7 +194,12 @@ impl LicenseServer {
     /// One sync: tries every configured node in random order until one answers.
     pub async fn sync_now(&self) -> SyncOutcome {
         let _one = self.sync_lock.lock().await;
-        match self.sync_with_nodes().await {
+        let started = std::time::Instant::now();
+        let result = self.sync_with_nodes().await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("leasehold_server_sync_duration_seconds", "result" => label)
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(outcome) => outcome,
             Err(error) => {
                 let retry_in = lock(&self.sync).failed(self.clock.now(), error.clone());

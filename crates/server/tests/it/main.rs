@@ -5,5 +5,6 @@
 mod clients;
 mod dashboard;
 mod hostile;
+mod monitoring;
 mod security;
 mod server;
