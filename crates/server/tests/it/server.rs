@@ -79,12 +79,21 @@ async fn tries_every_node_and_moves_past_a_dead_one() {
     server
         .wait_for("sync", |s| s.state == ServerState::Ok)
         .await;
-    for _ in 0..5 {
+    // Nodes are tried in random order: sync until the dead one came first at least once
+    // (each sync has even odds; 200 in a row without it would be a broken shuffle).
+    let mut syncs = 0;
+    let s = loop {
         let o = server.sync_now().await;
         assert!(o.ok, "{o:?}");
         assert_eq!(o.node.as_deref(), Some(node.url.as_str()));
-    }
-    let s = server.status().await;
+        syncs += 1;
+        let s = server.status().await;
+        let tried = s.nodes.iter().any(|n| n.url == dead && n.last_error.is_some());
+        if tried && syncs >= 5 {
+            break s;
+        }
+        assert!(syncs < 200, "the dead node was never tried first: {s:?}");
+    };
     let dead_status = s.nodes.iter().find(|n| n.url == dead).unwrap();
     assert!(
         dead_status
