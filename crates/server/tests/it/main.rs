@@ -6,3 +6,4 @@ mod dashboard;
 mod hostile;
 mod security;
 mod server;
+mod usage;
