@@ -221,6 +221,16 @@ test("an operator sets up, syncs and watches a license server in the dashboard",
     await shoot(page, "06-usage");
   });
 
+  await t.test("the usage report downloads as CSV with its header row", async () => {
+    await page.goto(`${admin}/usage`);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#usage-csv")]);
+    assert.match(download.suggestedFilename(), /^leasehold-usage-\d{4}-\d{2}-\d{2}-to-\d{4}-\d{2}-\d{2}\.csv$/);
+    const text = readFileSync(await download.path(), "utf8");
+    const [header, ...rows] = text.trim().split("\n");
+    assert.equal(header, "hour,feature,peak_in_use,license_hours,grants,denials,denials_while_free,backup_use_hours,open");
+    assert.ok(rows.some((r) => r.includes(",tts,")), `no tts hour in the report:\n${text}`);
+  });
+
   await t.test("a setting is changed, validated and written to the config file", async () => {
     await page.goto(`${admin}/config`);
     await page.fill("#node_timeout", "not a duration");

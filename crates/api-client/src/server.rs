@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use leasehold_proto::api::server::{
     ClientKeyView, ClientSort, ClientStatus, SetClientKey, SetGuid, Status, SyncOutcome,
+    UsageExport,
 };
 use leasehold_proto::{Health, ServerGuid};
 use reqwest::{Method, Url};
@@ -120,6 +121,25 @@ impl ServerAdminClient {
                 Auth::Required,
             )
             .await
+    }
+
+    /// The server's usage report, one row per feature per hour of the UTC days `from` to
+    /// `to` (inclusive; the server's default is the last 30 days).
+    pub async fn usage(
+        &self,
+        from: Option<chrono::NaiveDate>,
+        to: Option<chrono::NaiveDate>,
+    ) -> Result<UsageExport> {
+        let query: Vec<String> = [("from", from), ("to", to)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|d| format!("{k}={d}")))
+            .collect();
+        let path = if query.is_empty() {
+            "v1/admin/usage".to_owned()
+        } else {
+            format!("v1/admin/usage?{}", query.join("&"))
+        };
+        self.get(&path).await
     }
 
     /// Imports a signed bundle file, passed verbatim.

@@ -298,6 +298,7 @@ mod tests {
                 denials_while_free: 0,
                 licensed: 10,
                 backup_use_secs: 0,
+                license_secs: 0,
                 open: h + 1 == n,
             })
             .collect();
@@ -415,6 +416,7 @@ mod tests {
                 denials_while_free: 0,
                 licensed: 12,
                 backup_use_secs: 0,
+                license_secs: 0,
                 open: false,
             })
             .collect();

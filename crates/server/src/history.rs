@@ -44,6 +44,10 @@ pub struct HistoryPoint {
     pub licensed: u32,
     /// License time used by clients in failover (backup servers only), in seconds.
     pub backup_use_secs: u64,
+    /// License-seconds: the number in use integrated over the period (hourly points only;
+    /// the recent five-minute slots do not keep it).
+    #[serde(default)]
+    pub license_secs: u64,
     /// The period is still in progress.
     pub open: bool,
 }
@@ -71,6 +75,7 @@ impl HistoryPoint {
             denials_while_free: c.denials_while_free,
             licensed,
             backup_use_secs: c.backup_use_ms / 1000,
+            license_secs: c.license_ms / 1000,
             open,
         }
     }
@@ -103,6 +108,7 @@ pub fn merge(
                 q.denials = q.denials.saturating_add(p.denials);
                 q.denials_while_free = q.denials_while_free.saturating_add(p.denials_while_free);
                 q.backup_use_secs = q.backup_use_secs.saturating_add(p.backup_use_secs);
+                q.license_secs = q.license_secs.saturating_add(p.license_secs);
                 if p.open {
                     q.licensed = p.licensed;
                     q.open = true;
@@ -170,6 +176,7 @@ pub fn total_by_period(points: &[HistoryPoint]) -> Vec<HistoryPoint> {
                 q.denials_while_free = q.denials_while_free.saturating_add(p.denials_while_free);
                 q.licensed = q.licensed.saturating_add(p.licensed);
                 q.backup_use_secs = q.backup_use_secs.saturating_add(p.backup_use_secs);
+                q.license_secs = q.license_secs.saturating_add(p.license_secs);
                 q.open |= p.open;
             })
             .or_insert_with(|| p.clone());
@@ -193,6 +200,7 @@ mod tests {
             denials_while_free: 0,
             licensed: 10,
             backup_use_secs: 0,
+            license_secs: 0,
             open,
         }
     }

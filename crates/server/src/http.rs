@@ -84,6 +84,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/v1/admin/guid", put(set_guid))
         .route("/v1/admin/sync", post(sync_now))
         .route("/v1/admin/upload", get(upload))
+        .route("/v1/admin/usage", get(usage))
         .route("/v1/admin/bundle", post(import_bundle))
         .route("/v1/health", leasehold_web::health(Service::Server))
         .route("/metrics", get(metrics))
@@ -290,6 +291,21 @@ async fn sync_now(
 
 async fn upload(_: AdminAuth, State(state): State<AppState>) -> Result<Json<SyncUpload>, ApiError> {
     state.server.upload().await.map(Json)
+}
+
+/// `GET /v1/admin/usage?from=DATE&to=DATE`: the customer's own usage report, one row per
+/// feature per hour of the UTC days asked for (the last 30 by default, at most 400).
+async fn usage(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    query: Result<
+        axum::extract::Query<crate::export::PeriodQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<crate::api::UsageExport>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    state.server.usage_export(&q).await.map(Json)
 }
 
 async fn import_bundle(

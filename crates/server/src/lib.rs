@@ -11,6 +11,7 @@ pub mod config;
 pub mod dashboard;
 pub mod diagnostics;
 mod error;
+pub mod export;
 pub mod history;
 pub mod ledger;
 pub mod logbuf;

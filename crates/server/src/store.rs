@@ -332,7 +332,7 @@ impl ServerStore {
 
     async fn open_usage(&self) -> StoreResult<BTreeMap<HourKey, Counts>> {
         let rows = sqlx::query(
-            "SELECT feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_ms FROM open_usage",
+            "SELECT feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_ms, license_ms FROM open_usage",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -352,6 +352,7 @@ impl ServerStore {
                     denials: u64_of(r.get("denials")),
                     denials_while_free: u64_of(r.get("denials_while_free")),
                     backup_use_ms: u64_of(r.get("backup_use_ms")),
+                    license_ms: u64_of(r.get("license_ms")),
                 },
             );
         }
@@ -364,7 +365,7 @@ impl ServerStore {
         guid: ServerGuid,
         limit: usize,
     ) -> StoreResult<Vec<UsageBucket>> {
-        let rows = sqlx::query("SELECT seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs FROM usage_buckets WHERE server_guid = ? ORDER BY seq LIMIT ?")
+        let rows = sqlx::query("SELECT seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, license_secs FROM usage_buckets WHERE server_guid = ? ORDER BY seq LIMIT ?")
             .bind(guid.to_string())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -385,6 +386,7 @@ impl ServerStore {
                 denials: u64_of(r.get("denials")),
                 denials_while_free: u64_of(r.get("denials_while_free")),
                 backup_use_secs: u64_of(r.get("backup_use_secs")),
+                license_secs: u64_of(r.get("license_secs")),
             });
         }
         Ok(out)
@@ -399,7 +401,7 @@ impl ServerStore {
     ) -> StoreResult<Vec<HistoryPoint>> {
         let from = since.timestamp() - i64::from(HOUR_SECS) + 1;
         let rows = sqlx::query(
-            "SELECT feature, hour, peak_in_use, grants, denials, denials_while_free, licensed, backup_use_secs FROM usage_history \
+            "SELECT feature, hour, peak_in_use, grants, denials, denials_while_free, licensed, backup_use_secs, license_secs FROM usage_history \
              WHERE hour >= ? AND (? IS NULL OR feature = ?) ORDER BY hour, feature",
         )
         .bind(from)
@@ -425,6 +427,7 @@ impl ServerStore {
                 denials_while_free: u64_of(r.get("denials_while_free")),
                 licensed: u32::try_from(r.get::<i64, _>("licensed")).unwrap_or(0),
                 backup_use_secs: u64_of(r.get("backup_use_secs")),
+                license_secs: u64_of(r.get("license_secs")),
                 open: false,
             });
         }
@@ -454,9 +457,9 @@ async fn write_flush(
 ) -> Result<(), sqlx::Error> {
     for ((feature, hour), c) in &f.open {
         sqlx::query(
-            "INSERT INTO open_usage (feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO open_usage (feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_ms, license_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = excluded.peak_in_use, grants = excluded.grants, denials = excluded.denials, \
-             denials_while_free = excluded.denials_while_free, backup_use_ms = excluded.backup_use_ms",
+             denials_while_free = excluded.denials_while_free, backup_use_ms = excluded.backup_use_ms, license_ms = excluded.license_ms",
         )
         .bind(feature.as_str())
         .bind(hour.to_rfc3339())
@@ -465,6 +468,7 @@ async fn write_flush(
         .bind(i64_of(c.denials))
         .bind(i64_of(c.denials_while_free))
         .bind(i64_of(c.backup_use_ms))
+        .bind(i64_of(c.license_ms))
         .execute(&mut **tx)
         .await?;
     }
@@ -479,8 +483,8 @@ async fn write_flush(
         let guid = f.guid.map(|g| g.to_string()).unwrap_or_default();
         for ((feature, hour), c) in &f.close {
             sqlx::query(
-                "INSERT INTO usage_buckets (seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, server_guid) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO usage_buckets (seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, server_guid, license_secs) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(seq)
             .bind(feature.as_str())
@@ -491,13 +495,15 @@ async fn write_flush(
             .bind(i64_of(c.denials_while_free))
             .bind(i64_of(c.backup_use_ms / 1000))
             .bind(&guid)
+            .bind(i64_of(c.license_ms / 1000))
             .execute(&mut **tx)
             .await?;
             sqlx::query(
-                "INSERT INTO usage_history (feature, hour, peak_in_use, grants, denials, denials_while_free, licensed, backup_use_secs) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                "INSERT INTO usage_history (feature, hour, peak_in_use, grants, denials, denials_while_free, licensed, backup_use_secs, license_secs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (feature, hour) DO UPDATE SET peak_in_use = max(peak_in_use, excluded.peak_in_use), grants = grants + excluded.grants, \
                  denials = denials + excluded.denials, denials_while_free = denials_while_free + excluded.denials_while_free, \
-                 licensed = excluded.licensed, backup_use_secs = backup_use_secs + excluded.backup_use_secs",
+                 licensed = excluded.licensed, backup_use_secs = backup_use_secs + excluded.backup_use_secs, \
+                 license_secs = license_secs + excluded.license_secs",
             )
             .bind(feature.as_str())
             .bind(hour.timestamp())
@@ -507,6 +513,7 @@ async fn write_flush(
             .bind(i64_of(c.denials_while_free))
             .bind(i64::from(f.licensed.get(feature).copied().unwrap_or(0)))
             .bind(i64_of(c.backup_use_ms / 1000))
+            .bind(i64_of(c.license_ms / 1000))
             .execute(&mut **tx)
             .await?;
             sqlx::query("DELETE FROM open_usage WHERE feature = ? AND hour = ?")

@@ -301,7 +301,8 @@ impl FakeServer {
 }
 
 /// A usage bucket of the hour `hour_offset` hours after the one [`start_time`] falls in:
-/// peak `peak`, three grants per license of the peak, one denial.
+/// peak `peak`, three grants per license of the peak, one denial, half the hour at the peak
+/// (`peak` × 1800 license-seconds).
 pub fn usage_bucket(seq: u64, feature: &str, hour_offset: i64, peak: u32) -> UsageBucket {
     UsageBucket {
         seq,
@@ -312,5 +313,6 @@ pub fn usage_bucket(seq: u64, feature: &str, hour_offset: i64, peak: u32) -> Usa
         denials: 1,
         denials_while_free: 0,
         backup_use_secs: 0,
+        license_secs: u64::from(peak) * 1800,
     }
 }

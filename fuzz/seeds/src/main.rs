@@ -185,6 +185,7 @@ fn sync_upload(dir: &Path) -> std::io::Result<()> {
         denials: 3,
         denials_while_free: 1,
         backup_use_secs: 0,
+        license_secs: u64::from(peak) * 1800,
     };
     let first = SyncUpload {
         server_guid: ServerGuid::from_bytes(FIXTURE_GUID),

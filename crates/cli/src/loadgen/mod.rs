@@ -310,6 +310,8 @@ async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
                         denials: 0,
                         denials_while_free: 0,
                         backup_use_secs: 0,
+                        // Half the hour at the peak.
+                        license_secs: 5 * 1800,
                     })
                     .collect();
                 let upload = SyncUpload {

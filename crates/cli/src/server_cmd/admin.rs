@@ -67,6 +67,24 @@ pub async fn clients(
     emit(args.json, &ClientList { clients })
 }
 
+pub async fn usage(
+    args: &AdminArgs,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    csv: bool,
+) -> anyhow::Result<()> {
+    let report = client(args)?.usage(from, to).await?;
+    if !csv {
+        return emit(args.json, &report);
+    }
+    let text = leasehold_server::export::csv(&report.rows)
+        .map_err(|e| anyhow!("cannot write the report as CSV: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
+
 pub async fn set_guid(args: &AdminArgs, guid: ServerGuid) -> anyhow::Result<()> {
     emit(args.json, &client(args)?.set_guid(guid).await?)
 }

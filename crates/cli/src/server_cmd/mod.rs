@@ -1,5 +1,5 @@
 //! `leasehold server ...`: run a license server (`run`) and administer a running one through
-//! its admin API (`status`, `clients`, `set-guid`, `sync-now`, `export-upload`,
+//! its admin API (`status`, `clients`, `usage`, `set-guid`, `sync-now`, `export-upload`,
 //! `import-bundle`). Settings of `run` come from defaults, a TOML file, the environment and
 //! flags, in that order; everything is checked before the server starts.
 
@@ -45,6 +45,22 @@ enum ServerCommand {
         /// last_seen (most recent first) or id.
         #[arg(long, default_value = "name", value_name = "ORDER", value_parser = parse_sort)]
         sort: ClientSort,
+    },
+    /// This server's own usage report: per feature and hour, peak in use, license-hours,
+    /// grants, denials, denials while free and backup use (counts only). A table, or --csv
+    /// or --json to take away.
+    Usage {
+        /// First day of the report (UTC, YYYY-MM-DD; default: 29 days before --to).
+        #[arg(long, value_name = "DATE")]
+        from: Option<chrono::NaiveDate>,
+        /// Last day of the report (UTC, YYYY-MM-DD; default: today).
+        #[arg(long, value_name = "DATE")]
+        to: Option<chrono::NaiveDate>,
+        /// Print CSV (a header row, then one line per feature and hour) instead of a table.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Set the server GUID the vendor assigned to this server. A different GUID drops the
     /// licenses of the old one.
@@ -294,6 +310,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             search,
             sort,
         } => admin::block_on(admin::clients(&a, search.as_deref(), sort)),
+        ServerCommand::Usage {
+            from,
+            to,
+            csv,
+            admin: a,
+        } => admin::block_on(admin::usage(&a, from, to, csv)),
         ServerCommand::SetGuid { guid, admin: a } => admin::block_on(admin::set_guid(&a, guid)),
         ServerCommand::SyncNow(a) => admin::block_on(admin::sync_now(&a)),
         ServerCommand::ClientKey {

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use leasehold_proto::ServerGuid;
-use leasehold_server::api::{ClientKeyView, ClientStatus, ServerState, Status, SyncOutcome};
+use leasehold_server::api::{
+    ClientKeyView, ClientStatus, ServerState, Status, SyncOutcome, UsageExport,
+};
 use serde::Serialize;
 
 use crate::vendor::output::{key_values, or_dash, Human, Table};
@@ -263,5 +265,47 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("no licenses"), "{text}");
+    }
+}
+
+impl Human for UsageExport {
+    fn human(&self) -> String {
+        let mut out = format!(
+            "usage of this server from {} to {} (UTC days)\n",
+            self.from, self.to
+        );
+        if self.rows.is_empty() {
+            out.push_str("no usage recorded in this period\n");
+            return out;
+        }
+        let mut table = Table::new(&[
+            "HOUR",
+            "FEATURE",
+            "PEAK",
+            "LICENSE-HOURS",
+            "GRANTS",
+            "DENIALS",
+            "WHILE FREE",
+            "BACKUP HOURS",
+        ]);
+        for r in &self.rows {
+            let hour = r.hour.format("%Y-%m-%d %H:00").to_string();
+            table.row(vec![
+                if r.open {
+                    format!("{hour} (open)")
+                } else {
+                    hour
+                },
+                r.feature.to_string(),
+                r.peak_in_use.to_string(),
+                format!("{:.2}", r.license_hours),
+                r.grants.to_string(),
+                r.denials.to_string(),
+                r.denials_while_free.to_string(),
+                format!("{:.2}", r.backup_use_hours),
+            ]);
+        }
+        out.push_str(&table.render());
+        out
     }
 }

@@ -192,6 +192,7 @@ impl Human for UsageReport {
             "HOUR",
             "FEATURE",
             "PEAK",
+            "LICENSE-HOURS",
             "GRANTS",
             "DENIALS",
             "WHILE FREE",
@@ -202,6 +203,7 @@ impl Human for UsageReport {
                 time(&r.hour),
                 r.feature.to_string(),
                 r.peak_in_use.to_string(),
+                license_hours(r.license_secs),
                 r.grants.to_string(),
                 r.denials.to_string(),
                 r.denials_while_free.to_string(),
@@ -226,6 +228,7 @@ impl Human for InstallationUsage {
                 "FEATURE",
                 "CONTEXT",
                 "PEAK",
+                "PEAK-HOURS",
                 "LICENSE-HOURS",
                 "GRANTS",
                 "DENIALS",
@@ -237,7 +240,8 @@ impl Human for InstallationUsage {
                     d.feature.to_string(),
                     d.context.to_string(),
                     d.peak_in_use.to_string(),
-                    d.license_hours.to_string(),
+                    d.peak_hours.to_string(),
+                    license_hours(d.license_secs),
                     d.grants.to_string(),
                     d.denials.to_string(),
                     d.denials_while_free.to_string(),
@@ -274,21 +278,27 @@ impl Human for InstallationUsage {
     }
 }
 
+/// License-seconds as license-hours, two decimals.
+fn license_hours(secs: u64) -> String {
+    format!("{:.2}", secs as f64 / 3600.0)
+}
+
 /// The report as CSV: a `day` line per day, feature and context, then a `simultaneous` line
 /// per flagged hour. Fields need no quoting: dates, feature names (letters, digits, `.`,
 /// `-`, `_`), contexts, GUIDs and numbers.
 pub fn usage_csv(r: &InstallationUsage) -> String {
     let mut out = String::from(
-        "kind,day_or_hour,feature,context_or_backup_server,peak_in_use,license_hours,grants,denials,denials_while_free,backup_use_secs\n",
+        "kind,day_or_hour,feature,context_or_backup_server,peak_in_use,peak_hours,license_secs,grants,denials,denials_while_free,backup_use_secs\n",
     );
     for d in &r.days {
         out.push_str(&format!(
-            "day,{},{},{},{},{},{},{},{},\n",
+            "day,{},{},{},{},{},{},{},{},{},\n",
             d.day,
             d.feature,
             d.context,
             d.peak_in_use,
-            d.license_hours,
+            d.peak_hours,
+            d.license_secs,
             d.grants,
             d.denials,
             d.denials_while_free
@@ -296,7 +306,7 @@ pub fn usage_csv(r: &InstallationUsage) -> String {
     }
     for s in &r.simultaneous {
         out.push_str(&format!(
-            "simultaneous,{},{},{},{},,,,,{}\n",
+            "simultaneous,{},{},{},{},,,,,,{}\n",
             s.hour.to_rfc3339(),
             s.feature,
             s.backup_server,

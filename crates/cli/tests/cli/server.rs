@@ -690,3 +690,74 @@ fn bad_settings_are_refused_at_start_naming_them() {
     // None of these got as far as creating the data directory.
     assert!(!Path::new(data).exists());
 }
+
+#[test]
+fn server_usage_prints_the_hours_as_a_table_csv_or_json_and_refuses_a_bad_period() {
+    let (f, guid) = licensed("production");
+    let server = LicenseServer::start(&f, "server", &guid);
+    server.sync_now();
+    let held = Held {
+        in_use: 1,
+        want: 1,
+        quota: 0,
+    };
+    assert_eq!(server.quota(1, "asr.en-US", held).0, 1);
+
+    // The default period: the last 30 days, this open hour included.
+    let v = server.json(&["usage"]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    let row = &rows[0];
+    assert_eq!(
+        (
+            &row["feature"],
+            &row["peak_in_use"],
+            &row["grants"],
+            &row["open"]
+        ),
+        (
+            &Value::from("asr.en-US"),
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(true)
+        ),
+        "{v}"
+    );
+    assert!(row["license_hours"].is_f64(), "{v}");
+    assert!(row.get("client").is_none() && row.get("client_id").is_none());
+
+    let csv = server.text(&["usage", "--csv"]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("hour,feature,peak_in_use,license_hours,grants,denials,denials_while_free,backup_use_hours,open"),
+        "{csv}"
+    );
+    let line = lines.next().unwrap();
+    assert!(
+        line.contains(",asr.en-US,1,") && line.ends_with(",1,0,0,0.0,true"),
+        "{csv}"
+    );
+    assert_eq!(lines.next(), None, "{csv}");
+
+    let table = server.text(&["usage"]);
+    assert!(
+        table.contains("LICENSE-HOURS") && table.contains("asr.en-US") && table.contains("(open)"),
+        "{table}"
+    );
+    let empty = server.text(&["usage", "--from", "2020-01-01", "--to", "2020-01-31"]);
+    assert!(
+        empty.contains("no usage recorded in this period"),
+        "{empty}"
+    );
+
+    // Bad periods are refused naming what is wrong; nothing changes.
+    let e = server.fails(&["usage", "--from", "2026-11-05", "--to", "2026-11-01"]);
+    assert!(e.contains("is after to"), "{e}");
+    let e = server.fails(&["usage", "--from", "2020-01-01", "--to", "2026-01-01"]);
+    assert!(e.contains("at most 400"), "{e}");
+    let e = server.fails(&["usage", "--from", "1.11.2026"]);
+    assert!(e.contains("--from"), "{e}");
+    let e = server.fails(&["usage", "--csv", "--json"]);
+    assert!(e.contains("--csv") && e.contains("--json"), "{e}");
+}

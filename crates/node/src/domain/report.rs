@@ -41,6 +41,7 @@ pub fn aggregate(
         grants: u64,
         denials: u64,
         denials_while_free: u64,
+        license_secs: u64,
     }
     let mut hours: BTreeMap<(DateTime<Utc>, Feature, Context), Hour> = BTreeMap::new();
     let mut production: BTreeMap<(DateTime<Utc>, Feature), u32> = BTreeMap::new();
@@ -54,6 +55,7 @@ pub fn aggregate(
             h.grants += r.grants;
             h.denials += r.denials;
             h.denials_while_free += r.denials_while_free;
+            h.license_secs += r.license_secs;
             match s.context {
                 Context::Production => {
                     let p = production.entry((r.hour, r.feature.clone())).or_default();
@@ -78,6 +80,7 @@ pub fn aggregate(
         add_counts(
             d,
             u64::from(h.peak),
+            h.license_secs,
             h.grants,
             h.denials,
             h.denials_while_free,
@@ -95,7 +98,8 @@ pub fn aggregate(
             d.peak_in_use = d.peak_in_use.saturating_add(r.peak_in_use);
             add_counts(
                 d,
-                r.license_hours,
+                r.peak_hours,
+                r.license_secs,
                 r.grants,
                 r.denials,
                 r.denials_while_free,
@@ -109,7 +113,8 @@ pub fn aggregate(
         d.peak_in_use = d.peak_in_use.max(r.peak_in_use);
         add_counts(
             d,
-            r.license_hours,
+            r.peak_hours,
+            r.license_secs,
             r.grants,
             r.denials,
             r.denials_while_free,
@@ -131,10 +136,18 @@ pub fn aggregate(
     (days.into_values().collect(), simultaneous)
 }
 
-/// Adds license-hours and counts to a day (the peak is combined by the caller: a maximum over
-/// hours, a sum over servers).
-fn add_counts(d: &mut DailyUsage, license_hours: u64, grants: u64, denials: u64, while_free: u64) {
-    d.license_hours += license_hours;
+/// Adds peak-hours, license time and counts to a day (the peak is combined by the caller: a
+/// maximum over hours, a sum over servers).
+fn add_counts(
+    d: &mut DailyUsage,
+    peak_hours: u64,
+    license_secs: u64,
+    grants: u64,
+    denials: u64,
+    while_free: u64,
+) {
+    d.peak_hours += peak_hours;
+    d.license_secs += license_secs;
     d.grants += grants;
     d.denials += denials;
     d.denials_while_free += while_free;
@@ -146,7 +159,8 @@ fn empty_day(day: NaiveDate, feature: Feature, context: Context) -> DailyUsage {
         feature,
         context,
         peak_in_use: 0,
-        license_hours: 0,
+        peak_hours: 0,
+        license_secs: 0,
         grants: 0,
         denials: 0,
         denials_while_free: 0,
@@ -171,6 +185,8 @@ mod tests {
             denials: 1,
             denials_while_free: u64::from(h % 2),
             backup_use_secs: backup_secs,
+            // Half an hour at the peak.
+            license_secs: u64::from(peak) * 1800,
             received_at: hour,
         }
     }
@@ -214,7 +230,7 @@ mod tests {
                     d.day.day(),
                     d.context,
                     d.peak_in_use,
-                    d.license_hours,
+                    d.peak_hours,
                     d.grants,
                     d.denials,
                 )
@@ -230,6 +246,8 @@ mod tests {
             ]
         );
         assert_eq!(days[0].denials_while_free, 1);
+        // License time adds up over the day's hours: 3 and 5 at the peak for half an hour.
+        assert_eq!(days[0].license_secs, (3 + 5) * 1800);
         assert_eq!(simultaneous.len(), 1, "{simultaneous:?}");
         let s = &simultaneous[0];
         assert_eq!(
@@ -246,7 +264,8 @@ mod tests {
             feature: Feature::parse("tts").unwrap(),
             day: day(d),
             peak_in_use: peak,
-            license_hours: hours,
+            peak_hours: hours,
+            license_secs: hours * 1000,
             grants: 10,
             denials: 2,
             denials_while_free: 1,
@@ -270,13 +289,15 @@ mod tests {
         let (days, simultaneous) = aggregate(&servers, day(1), day(3));
         let got: Vec<_> = days
             .iter()
-            .map(|d| (d.day, d.peak_in_use, d.license_hours, d.grants, d.denials))
+            .map(|d| (d.day, d.peak_in_use, d.peak_hours, d.grants, d.denials))
             .collect();
         assert_eq!(
             got,
             vec![(day(1), 5, 25, 20, 4), (day(2), 7, 37, 24, 3)],
             "{days:?}"
         );
+        let secs: Vec<u64> = days.iter().map(|d| d.license_secs).collect();
+        assert_eq!(secs, vec![25_000, 30_000 + 7 * 1800]);
         assert!(simultaneous.is_empty());
     }
 }

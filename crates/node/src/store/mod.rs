@@ -305,8 +305,10 @@ pub struct DailyUsageRow {
     pub day: NaiveDate,
     /// Highest hourly peak of the day (each hour's peaks summed over the server's instances).
     pub peak_in_use: u32,
-    /// Sum of the hourly peaks.
-    pub license_hours: u64,
+    /// Sum of the hourly peaks (the column `license_hours`).
+    pub peak_hours: u64,
+    /// Sum of the hours' license-seconds.
+    pub license_secs: u64,
     pub grants: u64,
     pub denials: u64,
     pub denials_while_free: u64,

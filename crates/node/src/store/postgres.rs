@@ -521,10 +521,10 @@ impl StoreTx for PgTx {
         buckets: &[&UsageBucket],
         received_at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        // 11 parameters a row; PostgreSQL takes at most 65,535 per statement.
+        // 12 parameters a row; PostgreSQL takes at most 65,535 per statement.
         for chunk in buckets.chunks(5000) {
             let mut q = sqlx::QueryBuilder::<Postgres>::new(
-                "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at) ",
+                "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, license_secs, received_at) ",
             );
             q.push_values(chunk, |mut row, b| {
                 row.push_bind(key(guid))
@@ -537,6 +537,7 @@ impl StoreTx for PgTx {
                     .push_bind(i64_of(b.denials))
                     .push_bind(i64_of(b.denials_while_free))
                     .push_bind(i64_of(b.backup_use_secs))
+                    .push_bind(i64_of(b.license_secs))
                     .push_bind(received_at);
             });
             q.push(" ON CONFLICT DO NOTHING");
@@ -552,7 +553,7 @@ impl StoreTx for PgTx {
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<UsageRow>> {
         let rows = sqlx::query(
-            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = $1 AND hour >= $2 AND hour < $3 ORDER BY hour, feature, instance_id, seq",
+            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, license_secs, received_at FROM usage WHERE server_guid = $1 AND hour >= $2 AND hour < $3 ORDER BY hour, feature, instance_id, seq",
         )
         .bind(key(guid))
         .bind(from)
@@ -574,6 +575,7 @@ impl StoreTx for PgTx {
                     denials: u64_of(int("denials")?),
                     denials_while_free: u64_of(int("denials_while_free")?),
                     backup_use_secs: u64_of(int("backup_use_secs")?),
+                    license_secs: u64_of(int("license_secs")?),
                     received_at: r.try_get("received_at")?,
                 })
             })
@@ -587,7 +589,7 @@ impl StoreTx for PgTx {
         to: NaiveDate,
     ) -> StoreResult<Vec<DailyUsageRow>> {
         let rows = sqlx::query(
-            "SELECT feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs FROM usage_daily WHERE server_guid = $1 AND day >= $2 AND day <= $3 ORDER BY day, feature",
+            "SELECT feature, day, peak_in_use, license_hours, license_secs, grants, denials, denials_while_free, backup_use_secs FROM usage_daily WHERE server_guid = $1 AND day >= $2 AND day <= $3 ORDER BY day, feature",
         )
         .bind(key(guid))
         .bind(from)
@@ -602,7 +604,8 @@ impl StoreTx for PgTx {
                     feature: Feature::parse(&feature).map_err(|e| corrupt("feature", e))?,
                     day: r.try_get("day")?,
                     peak_in_use: u32::try_from(int("peak_in_use")?).unwrap_or(u32::MAX),
-                    license_hours: u64_of(int("license_hours")?),
+                    peak_hours: u64_of(int("license_hours")?),
+                    license_secs: u64_of(int("license_secs")?),
                     grants: u64_of(int("grants")?),
                     denials: u64_of(int("denials")?),
                     denials_while_free: u64_of(int("denials_while_free")?),
@@ -639,15 +642,16 @@ impl StoreTx for PgTx {
             return Ok(0);
         }
         sqlx::query(
-            "INSERT INTO usage_daily (server_guid, feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs) \
-             SELECT server_guid, feature, $3, max(peak), sum(peak), sum(grants), sum(denials), sum(dwf), sum(backup) FROM ( \
+            "INSERT INTO usage_daily (server_guid, feature, day, peak_in_use, license_hours, license_secs, grants, denials, denials_while_free, backup_use_secs) \
+             SELECT server_guid, feature, $3, max(peak), sum(peak), sum(license), sum(grants), sum(denials), sum(dwf), sum(backup) FROM ( \
                  SELECT server_guid, feature, hour, sum(peak_in_use) AS peak, sum(grants) AS grants, sum(denials) AS denials, \
-                        sum(denials_while_free) AS dwf, sum(backup_use_secs) AS backup \
+                        sum(denials_while_free) AS dwf, sum(backup_use_secs) AS backup, sum(license_secs) AS license \
                  FROM usage WHERE hour >= $1 AND hour < $2 GROUP BY server_guid, feature, hour) h \
              GROUP BY server_guid, feature \
              ON CONFLICT (server_guid, day, feature) DO UPDATE SET \
                  peak_in_use = greatest(usage_daily.peak_in_use, excluded.peak_in_use), \
                  license_hours = usage_daily.license_hours + excluded.license_hours, \
+                 license_secs = usage_daily.license_secs + excluded.license_secs, \
                  grants = usage_daily.grants + excluded.grants, \
                  denials = usage_daily.denials + excluded.denials, \
                  denials_while_free = usage_daily.denials_while_free + excluded.denials_while_free, \

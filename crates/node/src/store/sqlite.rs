@@ -474,10 +474,10 @@ impl StoreTx for SqliteTx {
         received_at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let received = ts(received_at);
-        // One statement per chunk; 11 parameters a row stays below SQLite's variable limit.
-        for chunk in buckets.chunks(2900) {
+        // One statement per chunk; 12 parameters a row stays below SQLite's variable limit.
+        for chunk in buckets.chunks(2700) {
             let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at) ",
+                "INSERT INTO usage (server_guid, instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, license_secs, received_at) ",
             );
             q.push_values(chunk, |mut row, b| {
                 row.push_bind(key(guid))
@@ -490,6 +490,7 @@ impl StoreTx for SqliteTx {
                     .push_bind(i64_of(b.denials))
                     .push_bind(i64_of(b.denials_while_free))
                     .push_bind(i64_of(b.backup_use_secs))
+                    .push_bind(i64_of(b.license_secs))
                     .push_bind(received.clone());
             });
             q.push(" ON CONFLICT DO NOTHING");
@@ -506,7 +507,7 @@ impl StoreTx for SqliteTx {
     ) -> StoreResult<Vec<UsageRow>> {
         // Timestamps are stored as fixed-width RFC 3339 UTC text, so text order is time order.
         let rows = sqlx::query(
-            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, received_at FROM usage WHERE server_guid = ? AND hour >= ? AND hour < ? ORDER BY hour, feature, instance_id, seq",
+            "SELECT instance_id, seq, feature, hour, peak_in_use, grants, denials, denials_while_free, backup_use_secs, license_secs, received_at FROM usage WHERE server_guid = ? AND hour >= ? AND hour < ? ORDER BY hour, feature, instance_id, seq",
         )
         .bind(key(guid))
         .bind(ts(from))
@@ -530,6 +531,7 @@ impl StoreTx for SqliteTx {
                     denials: u64_of(r.try_get("denials")?),
                     denials_while_free: u64_of(r.try_get("denials_while_free")?),
                     backup_use_secs: u64_of(r.try_get("backup_use_secs")?),
+                    license_secs: u64_of(r.try_get("license_secs")?),
                     received_at: parse_ts(&received)?,
                 })
             })
@@ -543,7 +545,7 @@ impl StoreTx for SqliteTx {
         to: NaiveDate,
     ) -> StoreResult<Vec<DailyUsageRow>> {
         let rows = sqlx::query(
-            "SELECT feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs FROM usage_daily WHERE server_guid = ? AND day >= ? AND day <= ? ORDER BY day, feature",
+            "SELECT feature, day, peak_in_use, license_hours, license_secs, grants, denials, denials_while_free, backup_use_secs FROM usage_daily WHERE server_guid = ? AND day >= ? AND day <= ? ORDER BY day, feature",
         )
         .bind(key(guid))
         .bind(from.to_string())
@@ -559,7 +561,8 @@ impl StoreTx for SqliteTx {
                     day: day.parse().map_err(|e| corrupt("day", e))?,
                     peak_in_use: u32::try_from(r.try_get::<i64, _>("peak_in_use")?)
                         .unwrap_or(u32::MAX),
-                    license_hours: u64_of(r.try_get("license_hours")?),
+                    peak_hours: u64_of(r.try_get("license_hours")?),
+                    license_secs: u64_of(r.try_get("license_secs")?),
                     grants: u64_of(r.try_get("grants")?),
                     denials: u64_of(r.try_get("denials")?),
                     denials_while_free: u64_of(r.try_get("denials_while_free")?),
@@ -593,15 +596,16 @@ impl StoreTx for SqliteTx {
             return Ok(0);
         }
         sqlx::query(
-            "INSERT INTO usage_daily (server_guid, feature, day, peak_in_use, license_hours, grants, denials, denials_while_free, backup_use_secs) \
-             SELECT server_guid, feature, ?3, max(peak), sum(peak), sum(grants), sum(denials), sum(dwf), sum(backup) FROM ( \
+            "INSERT INTO usage_daily (server_guid, feature, day, peak_in_use, license_hours, license_secs, grants, denials, denials_while_free, backup_use_secs) \
+             SELECT server_guid, feature, ?3, max(peak), sum(peak), sum(license), sum(grants), sum(denials), sum(dwf), sum(backup) FROM ( \
                  SELECT server_guid, feature, hour, sum(peak_in_use) AS peak, sum(grants) AS grants, sum(denials) AS denials, \
-                        sum(denials_while_free) AS dwf, sum(backup_use_secs) AS backup \
+                        sum(denials_while_free) AS dwf, sum(backup_use_secs) AS backup, sum(license_secs) AS license \
                  FROM usage WHERE hour >= ?1 AND hour < ?2 GROUP BY server_guid, feature, hour) \
              WHERE true GROUP BY server_guid, feature \
              ON CONFLICT (server_guid, day, feature) DO UPDATE SET \
                  peak_in_use = max(usage_daily.peak_in_use, excluded.peak_in_use), \
                  license_hours = usage_daily.license_hours + excluded.license_hours, \
+                 license_secs = usage_daily.license_secs + excluded.license_secs, \
                  grants = usage_daily.grants + excluded.grants, \
                  denials = usage_daily.denials + excluded.denials, \
                  denials_while_free = usage_daily.denials_while_free + excluded.denials_while_free, \

@@ -108,8 +108,15 @@ async fn usage_is_stored_once_across_resends() {
         let b = sync(&node, &mut server, resend).await.unwrap();
         assert_eq!(b.acked_usage_seq, 3, "{backend}");
         let rows = node.usage(prod.guid).await.unwrap();
-        let peaks: Vec<(u64, u32)> = rows.iter().map(|r| (r.seq, r.peak_in_use)).collect();
-        assert_eq!(peaks, vec![(1, 4), (2, 6), (3, 1)], "{backend}");
+        let peaks: Vec<(u64, u32, u64)> = rows
+            .iter()
+            .map(|r| (r.seq, r.peak_in_use, r.license_secs))
+            .collect();
+        assert_eq!(
+            peaks,
+            vec![(1, 4, 4 * 1800), (2, 6, 6 * 1800), (3, 1, 1800)],
+            "{backend}"
+        );
         assert_eq!(rows[0].hour, usage_bucket(1, "tts", 0, 4).hour, "{backend}");
     }
 }
@@ -331,16 +338,24 @@ async fn the_installation_report_adds_servers_per_day_and_flags_backup_use_besid
             .installation_usage(&inst.id, Some(day), Some(day))
             .await
             .unwrap();
-        let days: Vec<(Context, u32, u64, u64)> = r
+        let days: Vec<(Context, u32, u64, u64, u64)> = r
             .days
             .iter()
-            .map(|d| (d.context, d.peak_in_use, d.license_hours, d.grants))
+            .map(|d| {
+                (
+                    d.context,
+                    d.peak_in_use,
+                    d.peak_hours,
+                    d.license_secs,
+                    d.grants,
+                )
+            })
             .collect();
         assert_eq!(
             days,
             vec![
-                (Context::Production, 6, 10, 30),
-                (Context::Backup, 5, 7, 21)
+                (Context::Production, 6, 10, 10 * 1800, 30),
+                (Context::Backup, 5, 7, 7 * 1800, 21)
             ],
             "{backend}: {r:?}"
         );
@@ -534,9 +549,14 @@ async fn old_hours_roll_up_into_days_that_report_the_same_and_expire_after_the_r
         let tts_old = |days: &[leasehold_node::api::DailyUsage]| {
             days.iter()
                 .find(|d| d.day == old_day && d.feature.as_str() == "tts")
-                .map(|d| (d.peak_in_use, d.license_hours, d.grants))
+                .map(|d| (d.peak_in_use, d.peak_hours, d.license_secs, d.grants))
         };
-        assert_eq!(tts_old(&late), Some((9, 19, 57)), "{backend}: {late:?}");
+        // License time is summed exactly: (4 + 6 + 9) licenses for half an hour each.
+        assert_eq!(
+            tts_old(&late),
+            Some((9, 19, 19 * 1800, 57)),
+            "{backend}: {late:?}"
+        );
         let r = node.maintain_usage(policy).await.unwrap();
         assert_eq!(r.hourly_rows_rolled_up, 1, "{backend}");
         assert_eq!(
@@ -600,8 +620,10 @@ async fn two_nodes_maintaining_one_postgres_database_at_once_roll_each_day_up_on
         .installation_usage(&inst.id, Some(day), Some(day + chrono::Duration::days(2)))
         .await
         .unwrap();
-    let hours: u64 = r.days.iter().map(|d| d.license_hours).sum();
+    let hours: u64 = r.days.iter().map(|d| d.peak_hours).sum();
     assert_eq!(hours, 96, "{r:?}");
+    let secs: u64 = r.days.iter().map(|d| d.license_secs).sum();
+    assert_eq!(secs, 48 * 2 * 1800, "rolled up once: {r:?}");
 }
 
 async fn days_of(

@@ -129,6 +129,9 @@ pub struct UsageRow {
     #[serde(default)]
     pub denials_while_free: u64,
     pub backup_use_secs: u64,
+    /// License-seconds of the hour (0 from servers older than the field).
+    #[serde(default)]
+    pub license_secs: u64,
     pub received_at: DateTime<Utc>,
 }
 
@@ -163,8 +166,14 @@ pub struct DailyUsage {
     /// Highest hourly peak of the day, summed over the installation's servers of this
     /// context (each server's peak of the hour; an upper bound when peaks did not coincide).
     pub peak_in_use: u32,
-    /// Sum of the hourly peaks: licenses held × hours, an upper bound of the time held.
-    pub license_hours: u64,
+    /// Sum of the hourly peaks: an upper bound of licenses held × hours. (Named
+    /// `license_hours` before the servers reported `license_secs`; read under that name too.)
+    #[serde(alias = "license_hours")]
+    pub peak_hours: u64,
+    /// License-seconds: the time integral of the number in use, summed over the servers of
+    /// this context (license-hours = this / 3600). Servers older than the field report none.
+    #[serde(default)]
+    pub license_secs: u64,
     pub grants: u64,
     pub denials: u64,
     pub denials_while_free: u64,

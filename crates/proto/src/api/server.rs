@@ -216,3 +216,34 @@ pub struct SetClientKey {
     #[serde(default)]
     pub key: Option<String>,
 }
+
+/// `GET /v1/admin/usage?from=DATE&to=DATE`: the customer's own usage report, one row per
+/// feature per hour of the UTC days `from` to `to` (inclusive) that the server still keeps.
+/// Counts only: nothing per client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageExport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub rows: Vec<HourUsage>,
+}
+
+/// One feature over one hour, as the export's JSON and CSV carry it (the CSV header is
+/// these field names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourUsage {
+    /// Start of the hour (UTC).
+    pub hour: DateTime<Utc>,
+    pub feature: Feature,
+    /// Highest number in use at once during the hour, summed over clients.
+    pub peak_in_use: u32,
+    /// The time integral of the number in use over the hour (license-seconds / 3600).
+    pub license_hours: f64,
+    pub grants: u64,
+    pub denials: u64,
+    /// Of `denials`: those reported while licenses were neither in use nor reserved.
+    pub denials_while_free: u64,
+    /// On a backup server: license time used by clients in failover, in hours.
+    pub backup_use_hours: f64,
+    /// The hour is still in progress.
+    pub open: bool,
+}

@@ -186,6 +186,8 @@ pub fn router() -> Router<AppState> {
         .route("/clients", get(pages::clients_get))
         .route("/clients/table", get(pages::clients_table_get))
         .route("/usage", get(pages::usage_get))
+        .route("/usage/export.csv", get(pages::usage_csv_get))
+        .route("/usage/export.json", get(pages::usage_json_get))
         .route("/config", get(pages::config_get).post(forms::config_post))
         .route("/diagnostics", get(pages::diagnostics_get))
         .route("/diagnostics/bundle", get(pages::support_bundle_get))

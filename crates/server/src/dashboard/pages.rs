@@ -476,6 +476,7 @@ pub async fn usage_get(session: Session, State(state): State<AppState>) -> Respo
                     feature: b.feature.to_string(),
                     hour: b.hour.format("%Y-%m-%d %H:00 UTC").to_string(),
                     peak: b.peak_in_use,
+                    license_hours: format!("{:.2}", b.license_secs as f64 / 3600.0),
                     grants: b.grants,
                     denials: b.denials,
                     denials_while_free: b.denials_while_free,
@@ -489,14 +490,86 @@ pub async fn usage_get(session: Session, State(state): State<AppState>) -> Respo
         Err(e) => (Vec::new(), Some(e.message)),
     };
     let charts = usage_charts(&state).await;
+    // The downloads cover the days the 30-day charts show.
+    let (export_from, export_to) = crate::export::PeriodQuery::default()
+        .period(state.server.clock().now().date_naive())
+        .map(|(from, to)| (from.to_string(), to.to_string()))
+        .unwrap_or_default();
     let page = UsagePage {
         layout: layout(&state, &session, "Usage", "/usage", &status),
         features: features.into_values().collect(),
         hours,
         hours_note,
         charts,
+        export_from,
+        export_to,
     };
     render(StatusCode::OK, &page)
+}
+
+/// `GET /usage/export.csv?from=DATE&to=DATE`: the usage report as a CSV download.
+pub async fn usage_csv_get(
+    session: Session,
+    State(state): State<AppState>,
+    query: Result<Query<crate::export::PeriodQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    usage_download(&state, &session, query, "csv").await
+}
+
+/// `GET /usage/export.json?from=DATE&to=DATE`: the usage report as a JSON download (the
+/// admin API's `GET /v1/admin/usage` body).
+pub async fn usage_json_get(
+    session: Session,
+    State(state): State<AppState>,
+    query: Result<Query<crate::export::PeriodQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    usage_download(&state, &session, query, "json").await
+}
+
+async fn usage_download(
+    state: &AppState,
+    session: &Session,
+    query: Result<Query<crate::export::PeriodQuery>, axum::extract::rejection::QueryRejection>,
+    ext: &str,
+) -> Response {
+    let refused = |code: StatusCode, message: &str| {
+        message_page(code, Some(session), "Usage report", message, "/usage")
+    };
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let report = match state.server.usage_export(&q).await {
+        Ok(r) => r,
+        Err(e) => return refused(e.status(), &e.message),
+    };
+    let body = if ext == "csv" {
+        crate::export::csv(&report.rows)
+    } else {
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let content_type = if ext == "csv" {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    let name = crate::export::file_name(report.from, report.to, ext);
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 pub async fn config_get(session: Session, State(state): State<AppState>) -> Response {

@@ -341,6 +341,8 @@ pub struct HourRow {
     pub feature: String,
     pub hour: String,
     pub peak: u32,
+    /// License-hours, two decimals.
+    pub license_hours: String,
     pub grants: u64,
     pub denials: u64,
     pub denials_while_free: u64,
@@ -364,6 +366,9 @@ pub struct UsagePage {
     pub hours: Vec<HourRow>,
     pub hours_note: Option<String>,
     pub charts: Vec<ChartView>,
+    /// The period of the report downloads (YYYY-MM-DD, UTC days).
+    pub export_from: String,
+    pub export_to: String,
 }
 
 #[derive(Debug, Clone)]

@@ -339,6 +339,7 @@ impl LicenseServer {
                         } else {
                             0
                         },
+                        license_ms: 0,
                     },
                 );
                 if delta.acquired == 0 && delta.denied == 0 {
@@ -392,9 +393,16 @@ impl LicenseServer {
         secret: Option<&str>,
     ) -> Result<bool, ApiError> {
         let secret = secret.map(secret_digest).transpose()?;
+        let now = self.clock.now();
         let mono = self.clock.monotonic_ms();
-        let mut s = lock(&self.leases);
+        let mut guard = lock(&self.leases);
+        let s = &mut *guard;
         s.check_owner(client, secret.as_ref())?;
-        Ok(s.alloc.release_upto(mono, client, seq, epoch))
+        let released = s.alloc.release_upto(mono, client, seq, epoch);
+        if released {
+            // The license time ends now, not at the next flush.
+            s.ledger.observe_all(now, |f| s.alloc.in_use(f));
+        }
+        Ok(released)
     }
 }

@@ -16,10 +16,15 @@ impl LicenseServer {
     /// and records the time high-water mark, in one transaction.
     pub async fn flush(&self) -> Result<(), ApiError> {
         let now = self.clock.now();
+        let mono = self.clock.monotonic_ms();
         self.high_water.observe(now);
         let guid = read(&self.bundle).guid;
         let (pending, snapshot, closed) = {
-            let mut s = lock(&self.leases);
+            let mut guard = lock(&self.leases);
+            let s = &mut *guard;
+            // Leases that lapsed end their license time now, even with no request coming.
+            s.alloc.expire(mono);
+            s.ledger.observe_all(now, |f| s.alloc.in_use(f));
             let (open, close) = s.ledger.take_flush(now).unwrap_or_default();
             let snapshot = s.alloc.snapshot();
             let write = FlushWrite {
@@ -63,8 +68,11 @@ impl LicenseServer {
         &self,
         guid: leasehold_proto::ServerGuid,
     ) -> Result<bool, ApiError> {
+        let now = self.clock.now();
         let (close, licensed) = {
-            let mut s = lock(&self.leases);
+            let mut guard = lock(&self.leases);
+            let s = &mut *guard;
+            s.ledger.observe_all(now, |f| s.alloc.in_use(f));
             (s.ledger.take_all(), s.licensed_counts())
         };
         if close.is_empty() {
@@ -108,6 +116,22 @@ impl LicenseServer {
                 .collect()
         };
         Ok(history::merge(stored, open))
+    }
+
+    /// The customer's usage report of the period `query` asks for (UTC days; the last 30 by
+    /// default): one row per feature per hour. A bad period is refused (400) naming the
+    /// parameter.
+    pub async fn usage_export(
+        &self,
+        query: &crate::export::PeriodQuery,
+    ) -> Result<leasehold_proto::api::server::UsageExport, ApiError> {
+        let (from, to) = query
+            .period(self.clock.now().date_naive())
+            .map_err(ApiError::bad_request)?;
+        let points = self
+            .usage_history(None, crate::export::start_of(from))
+            .await?;
+        Ok(crate::export::report(&points, from, to))
     }
 
     /// Usage from `since` on in five-minute slots where this process recorded them (the last

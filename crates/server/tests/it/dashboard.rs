@@ -17,7 +17,7 @@ use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 
 /// A browser: keeps cookies, shows redirects instead of following them.
-fn browser() -> Client {
+pub(super) fn browser() -> Client {
     Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
@@ -36,13 +36,13 @@ fn hidden(html: &str, name: &str) -> String {
     html[start..end].to_owned()
 }
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
+pub(super) struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
 }
 
-async fn get(b: &Client, url: &str) -> Page {
+pub(super) async fn get(b: &Client, url: &str) -> Page {
     page(b.get(url).send().await.unwrap()).await
 }
 
@@ -62,7 +62,7 @@ async fn page(r: reqwest::Response) -> Page {
 }
 
 /// Signs in and returns the session's CSRF token.
-async fn login(b: &Client, admin: &str, password: &str) -> String {
+pub(super) async fn login(b: &Client, admin: &str, password: &str) -> String {
     let form = get(b, &format!("{admin}/login?next=/licenses")).await;
     assert_eq!(form.status, StatusCode::OK);
     let csrf = hidden(&form.body, "csrf");

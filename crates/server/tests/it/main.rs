@@ -8,3 +8,4 @@ mod hostile;
 mod monitoring;
 mod security;
 mod server;
+mod usage;

@@ -447,6 +447,7 @@ async fn usage_is_uploaded_without_client_data_counted_once_and_survives_a_resta
             "feature",
             "grants",
             "hour",
+            "license_secs",
             "peak_in_use",
             "seq"
         ]

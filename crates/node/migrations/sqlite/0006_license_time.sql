@@ -1,0 +1,5 @@
+-- License time (issue 13): each hour's license-seconds as the server reported them (0 from
+-- servers older than the field), and their sum per rolled-up day. (`usage_daily.license_hours`
+-- is the sum of the hourly peaks, reported as `peak_hours`.)
+ALTER TABLE usage ADD COLUMN license_secs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_daily ADD COLUMN license_secs INTEGER NOT NULL DEFAULT 0;
