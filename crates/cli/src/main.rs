@@ -12,6 +12,7 @@ mod limits;
 mod loadgen;
 mod logging;
 mod node_cmd;
+mod openapi_cmd;
 mod server_cmd;
 mod vendor;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Run a whole Leasehold system in one process: a node, a production and a backup
     /// server, and simulated clients.
     Demo(demo::DemoArgs),
+    /// Write or check the OpenAPI descriptions of the HTTP listeners (docs/openapi/).
+    #[command(hide = true)]
+    Openapi(openapi_cmd::OpenapiArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client_cmd::run(args),
         Command::Loadgen(args) => loadgen::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Openapi(args) => openapi_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,5 +11,5 @@ mod http;
 mod service;
 pub mod store;
 
-pub use http::{router, serve, NodeState};
+pub use http::{description, router, serve, NodeState};
 pub use service::Node;

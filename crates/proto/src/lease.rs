@@ -30,6 +30,7 @@ pub fn check_client_secret(secret: &str) -> Result<(), String> {
 
 /// What a client tells the server every refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     pub client_id: ClientId,
@@ -79,6 +80,7 @@ impl LeaseRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FeatureRequest {
     /// Licenses the client holds now, with or without a valid lease.
@@ -116,6 +118,7 @@ pub struct FeatureRequest {
 
 /// What the server grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseResponse {
     pub server_guid: ServerGuid,
@@ -128,6 +131,7 @@ pub struct LeaseResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FeatureQuota {
     /// How many the client may hold at once until its lease expires.
@@ -154,6 +158,7 @@ pub struct FeatureQuota {
 
 /// Why a quota is below what a client wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaReason {
     /// Every license of the feature is in use or promised to other clients.

@@ -24,7 +24,7 @@ pub use service::{ClientLimits, LicenseServer, ServerOptions};
 mod http;
 
 pub use dashboard::DashboardSettings;
-pub use http::{admin_router, lease_router, AppState};
+pub use http::{admin_description, admin_router, lease_description, lease_router, AppState};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,7 +12,8 @@
 //! - [`blocking::Env`]: a node with the standard installation and servers on a runtime it owns;
 //! - [`process`]: child processes waited for until ready and killed on drop;
 //! - [`stub`]: a one-thread stub license server for tests that only need a filled cache;
-//! - [`tls::TestCa`]: a certificate authority and the certificates it issues, for HTTPS.
+//! - [`tls::TestCa`]: a certificate authority and the certificates it issues, for HTTPS;
+//! - [`openapi`]: a listener serves its OpenAPI description and every operation in it.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +21,7 @@ pub mod blocking;
 pub mod db;
 pub mod fixtures;
 pub mod node;
+pub mod openapi;
 pub mod process;
 pub mod proxy;
 pub mod server;

@@ -7,6 +7,7 @@ mod demo;
 mod faults;
 mod keys;
 mod nodes;
+mod openapi;
 mod secrets;
 mod server;
 mod support;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why the server serves licenses or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServerState {
     /// No GUID set yet.
@@ -22,6 +23,7 @@ pub enum ServerState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     pub guid: Option<ServerGuid>,
     pub context: Option<Context>,
@@ -48,6 +50,7 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseStatus {
     pub id: String,
     pub feature: Feature,
@@ -61,6 +64,7 @@ pub struct LicenseStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     pub url: String,
     pub last_ok: Option<DateTime<Utc>>,
@@ -79,6 +83,7 @@ impl NodeStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientStatus {
     pub client: ClientId,
     pub failover: bool,
@@ -87,6 +92,7 @@ pub struct ClientStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientFeatureStatus {
     pub feature: Feature,
     pub quota: u32,
@@ -95,6 +101,7 @@ pub struct ClientFeatureStatus {
 
 /// `PUT /v1/admin/guid`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetGuid {
     pub guid: String,
@@ -102,6 +109,7 @@ pub struct SetGuid {
 
 /// The answer of a sync or an import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncOutcome {
     pub ok: bool,
     pub node: Option<String>,
@@ -114,6 +122,7 @@ pub struct SyncOutcome {
 /// `GET /v1/admin/client-key`, and the answer of `POST /v1/admin/client-key`: the key
 /// applications send (`Authorization: Bearer KEY`) to be leased licenses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientKeyView {
     pub key: String,
     /// Until when each replaced key is still accepted.
@@ -124,6 +133,7 @@ pub struct ClientKeyView {
 /// installation, say), or a fresh one when it is absent. The replaced key stays valid for the
 /// server's overlap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetClientKey {
     #[serde(default)]

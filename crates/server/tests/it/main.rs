@@ -4,5 +4,6 @@
 
 mod dashboard;
 mod hostile;
+mod openapi;
 mod security;
 mod server;
