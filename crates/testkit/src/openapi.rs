@@ -54,6 +54,7 @@ pub async fn assert_every_operation_is_served(base: &str, spec: &Value) -> usize
 /// `path` with each `{name}` replaced by the first example of its parameter's schema.
 fn fill_path(path: &str, operation: &Value, spec: &Value) -> String {
     let mut filled = path.to_string();
+    let mut undocumented = path.to_string();
     for parameter in operation["parameters"].as_array().into_iter().flatten() {
         if parameter["in"] != "path" {
             continue;
@@ -62,9 +63,11 @@ fn fill_path(path: &str, operation: &Value, spec: &Value) -> String {
         let example = example_of(&parameter["schema"], spec)
             .unwrap_or_else(|| panic!("{path}: parameter {name} has no example"));
         filled = filled.replace(&format!("{{{name}}}"), &example);
+        undocumented = undocumented.replace(&format!("{{{name}}}"), "");
     }
+    // A GUID's example has braces of its own: look for placeholders left in the template.
     assert!(
-        !filled.contains('{'),
+        !undocumented.contains('{'),
         "{path}: a path parameter is not documented"
     );
     filled
