@@ -274,7 +274,7 @@ async fn reassign_server(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Period {
-    /// First day (UTC, inclusive); default 30 days before `to`.
+    /// First day (UTC, inclusive); default 29 days before `to` (30 days in all).
     from: Option<chrono::NaiveDate>,
     /// Last day (UTC, inclusive); default today. At most 1,098 days in all.
     to: Option<chrono::NaiveDate>,

@@ -64,34 +64,27 @@ string_schema_of!(
 mod tests {
     use crate::{ClientId, Feature, KeyId, LicenseId, ServerGuid};
 
-    fn schema_json<T: utoipa::PartialSchema>() -> serde_json::Value {
-        serde_json::to_value(T::schema()).unwrap()
+    /// The schema of `T` is an anchored string pattern whose example `parses`.
+    fn check<T: utoipa::PartialSchema>(parses: fn(&str) -> bool) {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        assert_eq!(schema["type"], "string", "{schema}");
+        let pattern = schema["pattern"].as_str().unwrap_or_default();
+        assert!(
+            pattern.starts_with('^') && pattern.ends_with('$'),
+            "{schema}"
+        );
+        let example = schema["examples"][0].as_str().unwrap_or_default();
+        assert!(parses(example), "{schema}");
     }
 
     /// Every identifier's example matches its own pattern and parses: the description
     /// cannot drift from the parser.
     #[test]
     fn identifier_examples_parse_and_patterns_are_anchored() {
-        let checks: [(serde_json::Value, fn(&str) -> bool); 5] = [
-            (schema_json::<ClientId>(), |s| ClientId::parse(s).is_ok()),
-            (schema_json::<LicenseId>(), |s| LicenseId::parse(s).is_ok()),
-            (schema_json::<ServerGuid>(), |s| {
-                ServerGuid::parse(s).is_ok()
-            }),
-            (schema_json::<Feature>(), |s| Feature::parse(s).is_ok()),
-            (schema_json::<KeyId>(), |s| {
-                s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
-            }),
-        ];
-        for (schema, parses) in checks {
-            assert_eq!(schema["type"], "string", "{schema}");
-            let pattern = schema["pattern"].as_str().unwrap_or_default();
-            assert!(
-                pattern.starts_with('^') && pattern.ends_with('$'),
-                "{schema}"
-            );
-            let example = schema["examples"][0].as_str().unwrap_or_default();
-            assert!(parses(example), "{schema}");
-        }
+        check::<ClientId>(|s| ClientId::parse(s).is_ok());
+        check::<LicenseId>(|s| LicenseId::parse(s).is_ok());
+        check::<ServerGuid>(|s| ServerGuid::parse(s).is_ok());
+        check::<Feature>(|s| Feature::parse(s).is_ok());
+        check::<KeyId>(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 }
