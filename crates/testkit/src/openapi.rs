@@ -1,6 +1,7 @@
 //! Checks of a listener against its OpenAPI description: it serves the description at
 //! `/openapi.json` without a token, and every documented path and method reaches a handler
-//! (not the not-found fallback, not a 405).
+//! (not the not-found fallback, not a 405), which answers 401 without credentials when the
+//! operation names a security scheme.
 
 use serde_json::Value;
 
@@ -25,8 +26,8 @@ pub async fn assert_serves_description(base: &str, expected: &str) -> Value {
 }
 
 /// Sends every operation of `spec` to `base`, with no credentials and no body, path
-/// parameters filled with their schema's example: each must reach its handler (which may
-/// refuse it, as it refuses a request without a token). Returns how many were sent.
+/// parameters filled with their schema's example: each must reach its handler, and one that
+/// names a security scheme must answer 401. Returns how many were sent.
 pub async fn assert_every_operation_is_served(base: &str, spec: &Value) -> usize {
     let http = reqwest::Client::new();
     let mut sent = 0;
@@ -45,6 +46,9 @@ pub async fn assert_every_operation_is_served(base: &str, spec: &Value) -> usize
                 !(status == 404 && body.contains("no such route")),
                 "{method} {url} hit the not-found fallback: {body}"
             );
+            if operation.get("security").is_some() {
+                assert_eq!(status, 401, "{method} {url} without credentials: {body}");
+            }
             sent += 1;
         }
     }
