@@ -13,6 +13,7 @@ mod limits;
 mod loadgen;
 mod logging;
 mod node_cmd;
+mod openapi_cmd;
 mod server_cmd;
 mod vendor;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Write man pages for `leasehold` and every subcommand (leasehold.1,
     /// leasehold-server-run.1, ...) into a directory.
     Man(cli_docs::ManArgs),
+    /// Write or check the OpenAPI descriptions of the HTTP listeners (docs/openapi/).
+    #[command(hide = true)]
+    Openapi(openapi_cmd::OpenapiArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => cli_docs::completions(&args, Cli::command()),
         Command::Man(args) => cli_docs::man(&args, Cli::command()),
+        Command::Openapi(args) => openapi_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,11 @@
-//! The node's HTTP surface. Every route is declared in `router`; admin routes take the
+//! The node's HTTP surface. Every route is declared in `routes`; admin routes take the
 //! `AdminAuth` extractor. Bodies are size-limited and malformed ones get a JSON `bad_request`.
+//!
+//! Each route is declared once, as `.routes(routes!(handler))` on an `OpenApiRouter`, and its
+//! handler carries `#[utoipa::path(...)]`: the router and the node's OpenAPI description
+//! (`/openapi.json`, `docs/openapi/node.json`) come from that one declaration. Admin paths
+//! are written relative to `/v1/admin` (they are nested there). A new route follows its
+//! neighbours; then regenerate `docs/openapi/` (`leasehold openapi --out docs/openapi`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,12 +13,17 @@ use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::response::IntoResponse;
 use axum::{Json, Router};
-use leasehold_proto::{LicenseId, ServerGuid, SignedEnvelope, SyncUpload, MAX_SYNC_BODY_BYTES};
+use leasehold_proto::{
+    ErrorBody, LicenseId, ServerGuid, SignedEnvelope, SyncUpload, MAX_SYNC_BODY_BYTES,
+};
 use leasehold_web::{AdminAuth, AdminToken, ApiError, ApiJson, Service};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{
     AddServer, CreateInstallation, GrantLicense, InstallationList, InstallationView, LicenseView,
@@ -43,41 +54,68 @@ impl FromRef<NodeState> for AdminToken {
     }
 }
 
-pub fn router(state: NodeState) -> Router {
-    let admin = Router::new()
-        .route(
-            "/installations",
-            post(create_installation).get(list_installations),
-        )
-        .route("/installations/{id}/usage", get(installation_usage))
-        .route("/events", get(vendor_events))
-        .route("/servers", post(add_server))
-        .route("/servers/{guid}", get(show_server).patch(update_server))
-        .route("/servers/{guid}/reassign", post(reassign_server))
-        .route("/servers/{guid}/usage", get(usage))
-        .route("/licenses", post(grant_license))
-        .route("/licenses/{id}", get(show_license))
-        .route("/licenses/{id}/transfer", post(transfer_license))
-        .route("/licenses/{id}/revoke", post(revoke_license))
-        .route("/licenses/{id}/maintenance", post(set_maintenance))
+impl FromRef<NodeState> for Service {
+    fn from_ref(_: &NodeState) -> Self {
+        Service::Node
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "Leasehold license node",
+    description = "The license node's one listener (default `127.0.0.1:8470`): the vendor admin API (admin token), the sync route license servers use, health and metrics. docs/protocol.md says what each field means."
+))]
+struct NodeApi;
+
+/// Every route of the node, described.
+fn routes() -> OpenApiRouter<NodeState> {
+    let admin = OpenApiRouter::new()
+        .routes(routes!(create_installation, list_installations))
+        .routes(routes!(installation_usage))
+        .routes(routes!(vendor_events))
+        .routes(routes!(add_server))
+        .routes(routes!(show_server, update_server))
+        .routes(routes!(reassign_server))
+        .routes(routes!(usage))
+        .routes(routes!(grant_license))
+        .routes(routes!(show_license))
+        .routes(routes!(transfer_license))
+        .routes(routes!(revoke_license))
+        .routes(routes!(set_maintenance))
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
-    Router::new()
-        .route("/v1/health", leasehold_web::health(Service::Node))
-        .route(
-            "/v1/sync",
-            post(sync).layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES)),
-        )
-        .route(
-            "/metrics",
-            get(|State(state): State<NodeState>| async move {
-                state.node.update_gauges();
-                leasehold_web::metrics_response()
-            }),
-        )
+    let sync = OpenApiRouter::new()
+        .routes(routes!(sync))
+        .layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES));
+    OpenApiRouter::with_openapi(NodeApi::openapi())
+        .routes(routes!(leasehold_web::health))
+        .merge(sync)
+        .routes(routes!(metrics))
+        .routes(routes!(leasehold_web::openapi::openapi_json))
         .nest("/v1/admin", admin)
+}
+
+/// The node's OpenAPI description (`docs/openapi/node.json`).
+pub fn description() -> utoipa::openapi::OpenApi {
+    leasehold_web::openapi::finish(routes().into_openapi())
+}
+
+pub fn router(state: NodeState) -> Router {
+    let (router, api) = routes().split_for_parts();
+    router
+        .layer(leasehold_web::openapi::layer(
+            &leasehold_web::openapi::finish(api),
+        ))
         .fallback(leasehold_web::not_found(Service::Node))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The node's metrics (docs/protocol.md lists them).
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
+    state.node.update_gauges();
+    leasehold_web::metrics_response()
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight requests; `limits` bound the
@@ -101,6 +139,18 @@ fn parse_license_id(text: &str) -> Result<LicenseId, ApiError> {
     LicenseId::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// A license server's sync: its usage summaries in, a signed bundle out (docs/protocol.md,
+/// "Node ↔ server").
+#[utoipa::path(post, path = "/v1/sync", tag = "sync",
+    request_body = SyncUpload,
+    responses(
+        (status = 200, description = "The signed bundle the server stores verbatim", body = SignedEnvelope),
+        (status = 400, description = "`bad_request`: a malformed upload", body = ErrorBody),
+        (status = 404, description = "`unknown_server`: the GUID is not registered at the vendor", body = ErrorBody),
+        (status = 409, description = "`guid_in_use`: another instance holds the GUID, or a copy of this server synced since (a detected fork is counted)", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the upload is over 4 MiB", body = ErrorBody),
+        (status = 422, description = "`context_mismatch`: the server claims another context than the vendor registered", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(guid = %upload.server_guid))]
 async fn sync(
     State(state): State<NodeState>,
@@ -123,6 +173,10 @@ async fn sync(
     result.map(Json)
 }
 
+/// Creates an installation: a customer site's production or development server and backups.
+#[utoipa::path(post, path = "/installations", tag = "vendor", security(("admin_token" = [])),
+    request_body = CreateInstallation,
+    responses((status = 201, description = "The installation", body = InstallationView)))]
 async fn create_installation(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -132,6 +186,9 @@ async fn create_installation(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// Every installation.
+#[utoipa::path(get, path = "/installations", tag = "vendor", security(("admin_token" = [])),
+    responses((status = 200, description = "Every installation with its servers", body = InstallationList)))]
 async fn list_installations(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -140,6 +197,14 @@ async fn list_installations(
     Ok(Json(InstallationList { installations }))
 }
 
+/// Registers a server (a new GUID) in an installation.
+#[utoipa::path(post, path = "/servers", tag = "vendor", security(("admin_token" = [])),
+    request_body = AddServer,
+    responses(
+        (status = 201, description = "The server", body = ServerView),
+        (status = 404, description = "`not_found`: no such installation", body = ErrorBody),
+        (status = 422, description = "`installation_shape`: a second production or development server in the installation", body = ErrorBody),
+    ))]
 async fn add_server(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -152,6 +217,13 @@ async fn add_server(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// One server: its licenses and sync state.
+#[utoipa::path(get, path = "/servers/{guid}", tag = "vendor", security(("admin_token" = [])),
+    params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
+    responses(
+        (status = 200, description = "The server", body = ServerView),
+        (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
+    ))]
 async fn show_server(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -160,6 +232,15 @@ async fn show_server(
     Ok(Json(state.node.server(parse_guid(&guid)?).await?))
 }
 
+/// Changes a server's grace period or sync interval.
+#[utoipa::path(patch, path = "/servers/{guid}", tag = "vendor", security(("admin_token" = [])),
+    params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
+    request_body = UpdateServer,
+    responses(
+        (status = 200, description = "The server", body = ServerView),
+        (status = 400, description = "`bad_request`: grace below 60 days, or an interval below 60 s or above half the grace", body = ErrorBody),
+        (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
+    ))]
 async fn update_server(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -171,6 +252,14 @@ async fn update_server(
     ))
 }
 
+/// Unbinds a server's GUID from its instance and revokes its sync-token chain, so a new
+/// instance (a rebuilt machine) can take the GUID.
+#[utoipa::path(post, path = "/servers/{guid}/reassign", tag = "vendor", security(("admin_token" = [])),
+    params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
+    responses(
+        (status = 200, description = "The server, instance unbound", body = ServerView),
+        (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
+    ))]
 async fn reassign_server(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -182,19 +271,31 @@ async fn reassign_server(
     Ok(Json(view))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Period {
+    /// First day (UTC, inclusive); default 29 days before `to` (30 days in all).
     from: Option<chrono::NaiveDate>,
+    /// Last day (UTC, inclusive); default today. At most 1,098 days in all.
     to: Option<chrono::NaiveDate>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
+    /// A server without a sync for more than this many days is `silent`; default 7.
     silent_days: Option<u32>,
 }
 
+/// What a vendor should look at, per server, most urgent kind first.
+#[utoipa::path(get, path = "/events", tag = "vendor", security(("admin_token" = [])),
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = crate::api::VendorEvents),
+        (status = 400, description = "`bad_request`: `silent_days` is not a whole number of days", body = ErrorBody),
+    ))]
 async fn vendor_events(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -209,6 +310,14 @@ async fn vendor_events(
     Ok(Json(state.node.events(q.silent_days.unwrap_or(7)).await?))
 }
 
+/// The vendor's usage report of one installation, per day (UTC), feature and context.
+#[utoipa::path(get, path = "/installations/{id}/usage", tag = "vendor", security(("admin_token" = [])),
+    params(("id" = leasehold_proto::InstallationId, Path, description = "The installation"), Period),
+    responses(
+        (status = 200, description = "The report", body = crate::api::InstallationUsage),
+        (status = 400, description = "`bad_request`: a malformed id or date, or a period that is reversed or too long", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such installation", body = ErrorBody),
+    ))]
 async fn installation_usage(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -228,6 +337,13 @@ async fn installation_usage(
     ))
 }
 
+/// Every usage row a server uploaded.
+#[utoipa::path(get, path = "/servers/{guid}/usage", tag = "vendor", security(("admin_token" = [])),
+    params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
+    responses(
+        (status = 200, description = "The rows", body = UsageReport),
+        (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
+    ))]
 async fn usage(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -238,6 +354,15 @@ async fn usage(
     Ok(Json(UsageReport { server: guid, rows }))
 }
 
+/// Grants a license to a server.
+#[utoipa::path(post, path = "/licenses", tag = "vendor", security(("admin_token" = [])),
+    request_body = GrantLicense,
+    responses(
+        (status = 201, description = "The license", body = LicenseView),
+        (status = 400, description = "`bad_request`: the license is not valid (a count of 0, a backup license without `backs_up`, ...)", body = ErrorBody),
+        (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
+        (status = 422, description = "`context_mismatch` (the license's context is not the server's) or `installation_shape` (a backup license that does not parallel a production license of the installation)", body = ErrorBody),
+    ))]
 async fn grant_license(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -247,6 +372,13 @@ async fn grant_license(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// One license and the server it is assigned to.
+#[utoipa::path(get, path = "/licenses/{id}", tag = "vendor", security(("admin_token" = [])),
+    params(("id" = LicenseId, Path, description = "The license")),
+    responses(
+        (status = 200, description = "The license", body = LicenseView),
+        (status = 404, description = "`not_found`: no such license", body = ErrorBody),
+    ))]
 async fn show_license(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -256,6 +388,16 @@ async fn show_license(
     Ok(Json(state.node.license(&id).await?))
 }
 
+/// Moves a license to another server of the same context.
+#[utoipa::path(post, path = "/licenses/{id}/transfer", tag = "vendor", security(("admin_token" = [])),
+    params(("id" = LicenseId, Path, description = "The license")),
+    request_body = TransferLicense,
+    responses(
+        (status = 200, description = "The license on its new server", body = LicenseView),
+        (status = 404, description = "`not_found` or `unknown_server`", body = ErrorBody),
+        (status = 409, description = "`stale_request`: `from` names a server the license is no longer on; nothing changed", body = ErrorBody),
+        (status = 422, description = "`context_mismatch` (the target server has another context) or `installation_shape` (backup licenses rest on this one)", body = ErrorBody),
+    ))]
 async fn transfer_license(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -266,6 +408,14 @@ async fn transfer_license(
     Ok(Json(state.node.transfer_license(&id, &req).await?))
 }
 
+/// Revokes a license: the next bundle of its server no longer lists it.
+#[utoipa::path(post, path = "/licenses/{id}/revoke", tag = "vendor", security(("admin_token" = [])),
+    params(("id" = LicenseId, Path, description = "The license")),
+    responses(
+        (status = 200, description = "The license with `revoked_at`", body = LicenseView),
+        (status = 404, description = "`not_found`: no such license", body = ErrorBody),
+        (status = 422, description = "`installation_shape`: backup licenses rest on this one; revoke those first", body = ErrorBody),
+    ))]
 async fn revoke_license(
     _: AdminAuth,
     State(state): State<NodeState>,
@@ -275,6 +425,14 @@ async fn revoke_license(
     Ok(Json(state.node.revoke_license(&id).await?))
 }
 
+/// Changes the date of the last release a license covers.
+#[utoipa::path(post, path = "/licenses/{id}/maintenance", tag = "vendor", security(("admin_token" = [])),
+    params(("id" = LicenseId, Path, description = "The license")),
+    request_body = SetMaintenance,
+    responses(
+        (status = 200, description = "The license", body = LicenseView),
+        (status = 404, description = "`not_found`: no such license", body = ErrorBody),
+    ))]
 async fn set_maintenance(
     _: AdminAuth,
     State(state): State<NodeState>,

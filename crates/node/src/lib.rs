@@ -12,5 +12,5 @@ mod metrics;
 mod service;
 pub mod store;
 
-pub use http::{router, serve, NodeState};
+pub use http::{description, router, serve, NodeState};
 pub use service::Node;

@@ -199,6 +199,7 @@ pub enum EnvelopeError {
 
 /// What a node sends and a server stores verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedEnvelope {
     pub kid: KeyId,

@@ -5,7 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The stable code of a refusal, for programs to match on; the HTTP status follows from it
+/// (docs/protocol.md lists each with its status and meaning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -73,7 +76,9 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// The body of every refusal of every Leasehold service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorCode,
     pub message: String,
@@ -81,6 +86,7 @@ pub struct ErrorBody {
 
 /// `GET /v1/health` on every listener of every service (unauthenticated).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// Always `ok` while the process answers.
     pub status: String,

@@ -75,6 +75,7 @@ pub fn decode_client_name(header: &[u8]) -> Result<String, String> {
 
 /// What a client tells the server every refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     pub client_id: ClientId,
@@ -124,6 +125,7 @@ impl LeaseRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FeatureRequest {
     /// Licenses the client holds now, with or without a valid lease.
@@ -161,6 +163,7 @@ pub struct FeatureRequest {
 
 /// What the server grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseResponse {
     pub server_guid: ServerGuid,
@@ -173,6 +176,7 @@ pub struct LeaseResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FeatureQuota {
     /// How many the client may hold at once until its lease expires.
@@ -199,6 +203,7 @@ pub struct FeatureQuota {
 
 /// Why a quota is below what a client wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaReason {
     /// Every license of the feature is in use or promised to other clients.

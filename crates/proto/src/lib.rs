@@ -11,6 +11,8 @@ pub mod guid;
 pub mod ids;
 pub mod lease;
 pub mod license;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod rules;
 pub mod sync;
 pub mod traffic;

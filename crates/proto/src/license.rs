@@ -11,6 +11,7 @@ use crate::ids::{Feature, LicenseId};
 /// The kind of server a license (or a server) is for. A license loads only on a server of its
 /// own context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Context {
     Production,
@@ -59,6 +60,7 @@ impl FromStr for Context {
 
 /// One entitlement: `count` concurrent uses of `feature`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct License {
     pub id: LicenseId,

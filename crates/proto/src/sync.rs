@@ -12,6 +12,7 @@ use crate::usage::UsageBucket;
 /// What a license server sends to a node ("Upload"): who it is and the usage summaries the
 /// node has not yet acknowledged. Nothing per client, per call or personal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncUpload {
     pub server_guid: ServerGuid,

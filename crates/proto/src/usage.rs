@@ -7,6 +7,7 @@ use crate::ids::Feature;
 
 /// One hour of one feature on one server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UsageBucket {
     /// Sequence number, assigned by the server, strictly increasing; the node acknowledges

@@ -15,10 +15,13 @@ pub const DEFAULT_EXPORT_DAYS: i64 = 30;
 
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (UTC days, inclusive), as text so an error can name the
 /// parameter that is wrong.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PeriodQuery {
+    /// First UTC day, YYYY-MM-DD (default: 29 days before `to`).
     pub from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (default: today).
     pub to: Option<String>,
 }
 

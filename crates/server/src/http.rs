@@ -1,19 +1,31 @@
 //! The server's two HTTP surfaces. The client listener serves only the lease API; the admin
 //! listener serves the admin API (bearer token), `/metrics` and the dashboard (session
 //! login; its routes are listed in `dashboard::router`). Every other route is declared here.
+//!
+//! Each API route is declared once, as `.routes(routes!(handler))` on an `OpenApiRouter`,
+//! and its handler carries `#[utoipa::path(...)]` (method, path, tag, security, parameters,
+//! bodies, answers): the router and the listener's OpenAPI description (`/openapi.json`,
+//! `docs/openapi/`) come from that one declaration. A new route: write the handler with its
+//! `#[utoipa::path]` (copy a neighbour's), add `.routes(routes!(handler))` (handlers of one
+//! path in one `routes!`), derive `utoipa::ToSchema` on new body types in `leasehold-proto`
+//! (under `cfg_attr(feature = "openapi", ...)`), then regenerate `docs/openapi/`
+//! (`leasehold openapi --out docs/openapi`, docs/testing.md).
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use leasehold_proto::{
-    ClientId, ErrorCode, LeaseRequest, LeaseResponse, ServerGuid, SignedEnvelope, SyncUpload,
+    ClientId, ErrorBody, ErrorCode, LeaseRequest, LeaseResponse, ServerGuid, SignedEnvelope,
+    SyncUpload,
 };
 use leasehold_web::{AdminAuth, AdminToken, ApiError, ApiJson, Service};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::agent::AgentHandle;
 use crate::api::{ClientKeyView, ClientStatus, SetClientKey, SetGuid, Status, SyncOutcome};
@@ -53,19 +65,81 @@ impl FromRef<AppState> for AdminToken {
     }
 }
 
+impl FromRef<AppState> for Service {
+    fn from_ref(_: &AppState) -> Self {
+        Service::Server
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "Leasehold license server: lease API",
+    description = "The license server's client listener (default `0.0.0.0:7569`): applications lease licenses here. docs/protocol.md says what each field means and how the allocation works."
+))]
+struct LeaseApi;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "Leasehold license server: admin API",
+    description = "The license server's admin listener (default `127.0.0.1:8080`): status, clients, GUID, sync and bundles for the operator (admin token), health and metrics. The dashboard's HTML pages on the same listener are not described here."
+))]
+struct AdminApi;
+
+/// The lease API's routes: those that need the client key, those that do not, and their
+/// description.
+fn lease_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (leases, mut api) = OpenApiRouter::with_openapi(LeaseApi::openapi())
+        .routes(routes!(lease))
+        .routes(routes!(release))
+        .split_for_parts();
+    let (open, open_api) = OpenApiRouter::new()
+        .routes(routes!(leasehold_web::health))
+        .routes(routes!(leasehold_web::openapi::openapi_json))
+        .split_for_parts();
+    api.merge(open_api);
+    (leases, open, leasehold_web::openapi::finish(api))
+}
+
+/// The admin API's routes (without the dashboard's pages) and their description.
+fn admin_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, api) = OpenApiRouter::with_openapi(AdminApi::openapi())
+        .routes(routes!(status))
+        .routes(routes!(clients))
+        .routes(routes!(client_key, replace_client_key))
+        .routes(routes!(set_guid))
+        .routes(routes!(sync_now))
+        .routes(routes!(upload))
+        .routes(routes!(usage))
+        .routes(routes!(import_bundle))
+        .routes(routes!(leasehold_web::health))
+        .routes(routes!(metrics))
+        .routes(routes!(leasehold_web::openapi::openapi_json))
+        .split_for_parts();
+    (routes, leasehold_web::openapi::finish(api))
+}
+
+/// The client listener's OpenAPI description (`docs/openapi/server-lease.json`).
+pub fn lease_description() -> utoipa::openapi::OpenApi {
+    lease_routes().2
+}
+
+/// The admin listener's OpenAPI description (`docs/openapi/server-admin.json`).
+pub fn admin_description() -> utoipa::openapi::OpenApi {
+    admin_routes().1
+}
+
 /// The client-facing lease API. Leases and releases need the installation's client key
-/// (`Authorization: Bearer KEY`); health does not.
+/// (`Authorization: Bearer KEY`); health and the description do not.
 pub fn lease_router(state: AppState) -> Router {
-    let leases = Router::new()
-        .route("/v1/lease", post(lease))
-        .route("/v1/lease/{client_id}", delete(release))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_client_key,
-        ));
+    let (leases, open, api) = lease_routes();
+    let leases = leases.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_client_key,
+    ));
     Router::new()
         .merge(leases)
-        .route("/v1/health", leasehold_web::health(Service::Server))
+        .merge(open)
+        .layer(leasehold_web::openapi::layer(&api))
         .fallback(leasehold_web::not_found(Service::Server))
         .layer(DefaultBodyLimit::max(MAX_LEASE_BODY))
         .with_state(state)
@@ -73,26 +147,19 @@ pub fn lease_router(state: AppState) -> Router {
 
 /// The admin API, metrics and the dashboard.
 pub fn admin_router(state: AppState) -> Router {
+    let (routes, api) = admin_routes();
     Router::new()
         .merge(crate::dashboard::router())
-        .route("/v1/admin/status", get(status))
-        .route("/v1/admin/clients", get(clients))
-        .route(
-            "/v1/admin/client-key",
-            get(client_key).post(replace_client_key),
-        )
-        .route("/v1/admin/guid", put(set_guid))
-        .route("/v1/admin/sync", post(sync_now))
-        .route("/v1/admin/upload", get(upload))
-        .route("/v1/admin/usage", get(usage))
-        .route("/v1/admin/bundle", post(import_bundle))
-        .route("/v1/health", leasehold_web::health(Service::Server))
-        .route("/metrics", get(metrics))
+        .merge(routes)
+        .layer(leasehold_web::openapi::layer(&api))
         .fallback(leasehold_web::not_found(Service::Server))
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
+
+/// The `leasehold-client-secret` header of the lease routes.
+const CLIENT_SECRET_DOC: &str = "The secret the client made at start (16 to 128 visible ASCII characters). The server binds a client id to the first secret it sees for it and refuses the id under any other (409 `client_id_in_use`); requests without it are served for ids that were never bound.";
 
 /// Refuses (401, nothing changes) a lease request without an accepted client key.
 async fn require_client_key(
@@ -112,10 +179,21 @@ async fn require_client_key(
     }
 }
 
+/// The client key applications send to be leased licenses.
+#[utoipa::path(get, path = "/v1/admin/client-key", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The key, and until when each replaced key is still accepted", body = ClientKeyView)))]
 async fn client_key(_: AdminAuth, State(state): State<AppState>) -> Json<ClientKeyView> {
     Json(state.server.client_key())
 }
 
+/// Rotates the client key (`{}`) or sets it (`{"key": "lhck_…"}`, from another server of the
+/// installation, say); the replaced key stays valid for the server's overlap.
+#[utoipa::path(post, path = "/v1/admin/client-key", tag = "admin", security(("admin_token" = [])),
+    request_body = SetClientKey,
+    responses(
+        (status = 200, description = "The new key", body = ClientKeyView),
+        (status = 400, description = "`bad_request`: the key is not `lhck_` and 64 hex digits", body = ErrorBody),
+    ))]
 async fn replace_client_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -124,11 +202,26 @@ async fn replace_client_key(
     state.server.replace_client_key(req.key).map(Json)
 }
 
+/// The server's metrics (docs/protocol.md lists them).
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.server.update_gauges();
     leasehold_web::metrics_response()
 }
 
+/// A client's refresh: what it holds, wants and gives back; the answer is its quotas.
+#[utoipa::path(post, path = "/v1/lease", tag = "lease", security(("client_key" = [])),
+    params(("leasehold-client-secret" = Option<String>, Header, description = CLIENT_SECRET_DOC)),
+    request_body = LeaseRequest,
+    responses(
+        (status = 200, description = "The quotas granted, per feature", body = LeaseResponse),
+        (status = 400, description = "`bad_request`: a malformed body or client secret", body = ErrorBody),
+        (status = 409, description = "`stale_request` (older than a request already answered for the client) or `client_id_in_use` (the id is bound to another client secret); nothing changed", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 256 KiB", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many new client ids from one address; try again shortly", body = ErrorBody),
+        (status = 503, description = "`not_ready` (no GUID or no bundle yet) or `too_many_clients` (a new client id while the server holds `--max-clients`)", body = ErrorBody),
+    ))]
 async fn lease(
     State(state): State<AppState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
@@ -169,7 +262,8 @@ fn client_name(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiErr
         .transpose()
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReleaseQuery {
     /// The client's last request sequence number this release covers.
     seq: u64,
@@ -177,6 +271,19 @@ struct ReleaseQuery {
     epoch: u64,
 }
 
+/// Gives a client's quota back.
+#[utoipa::path(delete, path = "/v1/lease/{client_id}", tag = "lease", security(("client_key" = [])),
+    params(
+        ("client_id" = ClientId, Path, description = "The client giving its quota back"),
+        ReleaseQuery,
+        ("leasehold-client-secret" = Option<String>, Header, description = CLIENT_SECRET_DOC),
+    ),
+    responses(
+        (status = 204, description = "The quota is free"),
+        (status = 400, description = "`bad_request`: a malformed client id, query or client secret", body = ErrorBody),
+        (status = 404, description = "`not_found`: the client holds no lease here, a later request of it arrived, or the epoch is not this server process's", body = ErrorBody),
+        (status = 409, description = "`client_id_in_use`: the id is bound to another client secret; nothing changed", body = ErrorBody),
+    ))]
 async fn release(
     State(state): State<AppState>,
     Path(client): Path<String>,
@@ -200,6 +307,9 @@ async fn release(
     }
 }
 
+/// Why the server serves licenses or not, its licenses, sync and nodes.
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The server's status", body = Status)))]
 async fn status(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     state.server.status().await.map(Json)
 }
@@ -208,10 +318,13 @@ async fn status(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Stat
 const MAX_CLIENTS_PAGE: usize = 10_000;
 const DEFAULT_CLIENTS_PAGE: usize = 1_000;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ClientsQuery {
+    /// Clients to skip, in the order asked for.
     #[serde(default)]
     offset: usize,
+    /// Clients to answer: 1 to 10,000, default 1,000.
     limit: Option<usize>,
     /// Text to find in a client's name, address, id or features.
     search: Option<String>,
@@ -222,6 +335,13 @@ struct ClientsQuery {
 /// `GET /v1/admin/clients?offset=N&limit=M&search=TEXT&sort=ORDER`: a page of the clients
 /// matching `search` (all without it) in `sort` order (default by name; 1,000 a page by
 /// default, at most 10,000); `X-Total-Count` says how many match.
+#[utoipa::path(get, path = "/v1/admin/clients", tag = "admin", security(("admin_token" = [])),
+    params(ClientsQuery),
+    responses(
+        (status = 200, description = "A page of the clients matching the search, in the order asked for", body = Vec<ClientStatus>,
+            headers(("x-total-count" = usize, description = "How many clients match"))),
+        (status = 400, description = "`bad_request`: a limit out of range, an unknown sort, a search over 200 characters or a malformed query", body = ErrorBody),
+    ))]
 async fn clients(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -267,6 +387,13 @@ async fn clients(
     ))
 }
 
+/// Sets the server's GUID; a new GUID drops the bundle of the old one.
+#[utoipa::path(put, path = "/v1/admin/guid", tag = "admin", security(("admin_token" = [])),
+    request_body = SetGuid,
+    responses(
+        (status = 200, description = "The status under the new GUID", body = Status),
+        (status = 400, description = "`bad_request`: not a server GUID", body = ErrorBody),
+    ))]
 async fn set_guid(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -277,6 +404,12 @@ async fn set_guid(
     state.server.status().await.map(Json)
 }
 
+/// Syncs with the license nodes now.
+#[utoipa::path(post, path = "/v1/admin/sync", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "How the sync went (`ok` false with `error` when no node gave a bundle)", body = SyncOutcome),
+        (status = 503, description = "`not_ready`: the sync agent is not running", body = ErrorBody),
+    ))]
 async fn sync_now(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -289,12 +422,24 @@ async fn sync_now(
     Ok(Json(outcome))
 }
 
+/// The exact upload the next sync sends (air-gapped export; "what we send").
+#[utoipa::path(get, path = "/v1/admin/upload", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The upload", body = SyncUpload),
+        (status = 503, description = "`not_ready`: no server GUID is set", body = ErrorBody),
+    ))]
 async fn upload(_: AdminAuth, State(state): State<AppState>) -> Result<Json<SyncUpload>, ApiError> {
     state.server.upload().await.map(Json)
 }
 
 /// `GET /v1/admin/usage?from=DATE&to=DATE`: the customer's own usage report, one row per
 /// feature per hour of the UTC days asked for (the last 30 by default, at most 400).
+#[utoipa::path(get, path = "/v1/admin/usage", tag = "admin", security(("admin_token" = [])),
+    params(crate::export::PeriodQuery),
+    responses(
+        (status = 200, description = "Per feature and hour: peak in use, license-seconds, grants, denials, denials while free, backup use (counts only)", body = crate::api::UsageExport),
+        (status = 400, description = "`bad_request`: a date that is not YYYY-MM-DD, `from` after `to`, a period over 400 days or an unknown parameter", body = ErrorBody),
+    ))]
 async fn usage(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -308,6 +453,14 @@ async fn usage(
     state.server.usage_export(&q).await.map(Json)
 }
 
+/// Applies a bundle from a file (air-gapped import), with the checks of a network sync.
+#[utoipa::path(post, path = "/v1/admin/bundle", tag = "admin", security(("admin_token" = [])),
+    request_body = SignedEnvelope,
+    responses(
+        (status = 200, description = "The bundle is in force", body = SyncOutcome),
+        (status = 400, description = "`bad_request`: signature, key, GUID or context does not check, or the serial is not newer; the previous bundle is kept", body = ErrorBody),
+        (status = 503, description = "`not_ready`: no server GUID is set", body = ErrorBody),
+    ))]
 async fn import_bundle(
     _: AdminAuth,
     State(state): State<AppState>,

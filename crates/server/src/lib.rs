@@ -26,7 +26,7 @@ pub use service::{ClientLimits, ClientQuery, LicenseServer, ServerOptions};
 mod http;
 
 pub use dashboard::DashboardSettings;
-pub use http::{admin_router, lease_router, AppState};
+pub use http::{admin_description, admin_router, lease_description, lease_router, AppState};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

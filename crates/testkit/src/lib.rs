@@ -14,6 +14,7 @@
 //! - [`stub`]: a one-thread stub license server for tests that only need a filled cache;
 //! - [`tls::TestCa`]: a certificate authority and the certificates it issues, for HTTPS;
 //! - [`metrics`]: checks that a crate describes every metric it records.
+//! - [`openapi`]: a listener serves its OpenAPI description and every operation in it.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +23,7 @@ pub mod db;
 pub mod fixtures;
 pub mod metrics;
 pub mod node;
+pub mod openapi;
 pub mod process;
 pub mod proxy;
 pub mod server;

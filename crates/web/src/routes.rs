@@ -1,8 +1,8 @@
 //! The routes every service answers the same way.
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, MethodRouter};
 use axum::Json;
 use leasehold_proto::{ErrorCode, Health};
 
@@ -34,13 +34,18 @@ impl Service {
 }
 
 /// `GET /v1/health`: `{"status":"ok","service":"node"|"server","version":"…"}`, unauthenticated.
-pub fn health<S: Clone + Send + Sync + 'static>(service: Service) -> MethodRouter<S> {
-    get(move || async move {
-        Json(Health {
-            status: "ok".into(),
-            service: service.kind().into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        })
+/// The state names the service (`Service: FromRef<S>`).
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "health",
+    responses((status = 200, description = "The process answers; the same shape on every listener of every service", body = Health))
+)]
+pub async fn health(State(service): State<Service>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        service: service.kind().into(),
+        version: env!("CARGO_PKG_VERSION").into(),
     })
 }
 
@@ -67,6 +72,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use axum::routing::get;
     use axum::Router;
     use tower::ServiceExt as _;
 
@@ -85,8 +91,9 @@ mod tests {
     #[tokio::test]
     async fn health_and_not_found_answer_in_json() {
         let app = Router::new()
-            .route("/v1/health", health(Service::Server))
-            .fallback(not_found(Service::Server));
+            .route("/v1/health", get(health))
+            .fallback(not_found(Service::Server))
+            .with_state(Service::Server);
         let (status, body) = call(app.clone(), "/v1/health").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");

@@ -8,6 +8,7 @@ mod faults;
 mod keys;
 mod nodes;
 mod packaging;
+mod openapi;
 mod secrets;
 mod server;
 mod support;

@@ -2,5 +2,6 @@
 //! over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod openapi;
 mod store;
 mod sync;

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/admin/installations`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstallation {
     pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallationView {
     pub id: InstallationId,
     pub name: String,
@@ -22,6 +24,7 @@ pub struct InstallationView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerSummary {
     pub guid: ServerGuid,
     pub context: Context,
@@ -29,12 +32,14 @@ pub struct ServerSummary {
 
 /// `GET /v1/admin/installations`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallationList {
     pub installations: Vec<InstallationView>,
 }
 
 /// `POST /v1/admin/servers`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddServer {
     pub installation: InstallationId,
@@ -43,6 +48,7 @@ pub struct AddServer {
 
 /// `GET /v1/admin/servers/{guid}` and the answer of every server-changing call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerView {
     pub guid: ServerGuid,
     pub context: Context,
@@ -62,6 +68,7 @@ pub struct ServerView {
 
 /// `PATCH /v1/admin/servers/{guid}`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateServer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +79,7 @@ pub struct UpdateServer {
 
 /// `POST /v1/admin/licenses`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GrantLicense {
     pub server: ServerGuid,
@@ -89,6 +97,7 @@ pub struct GrantLicense {
 
 /// A license with the server it is assigned to; the answer of every license call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseView {
     #[serde(flatten)]
     pub license: License,
@@ -98,6 +107,7 @@ pub struct LicenseView {
 
 /// `POST /v1/admin/licenses/{id}/transfer`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransferLicense {
     pub to: ServerGuid,
@@ -110,6 +120,7 @@ pub struct TransferLicense {
 
 /// `POST /v1/admin/licenses/{id}/maintenance`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetMaintenance {
     pub until: NaiveDate,
@@ -117,6 +128,7 @@ pub struct SetMaintenance {
 
 /// One usage row as received from a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageRow {
     pub instance_id: InstanceId,
     pub seq: u64,
@@ -137,6 +149,7 @@ pub struct UsageRow {
 
 /// `GET /v1/admin/servers/{guid}/usage`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageReport {
     pub server: ServerGuid,
     pub rows: Vec<UsageRow>,
@@ -146,6 +159,7 @@ pub struct UsageReport {
 /// installation, per day (UTC), feature and server context, from the hourly rows its
 /// servers uploaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallationUsage {
     pub installation: InstallationId,
     pub from: NaiveDate,
@@ -158,6 +172,7 @@ pub struct InstallationUsage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailyUsage {
     pub day: NaiveDate,
     pub feature: Feature,
@@ -180,6 +195,7 @@ pub struct DailyUsage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimultaneousUse {
     pub hour: DateTime<Utc>,
     pub feature: Feature,
@@ -192,6 +208,7 @@ pub struct SimultaneousUse {
 
 /// `GET /v1/admin/events?silent_days=N`: what a vendor should look at, per server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VendorEvents {
     pub at: DateTime<Utc>,
     pub silent_days: u32,
@@ -199,6 +216,7 @@ pub struct VendorEvents {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VendorEvent {
     pub kind: EventKind,
     pub server: ServerGuid,
@@ -210,6 +228,7 @@ pub struct VendorEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A copy of the server (copied data directory, cloned VM) was refused: a GUID conflict.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why the server serves licenses or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServerState {
     /// No GUID set yet.
@@ -22,6 +23,7 @@ pub enum ServerState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     pub guid: Option<ServerGuid>,
     pub context: Option<Context>,
@@ -56,6 +58,7 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseStatus {
     pub id: String,
     pub feature: Feature,
@@ -69,6 +72,7 @@ pub struct LicenseStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     pub url: String,
     pub last_ok: Option<DateTime<Utc>>,
@@ -89,6 +93,7 @@ impl NodeStatus {
 /// One client process holding a lease, for the site's operator (`GET /v1/admin/clients`,
 /// the Clients page, `leasehold server clients`). Name and address stay on this server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientStatus {
     pub client: ClientId,
     /// What the client calls itself (`hostname/program[pid]` unless its application or
@@ -174,6 +179,7 @@ impl ClientSort {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientFeatureStatus {
     pub feature: Feature,
     pub quota: u32,
@@ -182,6 +188,7 @@ pub struct ClientFeatureStatus {
 
 /// `PUT /v1/admin/guid`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetGuid {
     pub guid: String,
@@ -189,6 +196,7 @@ pub struct SetGuid {
 
 /// The answer of a sync or an import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncOutcome {
     pub ok: bool,
     pub node: Option<String>,
@@ -201,6 +209,7 @@ pub struct SyncOutcome {
 /// `GET /v1/admin/client-key`, and the answer of `POST /v1/admin/client-key`: the key
 /// applications send (`Authorization: Bearer KEY`) to be leased licenses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientKeyView {
     pub key: String,
     /// Until when each replaced key is still accepted.
@@ -211,6 +220,7 @@ pub struct ClientKeyView {
 /// installation, say), or a fresh one when it is absent. The replaced key stays valid for the
 /// server's overlap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetClientKey {
     #[serde(default)]
@@ -221,6 +231,7 @@ pub struct SetClientKey {
 /// feature per hour of the UTC days `from` to `to` (inclusive) that the server still keeps.
 /// Counts only: nothing per client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageExport {
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -230,6 +241,7 @@ pub struct UsageExport {
 /// One feature over one hour, as the export's JSON and CSV carry it (the CSV header is
 /// these field names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HourUsage {
     /// Start of the hour (UTC).
     pub hour: DateTime<Utc>,

@@ -6,6 +6,7 @@ mod clients;
 mod dashboard;
 mod hostile;
 mod monitoring;
+mod openapi;
 mod security;
 mod server;
 mod usage;
