@@ -88,7 +88,10 @@ async fn tries_every_node_and_moves_past_a_dead_one() {
         assert_eq!(o.node.as_deref(), Some(node.url.as_str()));
         syncs += 1;
         let s = server.status().await;
-        let tried = s.nodes.iter().any(|n| n.url == dead && n.last_error.is_some());
+        let tried = s
+            .nodes
+            .iter()
+            .any(|n| n.url == dead && n.last_error.is_some());
         if tried && syncs >= 5 {
             break s;
         }
