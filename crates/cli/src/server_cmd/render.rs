@@ -229,45 +229,6 @@ impl Human for ExportOutput {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unconfigured_status_reads_well() {
-        let s = Status {
-            guid: None,
-            context: None,
-            installation: None,
-            state: ServerState::Unconfigured,
-            reason: Some("no server GUID is set".into()),
-            licenses: Vec::new(),
-            clients: 0,
-            learning_until: None,
-            last_sync: None,
-            last_sync_node: None,
-            last_sync_error: None,
-            next_sync: None,
-            not_after: None,
-            grace_days_left: None,
-            bundle_serial: 0,
-            bundle_key_id: None,
-            pending_usage_buckets: 0,
-            storage_failing_since: None,
-            storage_error: None,
-            nodes: Vec::new(),
-        };
-        let text = s.human();
-        assert!(text.contains("unconfigured"), "{text}");
-        assert!(text.contains("no server GUID is set"), "{text}");
-        assert!(
-            text.contains("last sync:") && text.contains("never"),
-            "{text}"
-        );
-        assert!(text.contains("no licenses"), "{text}");
-    }
-}
-
 impl Human for UsageExport {
     fn human(&self) -> String {
         let mut out = format!(
@@ -307,5 +268,44 @@ impl Human for UsageExport {
         }
         out.push_str(&table.render());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unconfigured_status_reads_well() {
+        let s = Status {
+            guid: None,
+            context: None,
+            installation: None,
+            state: ServerState::Unconfigured,
+            reason: Some("no server GUID is set".into()),
+            licenses: Vec::new(),
+            clients: 0,
+            learning_until: None,
+            last_sync: None,
+            last_sync_node: None,
+            last_sync_error: None,
+            next_sync: None,
+            not_after: None,
+            grace_days_left: None,
+            bundle_serial: 0,
+            bundle_key_id: None,
+            pending_usage_buckets: 0,
+            storage_failing_since: None,
+            storage_error: None,
+            nodes: Vec::new(),
+        };
+        let text = s.human();
+        assert!(text.contains("unconfigured"), "{text}");
+        assert!(text.contains("no server GUID is set"), "{text}");
+        assert!(
+            text.contains("last sync:") && text.contains("never"),
+            "{text}"
+        );
+        assert!(text.contains("no licenses"), "{text}");
     }
 }
