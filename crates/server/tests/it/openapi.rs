@@ -26,9 +26,9 @@ async fn both_listeners_serve_their_description_and_every_operation_in_it() {
 
     let lease_ops = assert_every_operation_is_served(&server.lease_url, &lease).await;
     let admin_ops = assert_every_operation_is_served(&server.admin_url, &admin).await;
-    // lease, release, health, the description; the admin API's 8 routes, health, metrics,
+    // lease, release, health, the description; the admin API's 9 routes, health, metrics,
     // the description.
-    assert_eq!((lease_ops, admin_ops), (4, 11));
+    assert_eq!((lease_ops, admin_ops), (4, 12));
     server.stop().await;
 }
 
