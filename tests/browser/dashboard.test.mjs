@@ -168,8 +168,10 @@ test("an operator sets up, syncs and watches a license server in the dashboard",
     await page.goto(`${admin}/clients`);
     await page.waitForFunction(() => {
       const t = document.querySelector("main").innerText;
-      return t.includes("media-7/transcoder") && t.includes("studio-2/dictation");
-    }, null, { timeout: 15000 });
+      // Both named, and what they hold reported (the table refreshes itself every 3 s).
+      return t.includes("media-7/transcoder") && t.includes("studio-2/dictation") &&
+        /tts 1 in use of/.test(t) && /tts 3 in use of/.test(t);
+    }, null, { timeout: 20000 });
     const text = await page.locator("main").innerText();
     assert.match(text, /127\.0\.0\.1/, "the source address is shown");
     assert.match(text, /tts 3 in use of \d+/, "what the client holds is shown");
