@@ -117,10 +117,29 @@ fn check(snap: &[Option<Value>], when: &str) {
     }
 }
 
-/// Samples every ~200 ms, checking each snapshot, until `done` holds for one (returned), or
-/// panics after `timeout`.
+/// The server's own view, taken at one moment under its allocator lock: the quotas of its
+/// unexpired leases sum to at most the count (what the clients' lines cannot show exactly,
+/// since each was printed at its own moment).
+fn check_server(server: &LicenseServer, when: &str) {
+    let v = server.json(&["clients", "--sort", "id"]);
+    let quotas: u64 = v["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["features"].as_array().unwrap().clone())
+        .map(|f| num(&f, "quota"))
+        .sum();
+    assert!(
+        quotas <= COUNT,
+        "{when}: the server's own leases hold quotas summing to {quotas} > {COUNT}: {v}"
+    );
+}
+
+/// Samples every ~200 ms, checking each snapshot and each live server, until `done` holds
+/// for one (returned), or panics after `timeout`.
 fn sample_until(
     clients: &[Watcher],
+    servers: &[&LicenseServer],
     timeout: Duration,
     when: &str,
     done: impl Fn(&[Option<Value>]) -> bool,
@@ -130,6 +149,7 @@ fn sample_until(
     loop {
         let snap = snapshot(clients);
         check(&snap, when);
+        servers.iter().for_each(|s| check_server(s, when));
         if done(&snap) {
             return snap;
         }
@@ -142,11 +162,12 @@ fn sample_until(
     }
 }
 
-/// Samples for `period`, checking every snapshot.
-fn sample_for(clients: &[Watcher], period: Duration, when: &str) {
+/// Samples for `period`, checking every snapshot and every live server.
+fn sample_for(clients: &[Watcher], servers: &[&LicenseServer], period: Duration, when: &str) {
     let end = Instant::now() + period;
     while Instant::now() < end {
         check(&snapshot(clients), when);
+        servers.iter().for_each(|s| check_server(s, when));
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -206,12 +227,18 @@ fn killing_the_primary_under_load_moves_clients_to_the_backup_without_over_alloc
     // Load: everyone on the primary, the 4 licenses taken, nobody over.
     sample_until(
         &clients,
+        &[&primary, &backup],
         Duration::from_secs(20),
         "on the primary",
         |s| all_on(s, "primary") && total_held(s) == COUNT,
         logs,
     );
-    sample_for(&clients, Duration::from_secs(2), "on the primary");
+    sample_for(
+        &clients,
+        &[&primary, &backup],
+        Duration::from_secs(2),
+        "on the primary",
+    );
     let snap = snapshot(&clients);
     assert_eq!(total_held(&snap), COUNT, "{snap:?}");
 
@@ -225,12 +252,18 @@ fn killing_the_primary_under_load_moves_clients_to_the_backup_without_over_alloc
     let logs = || format!("backup log:\n{}", backup.log_text());
     sample_until(
         &clients,
+        &[&backup],
         Duration::from_secs(15),
         "after the primary was killed",
         |s| all_on(s, "backup"),
         logs,
     );
-    sample_for(&clients, Duration::from_secs(3), "on the backup");
+    sample_for(
+        &clients,
+        &[&backup],
+        Duration::from_secs(3),
+        "on the backup",
+    );
 
     // Restart on the same data directory and addresses: the licenses are there, and so are
     // the leases it granted before the crash (every grant was on disk before it was
@@ -245,12 +278,18 @@ fn killing_the_primary_under_load_moves_clients_to_the_backup_without_over_alloc
     );
     sample_until(
         &clients,
+        &[&primary, &backup],
         Duration::from_secs(15),
         "after the restart",
         |s| all_on(s, "primary"),
         logs,
     );
-    sample_for(&clients, Duration::from_secs(3), "back on the primary");
+    sample_for(
+        &clients,
+        &[&primary, &backup],
+        Duration::from_secs(3),
+        "back on the primary",
+    );
 
     // Nothing acknowledged before the crash is lost, nothing is stored twice.
     primary.sync_now();
