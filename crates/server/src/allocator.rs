@@ -1091,19 +1091,11 @@ impl Allocator {
         self.clients.contains_key(client)
     }
 
+    /// Every client's view, in id order.
     pub fn clients(&self) -> Vec<ClientView> {
-        self.clients_page(0, usize::MAX).0
-    }
-
-    /// Clients `offset` to `offset + limit` in id order, and how many there are; only the
-    /// page's views are built.
-    pub fn clients_page(&self, offset: usize, limit: usize) -> (Vec<ClientView>, usize) {
         let mut ids: Vec<(&ClientId, &ClientLease)> = self.clients.iter().collect();
         ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let page = ids
-            .into_iter()
-            .skip(offset)
-            .take(limit)
+        ids.into_iter()
             .map(|(id, l)| ClientView {
                 client: id.clone(),
                 failover: l.failover,
@@ -1125,8 +1117,7 @@ impl Allocator {
                     })
                     .collect(),
             })
-            .collect();
-        (page, self.clients.len())
+            .collect()
     }
 
     /// Checks the bookkeeping against a recount (tests and debug builds).

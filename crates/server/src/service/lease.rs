@@ -94,16 +94,22 @@ impl LeaseState {
         was_known: bool,
         now: chrono::DateTime<chrono::Utc>,
     ) {
-        let entry = self
-            .known
-            .entry(req.client_id.clone())
-            .or_insert_with(|| KnownClient {
-                secret: None,
-                name: None,
-                address: None,
-                product_release: req.product_release,
-                connected_since: now,
-            });
+        // Looked up first: the id is cloned only for a client new here, not every refresh.
+        if !self.known.contains_key(&req.client_id) {
+            self.known.insert(
+                req.client_id.clone(),
+                KnownClient {
+                    secret: None,
+                    name: None,
+                    address: None,
+                    product_release: req.product_release,
+                    connected_since: now,
+                },
+            );
+        }
+        let Some(entry) = self.known.get_mut(&req.client_id) else {
+            return;
+        };
         if !was_known {
             entry.connected_since = now;
         }

@@ -34,41 +34,54 @@ impl ClientQuery {
     /// Longest search text taken.
     pub const MAX_SEARCH: usize = 200;
 
-    fn matches(&self, c: &ClientStatus) -> bool {
-        let Some(needle) = self
-            .search
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        else {
-            return true;
-        };
-        let needle = needle.to_lowercase();
-        let has = |s: &str| s.to_lowercase().contains(&needle);
+    /// Whether `c` has the search text (lowered once, in `needle`) anywhere.
+    fn matches(needle: &str, c: &ClientStatus) -> bool {
+        let has = |s: &str| s.to_lowercase().contains(needle);
         c.name.as_deref().is_some_and(has)
             || c.address.as_deref().is_some_and(has)
             || has(c.client.as_str())
             || c.features.iter().any(|f| has(f.feature.as_str()))
     }
 
-    /// Sorts by the query's order, then by client id so pages are stable.
-    fn sort(&self, clients: &mut [ClientStatus]) {
-        clients.sort_by(|a, b| {
-            let primary = match self.sort {
-                ClientSort::Name => match (&a.name, &b.name) {
-                    (Some(x), Some(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => std::cmp::Ordering::Equal,
-                },
-                ClientSort::Address => address_key(a).cmp(&address_key(b)),
-                ClientSort::InUse => b.in_use().cmp(&a.in_use()),
-                ClientSort::ConnectedSince => a.connected_since.cmp(&b.connected_since),
-                ClientSort::LastSeen => a.last_seen_secs_ago.cmp(&b.last_seen_secs_ago),
-                ClientSort::Id => std::cmp::Ordering::Equal,
-            };
-            primary.then_with(|| a.client.cmp(&b.client))
-        });
+    /// The clients matching the search, sorted by the query's order, then by client id so
+    /// pages are stable.
+    fn select(&self, mut clients: Vec<ClientStatus>) -> Vec<ClientStatus> {
+        let needle = self
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
+        if let Some(needle) = needle {
+            clients.retain(|c| Self::matches(&needle, c));
+        }
+        match self.sort {
+            // Each name lowered once, not at every comparison.
+            ClientSort::Name => clients.sort_by_cached_key(|c| {
+                (
+                    c.name.is_none(),
+                    c.name.as_deref().map(str::to_lowercase),
+                    c.client.clone(),
+                )
+            }),
+            // Each address parsed once.
+            ClientSort::Address => {
+                clients.sort_by_cached_key(|c| (address_key(c), c.client.clone()));
+            }
+            ClientSort::InUse => clients.sort_by(|a, b| {
+                b.in_use()
+                    .cmp(&a.in_use())
+                    .then_with(|| a.client.cmp(&b.client))
+            }),
+            ClientSort::ConnectedSince => clients.sort_by(|a, b| {
+                (a.connected_since, &a.client).cmp(&(b.connected_since, &b.client))
+            }),
+            ClientSort::LastSeen => clients.sort_by(|a, b| {
+                (a.last_seen_secs_ago, &a.client).cmp(&(b.last_seen_secs_ago, &b.client))
+            }),
+            ClientSort::Id => clients.sort_by(|a, b| a.client.cmp(&b.client)),
+        }
+        clients
     }
 }
 
@@ -200,9 +213,7 @@ impl LicenseServer {
                 })
                 .collect()
         };
-        let mut matching: Vec<ClientStatus> =
-            all.into_iter().filter(|c| query.matches(c)).collect();
-        query.sort(&mut matching);
+        let matching = query.select(all);
         let total = matching.len();
         let page = matching
             .into_iter()
