@@ -120,11 +120,6 @@ impl ClientStatus {
     pub fn in_use(&self) -> u64 {
         self.features.iter().map(|f| u64::from(f.in_use)).sum()
     }
-
-    /// Its quota, over all features.
-    pub fn quota(&self) -> u64 {
-        self.features.iter().map(|f| u64::from(f.quota)).sum()
-    }
 }
 
 /// How `GET /v1/admin/clients` orders clients.

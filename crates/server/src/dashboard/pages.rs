@@ -399,6 +399,10 @@ fn clients_table(state: &AppState, q: &PageQuery) -> ClientsTable {
                 value: order.as_str(),
                 link: q.link(1, *order),
                 current: *order == sort,
+                aria_sort: (*order == sort).then_some(match order {
+                    ClientSort::InUse | ClientSort::LastSeen => "descending",
+                    _ => "ascending",
+                }),
             })
             .collect(),
         sort: sort.as_str(),

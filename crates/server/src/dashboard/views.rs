@@ -298,6 +298,8 @@ pub struct SortColumn {
     pub value: &'static str,
     pub link: String,
     pub current: bool,
+    /// `aria-sort` of the column the table is sorted by (`None` for the others).
+    pub aria_sort: Option<&'static str>,
 }
 
 #[derive(Template)]
