@@ -12,5 +12,6 @@ mod metrics;
 mod service;
 pub mod store;
 
+pub use domain::audit::{Actor, Change};
 pub use http::{description, router, serve, NodeState};
-pub use service::Node;
+pub use service::{ConsoleSession, NewSession, Node};

@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
+    /// The credentials are good, but the account's role does not allow this; nothing changed.
+    Forbidden,
     NotFound,
+    /// A name that must be unique is taken (a vendor account's name).
+    AlreadyExists,
     UnknownServer,
     ContextMismatch,
     InstallationShape,
@@ -37,6 +41,8 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnknownServer => "unknown_server",
             ErrorCode::ContextMismatch => "context_mismatch",
@@ -59,8 +65,12 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound | ErrorCode::UnknownServer => 404,
-            ErrorCode::GuidInUse | ErrorCode::StaleRequest | ErrorCode::ClientIdInUse => 409,
+            ErrorCode::GuidInUse
+            | ErrorCode::StaleRequest
+            | ErrorCode::ClientIdInUse
+            | ErrorCode::AlreadyExists => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ContextMismatch | ErrorCode::InstallationShape => 422,
             ErrorCode::Internal => 500,

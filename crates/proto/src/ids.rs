@@ -111,6 +111,15 @@ hex_id!(
     /// A client process, random per process: never a hostname or an address.
     ClientId, "client id", "c_", 16
 );
+hex_id!(
+    /// A vendor staff account at the license nodes.
+    AccountId, "account id", "acct_", 8
+);
+hex_id!(
+    /// One personal API token of a vendor account (the id shown in lists; the token itself
+    /// is a secret shown once).
+    ApiTokenId, "token id", "tok_", 8
+);
 
 /// A licensed feature name such as `asr.en-US` or `tts`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -25,7 +25,10 @@ pub use envelope::{
 };
 pub use error::{ErrorBody, ErrorCode, Health};
 pub use guid::{GuidError, ServerGuid};
-pub use ids::{ClientId, Feature, IdError, InstallationId, InstanceId, LicenseId, SyncToken};
+pub use ids::{
+    AccountId, ApiTokenId, ClientId, Feature, IdError, InstallationId, InstanceId, LicenseId,
+    SyncToken,
+};
 pub use lease::{
     check_client_name, check_client_secret, decode_client_name, encode_client_name, FeatureQuota,
     FeatureRequest, LeaseRequest, LeaseResponse, QuotaReason, CLIENT_NAME_HEADER,

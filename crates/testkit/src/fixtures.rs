@@ -9,8 +9,14 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use leasehold_node::api::GrantLicense;
 use leasehold_proto::{Feature, ManualClock, ServerGuid, TrustedKeys, VendorSigningKey};
 
-/// The admin token of every test node (the vendor admin API, `leasehold vendor --token`).
+/// The bootstrap token of every test node (`--admin-token`): it only creates the first admin
+/// account; the vendor admin API then takes that account's own token.
 pub const NODE_TOKEN: &str = "test-node-admin-token-0123456789";
+
+/// The first admin account of every test node, and its password.
+pub const NODE_ADMIN: &str = "admin";
+/// The password of every staff account the tests create.
+pub const STAFF_PASSWORD: &str = "correct horse battery staple";
 
 /// The admin token of every test license server (`leasehold server ... --token`).
 pub const SERVER_TOKEN: &str = "test-server-admin-token-0123456789";

@@ -1,7 +1,9 @@
-//! A license node in the test's process: a temporary SQLite file, port 0, a shared manual
-//! clock, [`vendor_key`](crate::vendor_key) and [`NODE_TOKEN`]. Tests call it through its
-//! typed admin client, or raw where the HTTP contract itself is what they check;
-//! [`FakeServer`] plays a license server syncing with it.
+//! A license node in the test's process: a temporary SQLite file (or any database URL),
+//! port 0, a shared manual clock, [`vendor_key`](crate::vendor_key), [`NODE_TOKEN`] as its
+//! bootstrap token and a first admin account [`NODE_ADMIN`]. Tests call it through its
+//! typed admin client (that admin's own token), or raw where the HTTP contract itself is
+//! what they check; [`TestNode::staff`] adds accounts of either role; [`FakeServer`] plays a
+//! license server syncing with it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,7 +12,8 @@ use std::time::Duration;
 
 use leasehold_api_client::{ApiClientError, NodeClient, Url};
 use leasehold_node::api::{GrantLicense, LicenseView};
-use leasehold_node::{Node, NodeState};
+use leasehold_node::{Actor, Change, Node, NodeState};
+use leasehold_proto::api::staff::{AccountName, CreateAccount, Role};
 use leasehold_proto::usage::hour_of;
 use leasehold_proto::{
     BundlePayload, Context, ErrorBody, ErrorCode, Feature, InstallationId, InstanceId, LicenseId,
@@ -22,7 +25,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::fixtures::{grant_request, start_time, trusted_keys, vendor_key, NODE_TOKEN};
+use crate::fixtures::{
+    grant_request, start_time, trusted_keys, vendor_key, NODE_ADMIN, NODE_TOKEN, STAFF_PASSWORD,
+};
 
 /// A running node; [`TestNode::stop`] shuts it down (dropping it does too, without waiting).
 #[derive(Debug)]
@@ -33,8 +38,10 @@ pub struct TestNode {
     /// The service itself, for calls that need no HTTP.
     pub node: Arc<Node>,
     pub clock: Arc<ManualClock>,
-    /// The vendor admin API and sync, typed, with [`NODE_TOKEN`].
+    /// The vendor admin API and sync, typed, as the admin [`NODE_ADMIN`].
     pub admin: NodeClient,
+    /// [`NODE_ADMIN`]'s personal API token.
+    pub admin_token: String,
     /// A plain client for requests the typed one would not send.
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -65,11 +72,18 @@ impl TestNode {
     /// released can take a moment to be free again: binding is retried for up to 5 s.
     pub async fn start_on(dir: &Path, clock: Arc<ManualClock>, addr: SocketAddr) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let store =
-            leasehold_node::store::open(&format!("sqlite://{}", dir.join("node.db").display()))
-                .await
-                .unwrap();
+        let url = format!("sqlite://{}", dir.join("node.db").display());
+        Self::start_with_db(&url, clock, addr).await
+    }
+
+    /// A node on the database `url` (SQLite or PostgreSQL) and `addr`. Its first admin
+    /// account [`NODE_ADMIN`] is made (once per database) and signed in.
+    pub async fn start_with_db(url: &str, clock: Arc<ManualClock>, addr: SocketAddr) -> Self {
+        let store = leasehold_node::store::open(url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
         let node = Arc::new(Node::new(store, vendor_key(), clock.clone()));
+        let admin_token = first_admin_token(&node).await;
         let listener = bind(addr).await;
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
@@ -88,13 +102,14 @@ impl TestNode {
             .await
             .unwrap();
         });
-        let admin = NodeClient::new(Url::parse(&url).unwrap(), Some(NODE_TOKEN.into())).unwrap();
+        let admin = NodeClient::new(Url::parse(&url).unwrap(), Some(admin_token.clone())).unwrap();
         Self {
             url,
             addr,
             node,
             clock,
             admin,
+            admin_token,
             http: reqwest::Client::new(),
             stop: Some(tx),
             task: Some(task),
@@ -111,8 +126,36 @@ impl TestNode {
         }
     }
 
-    /// `METHOD /v1/admin{path}` with the admin token and an optional JSON body: the decoded
-    /// answer, or the status and error body of a refusal (which must be JSON).
+    /// A staff account `name` of `role` (created now, password [`STAFF_PASSWORD`]) and
+    /// its own token.
+    pub async fn staff(&self, name: &str, role: Role) -> StaffAccount {
+        let name = AccountName::parse(name).unwrap();
+        self.node
+            .create_account(
+                Change::new(&Actor::database(), "test account"),
+                &CreateAccount {
+                    name: name.clone(),
+                    role,
+                    password: STAFF_PASSWORD.into(),
+                },
+            )
+            .await
+            .unwrap();
+        let token = self
+            .node
+            .login(&name, STAFF_PASSWORD, Some("test"))
+            .await
+            .unwrap()
+            .token;
+        StaffAccount {
+            client: NodeClient::new(Url::parse(&self.url).unwrap(), Some(token.clone())).unwrap(),
+            name,
+            token,
+        }
+    }
+
+    /// `METHOD /v1/admin{path}` with the admin's token and an optional JSON body: the
+    /// decoded answer, or the status and error body of a refusal (which must be JSON).
     pub async fn admin_raw<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -122,7 +165,7 @@ impl TestNode {
         let mut request = self
             .http
             .request(method, format!("{}/v1/admin{path}", self.url))
-            .bearer_auth(NODE_TOKEN);
+            .bearer_auth(&self.admin_token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -165,15 +208,19 @@ impl TestNode {
 
     /// Creates the [`StandardInstallation`] ("Acme") in the service directly.
     pub async fn standard_installation(&self) -> StandardInstallation {
-        let installation = self.node.create_installation("Acme").await.unwrap();
+        let installation = self
+            .node
+            .create_installation(setup(), "Acme")
+            .await
+            .unwrap();
         let production = self
             .node
-            .add_server(&installation.id, Context::Production)
+            .add_server(setup(), &installation.id, Context::Production)
             .await
             .unwrap();
         let backup = self
             .node
-            .add_server(&installation.id, Context::Backup)
+            .add_server(setup(), &installation.id, Context::Backup)
             .await
             .unwrap();
         let mut ids = Vec::new();
@@ -201,8 +248,50 @@ impl TestNode {
 
     /// Grants in the service directly (no HTTP) and returns the license id.
     pub async fn grant_directly(&self, grant: &GrantLicense) -> LicenseId {
-        self.node.grant_license(grant).await.unwrap().license.id
+        self.node
+            .grant_license(setup(), grant)
+            .await
+            .unwrap()
+            .license
+            .id
     }
+}
+
+/// A staff account of a [`TestNode`] and its own token.
+#[derive(Debug, Clone)]
+pub struct StaffAccount {
+    pub name: AccountName,
+    pub token: String,
+    /// The vendor admin API with this account's token.
+    pub client: NodeClient,
+}
+
+/// A change the test makes in the service directly: by the node's own database actor.
+pub fn setup() -> Change<'static> {
+    static ACTOR: std::sync::OnceLock<Actor> = std::sync::OnceLock::new();
+    Change::new(ACTOR.get_or_init(Actor::database), "test setup")
+}
+
+/// Makes [`NODE_ADMIN`] through the bootstrap path when the database has no admin yet, and
+/// signs it in: its token.
+async fn first_admin_token(node: &Node) -> String {
+    let name = AccountName::parse(NODE_ADMIN).unwrap();
+    if !node.has_admin().await.unwrap() {
+        node.create_account(
+            Change::new(&Actor::bootstrap(), "first admin"),
+            &CreateAccount {
+                name: name.clone(),
+                role: Role::Admin,
+                password: STAFF_PASSWORD.into(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    node.login(&name, STAFF_PASSWORD, Some("test"))
+        .await
+        .unwrap()
+        .token
 }
 
 async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+pub mod browser;
 mod error;
 mod json;
 pub mod metrics;

@@ -15,8 +15,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{PartialSchema as _, ToSchema as _};
 
-/// The security scheme of the admin APIs: `Authorization: Bearer <admin token>`.
+/// The security scheme of the license server's admin API, and of the node's bootstrap:
+/// `Authorization: Bearer <admin token>`.
 pub const ADMIN_TOKEN: &str = "admin_token";
+/// The security scheme of the node's vendor admin API: a staff account's personal token.
+/// Its scope names the least role that may call the operation (`support` or `admin`).
+pub const VENDOR_TOKEN: &str = "vendor_token";
 /// The security scheme of the lease API: `Authorization: Bearer lhck_…` (the client key).
 pub const CLIENT_KEY: &str = "client_key";
 
@@ -35,10 +39,18 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         ];
         for operation in operations.into_iter().flatten() {
             let names = security_names(operation);
+            let admin_only = security_scopes(operation, VENDOR_TOKEN)
+                .iter()
+                .any(|s| s == "admin");
             let responses = &mut operation.responses.responses;
             if !names.is_empty() {
                 responses.entry("401".into()).or_insert_with(|| {
                     refusal("`unauthorized`: the bearer token is missing or wrong; nothing changed")
+                });
+            }
+            if admin_only {
+                responses.entry("403".into()).or_insert_with(|| {
+                    refusal("`forbidden`: the account's role is support, and this needs admin; nothing changed")
                 });
             }
             responses.entry("default".into()).or_insert_with(|| {
@@ -56,7 +68,8 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         .insert(ErrorCode::name().into_owned(), ErrorCode::schema());
     for name in schemes_used {
         let description = match name.as_str() {
-            ADMIN_TOKEN => "The service's admin token (`--admin-token`, `LEASEHOLD_ADMIN_TOKEN`).",
+            ADMIN_TOKEN => "The service's admin token (`--admin-token`, `LEASEHOLD_ADMIN_TOKEN`). On a license node it is only a bootstrap: it creates the first admin account and nothing else.",
+            VENDOR_TOKEN => "A vendor staff account's personal API token, `lhv_` and 64 hex digits (`POST /v1/admin/login`, `leasehold vendor login`, or the console's Account page). The scope names the least role that may call the operation: `support` (support and admin accounts) or `admin`.",
             CLIENT_KEY => "The installation's client key, `lhck_` and 64 hex digits (the server's `DATA_DIR/client-key`, shown by `GET /v1/admin/client-key`).",
             _ => continue,
         };
@@ -81,6 +94,19 @@ fn security_names(operation: &Operation) -> Vec<String> {
             Ok(serde_json::Value::Object(map)) => Some(map.into_iter().map(|(name, _)| name)),
             _ => None,
         })
+        .flatten()
+        .collect()
+}
+
+/// The scopes an operation's requirement of scheme `name` lists.
+pub fn security_scopes(operation: &Operation, name: &str) -> Vec<String> {
+    operation
+        .security
+        .iter()
+        .flatten()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .filter_map(|v| v.get(name).cloned())
+        .filter_map(|v| serde_json::from_value::<Vec<String>>(v).ok())
         .flatten()
         .collect()
 }

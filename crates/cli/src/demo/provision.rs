@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::NaiveDate;
 use leasehold_node::api::GrantLicense;
-use leasehold_node::Node;
+use leasehold_node::{Actor, Change, Node};
 use leasehold_proto::{
     Context, Feature, InstallationId, ServerGuid, SystemClock, VendorSigningKey,
 };
@@ -28,6 +28,8 @@ pub(super) const STATE_FILE: &str = "demo.json";
 pub(super) const KEY_FILE: &str = "vendor-key.pem";
 pub(super) const NODE_DB: &str = "node.db";
 pub(super) const PASSWORDS_FILE: &str = "demo-passwords.txt";
+/// The reason the audit log records for what the demo sets up.
+const DEMO_REASON: &str = "demo provisioning";
 /// What `DIR/demo.json` keeps between starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct DemoState {
@@ -80,11 +82,18 @@ pub(super) async fn provision(
         Some(s) => s,
         None => {
             let installation = node
-                .create_installation("Leasehold demo")
+                .create_installation(
+                    Change::new(&Actor::database(), DEMO_REASON),
+                    "Leasehold demo",
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("creating the installation: {e}"))?;
             let production = node
-                .add_server(&installation.id, Context::Production)
+                .add_server(
+                    Change::new(&Actor::database(), DEMO_REASON),
+                    &installation.id,
+                    Context::Production,
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("adding the production server: {e}"))?;
             grant(&node, production.guid, today).await?;
@@ -105,20 +114,27 @@ pub(super) async fn provision(
     })?;
     if with_backup && state.backup.is_none() {
         let backup = node
-            .add_server(&state.installation, Context::Backup)
+            .add_server(
+                Change::new(&Actor::database(), DEMO_REASON),
+                &state.installation,
+                Context::Backup,
+            )
             .await
             .map_err(|e| anyhow::anyhow!("adding the backup server: {e}"))?;
         // Backup licenses parallel the production ones: same feature and count.
         for l in &production_view.licenses {
-            node.grant_license(&GrantLicense {
-                server: backup.guid,
-                feature: l.feature.clone(),
-                count: l.count,
-                context: None,
-                maintenance_until: maintenance(today),
-                expires: None,
-                backs_up: Some(l.id.clone()),
-            })
+            node.grant_license(
+                Change::new(&Actor::database(), DEMO_REASON),
+                &GrantLicense {
+                    server: backup.guid,
+                    feature: l.feature.clone(),
+                    count: l.count,
+                    context: None,
+                    maintenance_until: maintenance(today),
+                    expires: None,
+                    backs_up: Some(l.id.clone()),
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("granting a backup license: {e}"))?;
         }
@@ -175,15 +191,18 @@ pub(super) fn maintenance(today: NaiveDate) -> NaiveDate {
 /// The production licenses.
 pub(super) async fn grant(node: &Node, server: ServerGuid, today: NaiveDate) -> anyhow::Result<()> {
     for (feature, count) in FEATURES {
-        node.grant_license(&GrantLicense {
-            server,
-            feature: Feature::parse(feature)?,
-            count,
-            context: None,
-            maintenance_until: maintenance(today),
-            expires: None,
-            backs_up: None,
-        })
+        node.grant_license(
+            Change::new(&Actor::database(), DEMO_REASON),
+            &GrantLicense {
+                server,
+                feature: Feature::parse(feature)?,
+                count,
+                context: None,
+                maintenance_until: maintenance(today),
+                expires: None,
+                backs_up: None,
+            },
+        )
         .await
         .map_err(|e| anyhow::anyhow!("granting {feature}: {e}"))?;
     }

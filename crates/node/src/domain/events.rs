@@ -22,7 +22,13 @@ pub fn events(servers: &[ServerRecord], now: DateTime<Utc>, silent_days: u32) ->
             at,
             detail,
         };
-        if s.forks_detected > 0 {
+        // A fork refused before the GUID was last reassigned was resolved by that reassign.
+        let fork_open = match (s.last_fork, s.reassigned_at) {
+            (Some(fork), Some(reassigned)) => fork > reassigned,
+            (_, None) => s.forks_detected > 0,
+            (None, Some(_)) => false,
+        };
+        if fork_open {
             out.push(event(
                 EventKind::Fork,
                 s.last_fork,
@@ -103,6 +109,7 @@ mod tests {
             last_fork: None,
             context_rejections: 0,
             last_context_rejection: None,
+            reassigned_at: None,
         }
     }
 
@@ -112,6 +119,11 @@ mod tests {
         let mut forked = server(1, Some(0), now);
         forked.forks_detected = 2;
         forked.last_fork = Some(now);
+        // A fork the vendor resolved by reassigning the GUID afterwards is not reported.
+        let mut resolved = server(7, Some(0), now);
+        resolved.forks_detected = 1;
+        resolved.last_fork = Some(now - chrono::Duration::hours(2));
+        resolved.reassigned_at = Some(now - chrono::Duration::hours(1));
         let mut wrong_context = server(2, Some(0), now);
         wrong_context.context_rejections = 1;
         let servers = vec![
@@ -121,6 +133,7 @@ mod tests {
             server(4, Some(61), now), // grace ended
             server(5, Some(1), now),  // healthy
             server(6, None, now),     // never synced: nothing to say yet
+            resolved,
         ];
         let got: Vec<(EventKind, u8)> = events(&servers, now, 7)
             .iter()

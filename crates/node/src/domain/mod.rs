@@ -3,6 +3,7 @@
 //! decided before the first write, so a refused request changes nothing (the one exception,
 //! a detected fork, is counted by the caller; see [`sync`]).
 
+pub mod audit;
 pub mod batch;
 pub mod events;
 pub mod report;
@@ -136,7 +137,14 @@ pub async fn server_view(tx: Tx<'_>, guid: ServerGuid) -> StoreResult<ServerView
         acked_usage_seq: s.acked_usage_seq,
         software_version: s.software_version,
         forks_detected: s.forks_detected,
+        last_fork: s.last_fork,
+        reassigned_at: s.reassigned_at,
     })
+}
+
+/// The installation a server belongs to.
+pub async fn installation_of(tx: Tx<'_>, guid: ServerGuid) -> StoreResult<InstallationId> {
+    Ok(load_server(tx, guid, false).await?.installation)
 }
 
 /// Changes the grace period and sync interval; the interval must stay at most half the
@@ -165,10 +173,15 @@ pub async fn update_server(
     server_view(tx, guid).await
 }
 
-/// Frees the GUID for a new instance: forgets the bound instance and the token chain.
-pub async fn reassign_server(tx: Tx<'_>, guid: ServerGuid) -> StoreResult<ServerView> {
+/// Frees the GUID for a new instance: forgets the bound instance and the token chain, and
+/// resolves the forks refused so far.
+pub async fn reassign_server(
+    tx: Tx<'_>,
+    guid: ServerGuid,
+    now: DateTime<Utc>,
+) -> StoreResult<ServerView> {
     load_server(tx, guid, true).await?;
-    tx.unbind_server(guid).await?;
+    tx.unbind_server(guid, now).await?;
     server_view(tx, guid).await
 }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use leasehold_proto::api::staff::{AccountName, AuditAction, AuditEntry, Role, Via};
 use leasehold_proto::rules::RuleError;
 use leasehold_proto::{
-    Context, ErrorCode, InstallationId, InstanceId, License, LicenseId, ServerGuid, SyncToken,
-    UsageBucket,
+    AccountId, ApiTokenId, Context, ErrorCode, InstallationId, InstanceId, License, LicenseId,
+    ServerGuid, SyncToken, UsageBucket,
 };
 
 use crate::api::UsageRow;
@@ -72,7 +73,25 @@ pub(crate) fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     (start, start + chrono::Duration::days(1))
 }
 
-const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection";
+const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection, reassigned_at";
+const ACCOUNT_COLUMNS: &str =
+    "id, name, role, password_hash, disabled_at, created_at, created_by, last_sign_in";
+const AUDIT_COLUMNS: &str = "id, at, actor, actor_role, via, action, installation_id, other_installation_id, target, reason, before_json, after_json";
+
+/// `text` with the wildcards of SQL `LIKE` escaped (`\` is the escape character), inside
+/// `%…%`: a substring match.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
 const LICENSE_COLUMNS: &str =
     "id, server_guid, feature, count, context, maintenance_until, expires, backs_up, revoked_at";
 
@@ -99,6 +118,8 @@ pub struct ServerRecord {
     /// Syncs refused because the server reported another context than registered.
     pub context_rejections: u64,
     pub last_context_rejection: Option<DateTime<Utc>>,
+    /// When the vendor last reassigned the GUID.
+    pub reassigned_at: Option<DateTime<Utc>>,
 }
 
 /// A refused sync the node records on the server's row.
@@ -143,6 +164,89 @@ pub struct SyncRecord<'a> {
     pub software_version: &'a str,
 }
 
+/// A vendor staff account as stored (with its password's Argon2 hash).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub id: AccountId,
+    pub name: AccountName,
+    pub role: Role,
+    /// An Argon2 PHC string.
+    pub password_hash: String,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub last_sign_in: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("password_hash", &"<redacted>")
+            .field("disabled_at", &self.disabled_at)
+            .finish()
+    }
+}
+
+/// A personal API token as stored (the token's SHA-256 is kept beside it, never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    pub id: ApiTokenId,
+    pub account_id: AccountId,
+    pub account_name: AccountName,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A console session (stored under the SHA-256 of its cookie) and its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub account: AccountRecord,
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// A message for the next page the session shows.
+    pub flash: Option<String>,
+}
+
+/// An audit entry to append.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry<'a> {
+    pub at: DateTime<Utc>,
+    pub actor: &'a str,
+    pub role: Option<Role>,
+    pub via: Via,
+    pub action: AuditAction,
+    pub installation: Option<&'a InstallationId>,
+    pub other_installation: Option<&'a InstallationId>,
+    pub target: &'a str,
+    pub reason: &'a str,
+    /// JSON.
+    pub before: Option<String>,
+    /// JSON.
+    pub after: Option<String>,
+}
+
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Entries that touched this installation.
+    pub installation: Option<InstallationId>,
+    /// Entries by this actor (an account name).
+    pub actor: Option<String>,
+    /// Entries about this target (a GUID, license id, account name…).
+    pub target: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries with an id below this one (the next page back).
+    pub before_id: Option<u64>,
+    pub limit: u32,
+}
+
 /// The connection pool now, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
@@ -160,7 +264,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// One transaction. Dropped without [`StoreTx::commit`], it changes nothing.
 #[async_trait]
-pub trait StoreTx: Send {
+pub trait StoreTx: StaffTx + Send {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 
     async fn insert_installation(
@@ -178,6 +282,18 @@ pub trait StoreTx: Send {
     ) -> StoreResult<Option<InstallationRecord>>;
     /// Every installation, oldest first.
     async fn installations(&mut self) -> StoreResult<Vec<InstallationRecord>>;
+    /// Installations `offset..offset + limit`, oldest first, and how many there are.
+    async fn installations_page(
+        &mut self,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<(Vec<InstallationRecord>, u64)>;
+    /// Installations whose name contains `fragment` (case-insensitive), by name.
+    async fn installations_named(
+        &mut self,
+        fragment: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<InstallationRecord>>;
 
     async fn insert_server(
         &mut self,
@@ -204,8 +320,15 @@ pub trait StoreTx: Send {
         grace_days: Option<u32>,
         sync_interval_secs: Option<u64>,
     ) -> StoreResult<()>;
-    /// Frees the GUID: no bound instance, nothing acknowledged, every token revoked.
-    async fn unbind_server(&mut self, guid: ServerGuid) -> StoreResult<()>;
+    /// Frees the GUID: no bound instance, nothing acknowledged, every token revoked; records
+    /// `at` as when it was reassigned.
+    async fn unbind_server(&mut self, guid: ServerGuid, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Servers whose GUID (canonical text, `{` included) starts with `prefix`, by GUID.
+    async fn servers_with_guid_prefix(
+        &mut self,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ServerRecord>>;
     async fn record_refusal(
         &mut self,
         guid: ServerGuid,
@@ -296,6 +419,79 @@ pub trait StoreTx: Send {
         from: NaiveDate,
         to: NaiveDate,
     ) -> StoreResult<u32>;
+}
+
+/// Staff accounts, their tokens and console sessions, and the audit log: a part of every
+/// transaction (a change and its audit entry commit together).
+#[async_trait]
+pub trait StaffTx: Send {
+    /// Serializes decisions about the set of accounts (the first admin, the last admin)
+    /// between nodes on one database.
+    async fn lock_accounts(&mut self) -> StoreResult<()>;
+    /// A taken name is [`StoreError::Refused`] with `already_exists`.
+    async fn insert_account(&mut self, account: &AccountRecord) -> StoreResult<()>;
+    async fn account_by_name(&mut self, name: &AccountName) -> StoreResult<Option<AccountRecord>>;
+    /// Every account, by name.
+    async fn accounts(&mut self) -> StoreResult<Vec<AccountRecord>>;
+    /// Writes the role, password hash, disabled time and last sign-in of `account.id`.
+    async fn update_account(&mut self, account: &AccountRecord) -> StoreResult<()>;
+
+    async fn insert_api_token(&mut self, token: &ApiTokenRecord, hash: &str) -> StoreResult<()>;
+    /// The token with this SHA-256 (hex) and its account, revoked or not.
+    async fn api_token_by_hash(
+        &mut self,
+        hash: &str,
+    ) -> StoreResult<Option<(ApiTokenRecord, AccountRecord)>>;
+    async fn api_token(&mut self, id: &ApiTokenId) -> StoreResult<Option<ApiTokenRecord>>;
+    /// The tokens of one account, or of all, newest first.
+    async fn api_tokens(&mut self, account: Option<&AccountId>)
+        -> StoreResult<Vec<ApiTokenRecord>>;
+    async fn revoke_api_token(&mut self, id: &ApiTokenId, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Revokes every token of `account` not yet revoked.
+    async fn revoke_api_tokens_of(
+        &mut self,
+        account: &AccountId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn touch_api_token(&mut self, id: &ApiTokenId, at: DateTime<Utc>) -> StoreResult<()>;
+
+    async fn insert_session(
+        &mut self,
+        hash: &str,
+        account: &AccountId,
+        csrf: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn session(&mut self, hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&mut self, hash: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn set_session_flash(&mut self, hash: &str, flash: Option<&str>) -> StoreResult<()>;
+    async fn delete_session(&mut self, hash: &str) -> StoreResult<()>;
+    async fn delete_sessions_of(&mut self, account: &AccountId) -> StoreResult<()>;
+    /// Deletes sessions last seen before `before`.
+    async fn delete_idle_sessions(&mut self, before: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Appends an entry; its id.
+    async fn insert_audit(&mut self, entry: &NewAuditEntry<'_>) -> StoreResult<u64>;
+    /// Entries matching `query`, newest first, at most `query.limit`.
+    async fn audit(&mut self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// An audit row's stored JSON, read back.
+fn audit_json(text: Option<String>) -> StoreResult<Option<serde_json::Value>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("audit JSON", e)))
+        .transpose()
+}
+
+/// The installations of an audit row, as stored in two columns.
+fn audit_installations(
+    first: Option<String>,
+    second: Option<String>,
+) -> StoreResult<Vec<InstallationId>> {
+    [first, second]
+        .into_iter()
+        .flatten()
+        .map(|t| InstallationId::parse(&t).map_err(|e| corrupt("installation id", e)))
+        .collect()
 }
 
 /// One server's usage of one feature on one UTC day, rolled up from its hourly rows.

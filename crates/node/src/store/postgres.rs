@@ -27,6 +27,8 @@ use super::{
 };
 use crate::api::UsageRow;
 
+mod staff;
+
 /// Connections per node process unless the URL says otherwise (`?max_connections=N`).
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
@@ -138,6 +140,7 @@ fn server_row(r: &PgRow) -> StoreResult<ServerRecord> {
         last_fork: r.try_get("last_fork")?,
         context_rejections: u64_of(int("context_rejections")?),
         last_context_rejection: r.try_get("last_context_rejection")?,
+        reassigned_at: r.try_get("reassigned_at")?,
     })
 }
 
@@ -222,6 +225,44 @@ impl StoreTx for PgTx {
             .collect()
     }
 
+    async fn installations_page(
+        &mut self,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<(Vec<InstallationRecord>, u64)> {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM installations")
+            .fetch_one(&mut *self.0)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, created_at FROM installations ORDER BY created_at, id LIMIT $1 OFFSET $2",
+        )
+        .bind(i64::from(limit))
+        .bind(i64_of(offset))
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(installation_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok((rows, u64_of(total)))
+    }
+
+    async fn installations_named(
+        &mut self,
+        fragment: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<InstallationRecord>> {
+        sqlx::query(
+            "SELECT id, name, created_at FROM installations WHERE name ILIKE $1 ESCAPE '\\' ORDER BY name, id LIMIT $2",
+        )
+        .bind(super::like_pattern(fragment))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(installation_row)
+        .collect()
+    }
+
     async fn insert_server(
         &mut self,
         installation: &InstallationId,
@@ -304,12 +345,33 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn unbind_server(&mut self, guid: ServerGuid) -> StoreResult<()> {
-        sqlx::query("UPDATE servers SET instance_id = NULL, acked_usage_seq = 0 WHERE guid = $1")
-            .bind(key(guid))
-            .execute(&mut *self.0)
-            .await?;
+    async fn unbind_server(&mut self, guid: ServerGuid, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE servers SET instance_id = NULL, acked_usage_seq = 0, reassigned_at = $1 WHERE guid = $2",
+        )
+        .bind(at)
+        .bind(key(guid))
+        .execute(&mut *self.0)
+        .await?;
         self.revoke_tokens(guid, None).await
+    }
+
+    async fn servers_with_guid_prefix(
+        &mut self,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ServerRecord>> {
+        // GUIDs are stored as canonical text: upper case, so a plain prefix comparison.
+        sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE left(guid, length($1)) = $1 ORDER BY guid LIMIT $2"
+        ))
+        .bind(prefix)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(server_row)
+        .collect()
     }
 
     async fn record_refusal(

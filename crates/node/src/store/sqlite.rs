@@ -24,6 +24,8 @@ use super::{
 };
 use crate::api::UsageRow;
 
+mod staff;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -111,6 +113,7 @@ fn server_row(r: &SqliteRow) -> StoreResult<ServerRecord> {
         last_fork: opt_ts(r.try_get("last_fork")?)?,
         context_rejections: u64_of(r.try_get("context_rejections")?),
         last_context_rejection: opt_ts(r.try_get("last_context_rejection")?)?,
+        reassigned_at: opt_ts(r.try_get("reassigned_at")?)?,
     })
 }
 
@@ -185,6 +188,45 @@ impl StoreTx for SqliteTx {
             .iter()
             .map(installation_row)
             .collect()
+    }
+
+    async fn installations_page(
+        &mut self,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<(Vec<InstallationRecord>, u64)> {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM installations")
+            .fetch_one(&mut *self.0)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, created_at FROM installations ORDER BY created_at, id LIMIT ? OFFSET ?",
+        )
+        .bind(i64::from(limit))
+        .bind(i64_of(offset))
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(installation_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok((rows, u64_of(total)))
+    }
+
+    async fn installations_named(
+        &mut self,
+        fragment: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<InstallationRecord>> {
+        // LIKE ignores the case of ASCII letters in SQLite.
+        sqlx::query(
+            "SELECT id, name, created_at FROM installations WHERE name LIKE ? ESCAPE '\\' ORDER BY name, id LIMIT ?",
+        )
+        .bind(super::like_pattern(fragment))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(installation_row)
+        .collect()
     }
 
     async fn insert_server(
@@ -265,12 +307,33 @@ impl StoreTx for SqliteTx {
         Ok(())
     }
 
-    async fn unbind_server(&mut self, guid: ServerGuid) -> StoreResult<()> {
-        sqlx::query("UPDATE servers SET instance_id = NULL, acked_usage_seq = 0 WHERE guid = ?")
-            .bind(key(guid))
-            .execute(&mut *self.0)
-            .await?;
+    async fn unbind_server(&mut self, guid: ServerGuid, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE servers SET instance_id = NULL, acked_usage_seq = 0, reassigned_at = ? WHERE guid = ?",
+        )
+        .bind(ts(at))
+        .bind(key(guid))
+        .execute(&mut *self.0)
+        .await?;
         self.revoke_tokens(guid, None).await
+    }
+
+    async fn servers_with_guid_prefix(
+        &mut self,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ServerRecord>> {
+        // GUIDs are stored as canonical text: upper case, so a plain prefix comparison.
+        sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE substr(guid, 1, length(?1)) = ?1 ORDER BY guid LIMIT ?2"
+        ))
+        .bind(prefix)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(server_row)
+        .collect()
     }
 
     async fn record_refusal(

@@ -9,7 +9,7 @@ use leasehold_node::api::{GrantLicense, TransferLicense};
 use leasehold_node::Node;
 use leasehold_proto::{BundlePayload, Clock, Context, ErrorCode, ManualClock};
 use leasehold_testkit::db::{node_databases, postgres_schema, postgres_server};
-use leasehold_testkit::node::{usage_bucket, FakeServer};
+use leasehold_testkit::node::{setup, usage_bucket, FakeServer};
 use leasehold_testkit::{grant_request, manual_clock, trusted_keys, vendor_key};
 
 async fn node_on(url: &str, clock: Arc<ManualClock>) -> Node {
@@ -42,12 +42,12 @@ async fn the_sync_chain_binds_advances_branches_and_refuses_a_running_copy() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, url) in node_databases(dir.path()).await {
         let node = node_on(&url, manual_clock()).await;
-        let inst = node.create_installation("Acme").await.unwrap();
+        let inst = node.create_installation(setup(), "Acme").await.unwrap();
         let prod = node
-            .add_server(&inst.id, Context::Production)
+            .add_server(setup(), &inst.id, Context::Production)
             .await
             .unwrap();
-        node.grant_license(&grant_request(prod.guid, "tts", 10))
+        node.grant_license(setup(), &grant_request(prod.guid, "tts", 10))
             .await
             .unwrap();
 
@@ -78,7 +78,7 @@ async fn the_sync_chain_binds_advances_branches_and_refuses_a_running_copy() {
         assert_eq!(view.forks_detected, 1, "{backend}");
         assert_eq!(view.bundle_serial, 3, "{backend}");
         // The vendor reassigns the GUID: the next instance binds.
-        node.reassign_server(prod.guid).await.unwrap();
+        node.reassign_server(setup(), prod.guid).await.unwrap();
         let mut replacement = FakeServer::new(prod.guid, 3);
         assert_eq!(
             sync(&node, &mut replacement, vec![]).await.unwrap().serial,
@@ -93,9 +93,9 @@ async fn usage_is_stored_once_across_resends() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, url) in node_databases(dir.path()).await {
         let node = node_on(&url, manual_clock()).await;
-        let inst = node.create_installation("Acme").await.unwrap();
+        let inst = node.create_installation(setup(), "Acme").await.unwrap();
         let prod = node
-            .add_server(&inst.id, Context::Production)
+            .add_server(setup(), &inst.id, Context::Production)
             .await
             .unwrap();
         let mut server = FakeServer::new(prod.guid, 1);
@@ -126,42 +126,58 @@ async fn grants_transfers_and_revokes_keep_the_licensing_rules() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, url) in node_databases(dir.path()).await {
         let node = node_on(&url, manual_clock()).await;
-        let a = node.create_installation("A").await.unwrap();
-        let b = node.create_installation("B").await.unwrap();
-        let prod = node.add_server(&a.id, Context::Production).await.unwrap();
-        let backup = node.add_server(&a.id, Context::Backup).await.unwrap();
-        let other = node.add_server(&b.id, Context::Production).await.unwrap();
+        let a = node.create_installation(setup(), "A").await.unwrap();
+        let b = node.create_installation(setup(), "B").await.unwrap();
+        let prod = node
+            .add_server(setup(), &a.id, Context::Production)
+            .await
+            .unwrap();
+        let backup = node
+            .add_server(setup(), &a.id, Context::Backup)
+            .await
+            .unwrap();
+        let other = node
+            .add_server(setup(), &b.id, Context::Production)
+            .await
+            .unwrap();
         // One production server per installation.
         let e = node
-            .add_server(&a.id, Context::Production)
+            .add_server(setup(), &a.id, Context::Production)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
         // A backup license parallels a production one of its installation.
         let tts = node
-            .grant_license(&grant_request(prod.guid, "tts", 10))
+            .grant_license(setup(), &grant_request(prod.guid, "tts", 10))
             .await
             .unwrap();
         let twin = node
-            .grant_license(&GrantLicense {
-                backs_up: Some(tts.license.id.clone()),
-                ..grant_request(backup.guid, "tts", 10)
-            })
+            .grant_license(
+                setup(),
+                &GrantLicense {
+                    backs_up: Some(tts.license.id.clone()),
+                    ..grant_request(backup.guid, "tts", 10)
+                },
+            )
             .await
             .unwrap();
         assert_eq!(twin.license.context, Context::Backup, "{backend}");
         // A development license does not load on a production server.
         let e = node
-            .grant_license(&GrantLicense {
-                context: Some(Context::Development),
-                ..grant_request(prod.guid, "asr.en-US", 1)
-            })
+            .grant_license(
+                setup(),
+                &GrantLicense {
+                    context: Some(Context::Development),
+                    ..grant_request(prod.guid, "asr.en-US", 1)
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::ContextMismatch, "{backend}: {e:?}");
         // A backed-up license stays in its installation and is revoked after its twin.
         let e = node
             .transfer_license(
+                setup(),
                 &tts.license.id,
                 &TransferLicense {
                     to: other.guid,
@@ -171,11 +187,17 @@ async fn grants_transfers_and_revokes_keep_the_licensing_rules() {
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
-        let e = node.revoke_license(&tts.license.id).await.unwrap_err();
+        let e = node
+            .revoke_license(setup(), &tts.license.id)
+            .await
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InstallationShape, "{backend}: {e:?}");
-        node.revoke_license(&twin.license.id).await.unwrap();
+        node.revoke_license(setup(), &twin.license.id)
+            .await
+            .unwrap();
         let moved = node
             .transfer_license(
+                setup(),
                 &tts.license.id,
                 &TransferLicense {
                     to: other.guid,
@@ -188,6 +210,7 @@ async fn grants_transfers_and_revokes_keep_the_licensing_rules() {
         // A transfer that names where the license was: refused now that it moved.
         let e = node
             .transfer_license(
+                setup(),
                 &tts.license.id,
                 &TransferLicense {
                     to: prod.guid,
@@ -198,9 +221,12 @@ async fn grants_transfers_and_revokes_keep_the_licensing_rules() {
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::StaleRequest, "{backend}: {e:?}");
         let until = chrono::NaiveDate::from_ymd_opt(2028, 1, 31).unwrap();
-        let l = node.set_maintenance(&tts.license.id, until).await.unwrap();
+        let l = node
+            .set_maintenance(setup(), &tts.license.id, until)
+            .await
+            .unwrap();
         assert_eq!(l.license.maintenance_until, until, "{backend}");
-        let revoked = node.revoke_license(&tts.license.id).await.unwrap();
+        let revoked = node.revoke_license(setup(), &tts.license.id).await.unwrap();
         assert!(revoked.revoked_at.is_some(), "{backend}");
         assert!(node.server(other.guid).await.unwrap().licenses.is_empty());
         // (Created at the same instant of the manual clock: in id order, so sorted here.)
@@ -231,11 +257,14 @@ async fn two_nodes_on_one_database_bind_a_guid_to_one_instance_only() {
     let Some((one, two)) = two_nodes().await else {
         return;
     };
-    let inst = one.create_installation("Acme").await.unwrap();
-    let prod = one.add_server(&inst.id, Context::Production).await.unwrap();
+    let inst = one.create_installation(setup(), "Acme").await.unwrap();
+    let prod = one
+        .add_server(setup(), &inst.id, Context::Production)
+        .await
+        .unwrap();
     // Many rounds of two fresh instances racing for one free GUID through two nodes.
     for round in 0..20u8 {
-        one.reassign_server(prod.guid).await.unwrap();
+        one.reassign_server(setup(), prod.guid).await.unwrap();
         let mut a = FakeServer::new(prod.guid, 2 * round + 1);
         let mut b = FakeServer::new(prod.guid, 2 * round + 2);
         let (ra, rb) = tokio::join!(sync(&one, &mut a, vec![]), sync(&two, &mut b, vec![]));
@@ -252,10 +281,10 @@ async fn two_nodes_on_one_database_keep_one_production_server_per_installation()
         return;
     };
     for round in 0..20 {
-        let inst = one.create_installation("Acme").await.unwrap();
+        let inst = one.create_installation(setup(), "Acme").await.unwrap();
         let (ra, rb) = tokio::join!(
-            one.add_server(&inst.id, Context::Production),
-            two.add_server(&inst.id, Context::Production)
+            one.add_server(setup(), &inst.id, Context::Production),
+            two.add_server(setup(), &inst.id, Context::Production)
         );
         assert_eq!(
             [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count(),
@@ -270,15 +299,24 @@ async fn two_nodes_on_one_database_let_exactly_one_of_two_racing_transfers_win()
     let Some((one, two)) = two_nodes().await else {
         return;
     };
-    let a = one.create_installation("A").await.unwrap();
-    let b = one.create_installation("B").await.unwrap();
-    let c = one.create_installation("C").await.unwrap();
-    let from = one.add_server(&a.id, Context::Production).await.unwrap();
-    let to_b = one.add_server(&b.id, Context::Production).await.unwrap();
-    let to_c = one.add_server(&c.id, Context::Production).await.unwrap();
+    let a = one.create_installation(setup(), "A").await.unwrap();
+    let b = one.create_installation(setup(), "B").await.unwrap();
+    let c = one.create_installation(setup(), "C").await.unwrap();
+    let from = one
+        .add_server(setup(), &a.id, Context::Production)
+        .await
+        .unwrap();
+    let to_b = one
+        .add_server(setup(), &b.id, Context::Production)
+        .await
+        .unwrap();
+    let to_c = one
+        .add_server(setup(), &c.id, Context::Production)
+        .await
+        .unwrap();
     for round in 0..20 {
         let l = one
-            .grant_license(&grant_request(from.guid, "tts", 5))
+            .grant_license(setup(), &grant_request(from.guid, "tts", 5))
             .await
             .unwrap();
         let id = l.license.id;
@@ -293,8 +331,8 @@ async fn two_nodes_on_one_database_let_exactly_one_of_two_racing_transfers_win()
             },
         );
         let (rb, rc) = tokio::join!(
-            one.transfer_license(&id, &tb),
-            two.transfer_license(&id, &tc)
+            one.transfer_license(setup(), &id, &tb),
+            two.transfer_license(setup(), &id, &tc)
         );
         let (won, lost) = match (rb, rc) {
             (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
@@ -310,12 +348,15 @@ async fn the_installation_report_adds_servers_per_day_and_flags_backup_use_besid
     let dir = tempfile::tempdir().unwrap();
     for (backend, url) in node_databases(dir.path()).await {
         let node = node_on(&url, manual_clock()).await;
-        let inst = node.create_installation("Acme").await.unwrap();
+        let inst = node.create_installation(setup(), "Acme").await.unwrap();
         let prod = node
-            .add_server(&inst.id, Context::Production)
+            .add_server(setup(), &inst.id, Context::Production)
             .await
             .unwrap();
-        let backup = node.add_server(&inst.id, Context::Backup).await.unwrap();
+        let backup = node
+            .add_server(setup(), &inst.id, Context::Backup)
+            .await
+            .unwrap();
         let mut p = FakeServer::new(prod.guid, 1);
         let mut b = FakeServer::new(backup.guid, 2);
         // Production: hours 0 and 1 (peaks 4, 6). Backup: hour 1 in failover for 600 s
@@ -378,12 +419,15 @@ async fn events_report_forks_context_rejections_and_servers_near_the_end_of_grac
     for (backend, url) in node_databases(dir.path()).await {
         let clock = manual_clock();
         let node = node_on(&url, clock.clone()).await;
-        let inst = node.create_installation("Acme").await.unwrap();
+        let inst = node.create_installation(setup(), "Acme").await.unwrap();
         let prod = node
-            .add_server(&inst.id, Context::Production)
+            .add_server(setup(), &inst.id, Context::Production)
             .await
             .unwrap();
-        let backup = node.add_server(&inst.id, Context::Backup).await.unwrap();
+        let backup = node
+            .add_server(setup(), &inst.id, Context::Backup)
+            .await
+            .unwrap();
         assert!(node.events(7).await.unwrap().events.is_empty(), "{backend}");
         // A copy refused: a fork.
         let mut first = FakeServer::new(prod.guid, 1);
@@ -440,9 +484,9 @@ async fn after_a_recorded_restore_a_server_syncs_once_with_a_token_the_database_
     for (backend, url) in node_databases(dir.path()).await {
         let clock = manual_clock();
         let node = node_on(&url, clock.clone()).await;
-        let inst = node.create_installation("Acme").await.unwrap();
+        let inst = node.create_installation(setup(), "Acme").await.unwrap();
         let prod = node
-            .add_server(&inst.id, Context::Production)
+            .add_server(setup(), &inst.id, Context::Production)
             .await
             .unwrap();
         let mut server = FakeServer::new(prod.guid, 1);
@@ -479,9 +523,9 @@ async fn old_hours_roll_up_into_days_that_report_the_same_and_expire_after_the_r
     for (backend, url) in node_databases(dir.path()).await {
         let clock = manual_clock();
         let node = node_on(&url, clock.clone()).await;
-        let inst = node.create_installation("Acme").await.unwrap();
+        let inst = node.create_installation(setup(), "Acme").await.unwrap();
         let prod = node
-            .add_server(&inst.id, Context::Production)
+            .add_server(setup(), &inst.id, Context::Production)
             .await
             .unwrap();
         let mut server = FakeServer::new(prod.guid, 1);
@@ -601,8 +645,11 @@ async fn two_nodes_maintaining_one_postgres_database_at_once_roll_each_day_up_on
     let clock = manual_clock();
     let a = node_on(&url, clock.clone()).await;
     let b = node_on(&url, clock.clone()).await;
-    let inst = a.create_installation("Acme").await.unwrap();
-    let prod = a.add_server(&inst.id, Context::Production).await.unwrap();
+    let inst = a.create_installation(setup(), "Acme").await.unwrap();
+    let prod = a
+        .add_server(setup(), &inst.id, Context::Production)
+        .await
+        .unwrap();
     let mut s = FakeServer::new(prod.guid, 1);
     let buckets = (0..48)
         .map(|h| usage_bucket(h + 1, "tts", -120 * 24 + h as i64, 2))

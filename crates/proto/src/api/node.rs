@@ -64,6 +64,24 @@ pub struct ServerView {
     pub software_version: Option<String>,
     /// How many times a copy of this server presented a superseded sync token.
     pub forks_detected: u64,
+    /// When the last of those was refused.
+    #[serde(default)]
+    pub last_fork: Option<DateTime<Utc>>,
+    /// When the vendor last reassigned the GUID (a fork refused before then is resolved).
+    #[serde(default)]
+    pub reassigned_at: Option<DateTime<Utc>>,
+}
+
+impl ServerView {
+    /// A copy of the server was refused since the GUID was last reassigned: someone must
+    /// decide which copy keeps the GUID.
+    pub fn fork_open(&self) -> bool {
+        match (self.last_fork, self.reassigned_at) {
+            (Some(fork), Some(reassigned)) => fork > reassigned,
+            (Some(_), None) => true,
+            (None, _) => self.forks_detected > 0 && self.reassigned_at.is_none(),
+        }
+    }
 }
 
 /// `PATCH /v1/admin/servers/{guid}`

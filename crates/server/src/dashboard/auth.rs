@@ -2,8 +2,8 @@
 //! sessions (random cookie, idle expiry), CSRF tokens for every form, and the limit on
 //! failed sign-ins per client address.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::rand_core::OsRng as HashRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::rngs::OsRng;
-use rand::{Rng, RngCore};
+use rand::Rng;
 
 use crate::config::write_file_atomically;
 use crate::http::AppState;
@@ -29,9 +28,6 @@ pub const SESSION_COOKIE: &str = "leasehold_session";
 pub const LOGIN_COOKIE: &str = "leasehold_login";
 /// A session unused this long is gone.
 pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
-/// At most this many failed sign-ins per address within [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: usize = 5;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Shortest password `set-password` accepts.
 pub const MIN_PASSWORD_LEN: usize = 8;
 const MAX_SESSIONS: usize = 1000;
@@ -100,49 +96,15 @@ pub fn verify_password(data_dir: &Path, password: &str) -> Result<bool, String> 
         .is_ok())
 }
 
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
+pub use leasehold_web::browser::{
+    client_ip, cookie, expired_cookie, random_token, set_cookie, url_encode, Flash, FlashKind,
+    LoginThrottle, FAILURE_WINDOW, MAX_FAILURES,
+};
 pub use leasehold_web::same_secret;
 
-/// A message shown once on the next page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flash {
-    pub kind: FlashKind,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlashKind {
-    Success,
-    Error,
-    Info,
-}
-
-impl Flash {
-    pub fn success(text: impl Into<String>) -> Self {
-        Self {
-            kind: FlashKind::Success,
-            text: text.into(),
-        }
-    }
-
-    pub fn error(text: impl Into<String>) -> Self {
-        Self {
-            kind: FlashKind::Error,
-            text: text.into(),
-        }
-    }
-
-    pub fn info(text: impl Into<String>) -> Self {
-        Self {
-            kind: FlashKind::Info,
-            text: text.into(),
-        }
-    }
+/// Where to go after signing in: a path on this server, else the Licenses page.
+pub fn safe_next(next: Option<&str>) -> String {
+    leasehold_web::browser::safe_next(next, "/licenses")
 }
 
 #[derive(Debug)]
@@ -156,7 +118,7 @@ struct SessionEntry {
 #[derive(Debug, Default)]
 pub struct Sessions {
     sessions: Mutex<HashMap<String, SessionEntry>>,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    failures: LoginThrottle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -228,83 +190,20 @@ impl Sessions {
 
     /// `Some(wait)` when `ip` has used up its failed sign-ins for now.
     pub fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
-        let now = Instant::now();
-        let mut f = lock(&self.failures);
-        let list = f.get_mut(&ip)?;
-        while list
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
-        {
-            list.pop_front();
-        }
-        if list.is_empty() {
-            f.remove(&ip);
-            return None;
-        }
-        (list.len() >= MAX_FAILURES)
-            .then(|| {
-                list.front()
-                    .map(|t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)))
-            })
-            .flatten()
+        self.failures.locked_out(ip)
     }
 
     pub fn record_failure(&self, ip: IpAddr) {
-        let mut f = lock(&self.failures);
-        // Bounded: a flood of addresses cannot grow this without limit.
-        if f.len() > 10_000 {
-            let now = Instant::now();
-            f.retain(|_, l| {
-                l.back()
-                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
-            });
-        }
-        let list = f.entry(ip).or_default();
-        list.push_back(Instant::now());
-        while list.len() > MAX_FAILURES {
-            list.pop_front();
-        }
+        self.failures.record_failure(ip);
     }
 
     pub fn clear_failures(&self, ip: IpAddr) {
-        lock(&self.failures).remove(&ip);
+        self.failures.clear(ip);
     }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// A `Set-Cookie` value; `secure` (the admin listener speaks HTTPS) keeps the browser from
-/// ever sending it over plain HTTP.
-pub fn set_cookie(name: &str, value: &str, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/{secure}")
 }
 
 pub fn session_cookie(token: &str, secure: bool) -> String {
     set_cookie(SESSION_COOKIE, token, secure)
-}
-
-pub fn expired_cookie(name: &str, secure: bool) -> String {
-    format!("{}; Max-Age=0", set_cookie(name, "", secure))
-}
-
-/// The client's address, as the listener saw it (no proxy headers: the admin listener is
-/// meant to be reached directly).
-pub fn client_ip(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
 }
 
 /// A signed-in operator. Pages without one redirect to `/login?next=…`.
@@ -312,24 +211,6 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
 pub struct Session {
     pub token: String,
     pub csrf: String,
-}
-
-/// Where to go after signing in: only a path on this server, never another site. No control
-/// characters: a browser drops tabs and line breaks from a URL (`/<TAB>/evil.example` is
-/// `//evil.example`, another site), and the others make no `Location` header (a 500 after
-/// the sign-in succeeded).
-pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.chars().any(char::is_control) =>
-        {
-            n.into()
-        }
-        _ => "/licenses".into(),
-    }
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -365,19 +246,6 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// Percent-encodes everything but unreserved characters and `/`.
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -400,44 +268,5 @@ mod tests {
         set_password(dir.path(), "a new password").unwrap();
         assert!(verify_password(dir.path(), "a new password").unwrap());
         assert!(!verify_password(dir.path(), &first).unwrap());
-    }
-
-    #[test]
-    fn failures_lock_out_after_the_limit() {
-        let s = Sessions::default();
-        let ip = IpAddr::from([10, 0, 0, 1]);
-        for _ in 0..MAX_FAILURES - 1 {
-            s.record_failure(ip);
-            assert!(s.locked_out(ip).is_none());
-        }
-        s.record_failure(ip);
-        assert!(s.locked_out(ip).is_some());
-        assert!(s.locked_out(IpAddr::from([10, 0, 0, 2])).is_none());
-        s.clear_failures(ip);
-        assert!(s.locked_out(ip).is_none());
-    }
-
-    #[test]
-    fn next_stays_on_this_server() {
-        assert_eq!(safe_next(Some("/sync")), "/sync");
-        assert_eq!(safe_next(Some("//evil.example")), "/licenses");
-        assert_eq!(safe_next(Some("https://evil.example")), "/licenses");
-        assert_eq!(safe_next(None), "/licenses");
-        assert_eq!(url_encode("/a?b=c d"), "/a%3Fb%3Dc%20d");
-    }
-
-    /// Found by the `dashboard_form` fuzz target (docs/testing.md, "Fuzzing").
-    #[test]
-    fn next_with_control_characters_stays_on_this_server() {
-        // A browser drops the tab: `//evil.example`.
-        assert_eq!(safe_next(Some("/\t/evil.example")), "/licenses");
-        assert_eq!(safe_next(Some("/\n/evil.example")), "/licenses");
-        // Not a valid `Location` header: the sign-in would answer 500.
-        assert_eq!(safe_next(Some("/clients\u{1f}feature=tts")), "/licenses");
-        assert_eq!(safe_next(Some("/sync\r\nSet-Cookie: x=y")), "/licenses");
-        assert_eq!(
-            safe_next(Some("/clients?feature=tts")),
-            "/clients?feature=tts"
-        );
     }
 }

@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
@@ -157,25 +155,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const CSS: &str = include_str!("../../templates/dashboard.css");
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "max-age=300"),
-        ],
-        CSS,
-    )
-}
-
 /// Every dashboard route. Only `/login` and `/static/*` answer without a session.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::root_get))
         .route("/login", get(pages::login_get).post(forms::login_post))
         .route("/logout", axum::routing::post(forms::logout_post))
-        .route("/static/dashboard.css", get(stylesheet))
+        .route(
+            "/static/dashboard.css",
+            get(leasehold_web::browser::stylesheet),
+        )
         .route("/licenses", get(pages::licenses_get))
         .route("/setup", get(pages::setup_get).post(forms::setup_post))
         .route(

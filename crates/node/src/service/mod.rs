@@ -1,9 +1,18 @@
 //! What the node does, independent of HTTP: validates requests, makes identifiers, runs
-//! each decision of [`crate::domain`] in one store transaction and signs bundles.
+//! each decision of [`crate::domain`] in one store transaction and signs bundles. Every
+//! change takes a [`Change`] (who and why): its role is checked before anything is read,
+//! and its audit entry is written in the change's own transaction.
+
+mod staff;
+
+pub use staff::{
+    hash_password, ConsoleSession, NewSession, TokensOf, MAX_AUDIT_PAGE, SESSION_IDLE,
+};
 
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use leasehold_proto::api::staff::AuditAction;
 use leasehold_proto::{
     Clock, InstallationId, LicenseId, ServerGuid, SignedEnvelope, SyncToken, SyncUpload,
     VendorSigningKey, MIN_GRACE_DAYS,
@@ -14,6 +23,7 @@ use crate::api::{
     GrantLicense, InstallationView, LicenseView, ServerView, TransferLicense, UpdateServer,
     UsageRow,
 };
+use crate::domain::audit::{Change, Entry};
 use crate::domain::batch::SyncWriter;
 use crate::domain::retention::{self, MaintenanceReport, UsagePolicy};
 use crate::domain::{self, NewLicense, SyncInput};
@@ -127,7 +137,12 @@ impl Node {
         Ok(self.key.sign_bundle(&bundle))
     }
 
-    pub async fn create_installation(&self, name: &str) -> Result<InstallationView, ApiError> {
+    pub async fn create_installation(
+        &self,
+        change: Change<'_>,
+        name: &str,
+    ) -> Result<InstallationView, ApiError> {
+        change.actor.require(AuditAction::InstallationCreate)?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(ApiError::bad_request(
@@ -135,8 +150,14 @@ impl Node {
             ));
         }
         let id = InstallationId::from_random(random());
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let out = domain::create_installation(&mut *tx, &id, name, self.clock.now()).await?;
+        let out = domain::create_installation(&mut *tx, &id, name, now).await?;
+        Entry::new(AuditAction::InstallationCreate, id.as_str())
+            .installation(&id)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -150,13 +171,20 @@ impl Node {
 
     pub async fn add_server(
         &self,
+        change: Change<'_>,
         installation: &InstallationId,
         context: leasehold_proto::Context,
     ) -> Result<ServerView, ApiError> {
+        change.actor.require(AuditAction::ServerAdd)?;
         let guid = ServerGuid::from_bytes(random());
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let out =
-            domain::add_server(&mut *tx, installation, guid, context, self.clock.now()).await?;
+        let out = domain::add_server(&mut *tx, installation, guid, context, now).await?;
+        Entry::new(AuditAction::ServerAdd, guid.to_string())
+            .installation(installation)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -170,9 +198,11 @@ impl Node {
 
     pub async fn update_server(
         &self,
+        change: Change<'_>,
         guid: ServerGuid,
         update: &UpdateServer,
     ) -> Result<ServerView, ApiError> {
+        change.actor.require(AuditAction::ServerUpdate)?;
         if update.grace_days.is_none() && update.sync_interval_secs.is_none() {
             return Err(ApiError::bad_request(
                 "nothing to change: give grace_days and/or sync_interval_secs",
@@ -197,57 +227,161 @@ impl Node {
                 )));
             }
         }
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
+        let before = domain::server_view(&mut *tx, guid).await?;
         let out = domain::update_server(&mut *tx, guid, update).await?;
+        Entry::new(AuditAction::ServerUpdate, guid.to_string())
+            .installation(&out.installation)
+            .before(&before)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }
 
-    pub async fn reassign_server(&self, guid: ServerGuid) -> Result<ServerView, ApiError> {
+    /// Frees the GUID for a new instance (a rebuilt machine, or the one copy to keep after
+    /// a clone); resolves the forks refused so far.
+    pub async fn reassign_server(
+        &self,
+        change: Change<'_>,
+        guid: ServerGuid,
+    ) -> Result<ServerView, ApiError> {
+        change.actor.require(AuditAction::ServerReassign)?;
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let out = domain::reassign_server(&mut *tx, guid).await?;
+        let before = domain::server_view(&mut *tx, guid).await?;
+        let out = domain::reassign_server(&mut *tx, guid, now).await?;
+        Entry::new(AuditAction::ServerReassign, guid.to_string())
+            .installation(&out.installation)
+            .before(&before)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }
 
-    pub async fn grant_license(&self, req: &GrantLicense) -> Result<LicenseView, ApiError> {
+    pub async fn grant_license(
+        &self,
+        change: Change<'_>,
+        req: &GrantLicense,
+    ) -> Result<LicenseView, ApiError> {
+        change.actor.require(AuditAction::LicenseGrant)?;
         let new = NewLicense {
             id: LicenseId::from_random(random()),
             grant: req,
         };
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let out = domain::grant_license(&mut *tx, new, self.clock.now()).await?;
+        let out = domain::grant_license(&mut *tx, new, now).await?;
+        let installation = domain::installation_of(&mut *tx, out.server).await?;
+        Entry::new(AuditAction::LicenseGrant, out.license.id.as_str())
+            .installation(&installation)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }
 
     pub async fn transfer_license(
         &self,
+        change: Change<'_>,
         id: &LicenseId,
         req: &TransferLicense,
     ) -> Result<LicenseView, ApiError> {
+        change.actor.require(AuditAction::LicenseTransfer)?;
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
+        let before = domain::license(&mut *tx, id).await?;
         let out = domain::transfer_license(&mut *tx, id, req).await?;
+        let from = domain::installation_of(&mut *tx, before.server).await?;
+        let to = domain::installation_of(&mut *tx, out.server).await?;
+        Entry::new(AuditAction::LicenseTransfer, id.as_str())
+            .installation(&from)
+            .installation(&to)
+            .before(&before)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }
 
-    pub async fn revoke_license(&self, id: &LicenseId) -> Result<LicenseView, ApiError> {
+    pub async fn revoke_license(
+        &self,
+        change: Change<'_>,
+        id: &LicenseId,
+    ) -> Result<LicenseView, ApiError> {
+        change.actor.require(AuditAction::LicenseRevoke)?;
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let out = domain::revoke_license(&mut *tx, id, self.clock.now()).await?;
+        let before = domain::license(&mut *tx, id).await?;
+        let out = domain::revoke_license(&mut *tx, id, now).await?;
+        let installation = domain::installation_of(&mut *tx, out.server).await?;
+        Entry::new(AuditAction::LicenseRevoke, id.as_str())
+            .installation(&installation)
+            .before(&before)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }
 
     pub async fn set_maintenance(
         &self,
+        change: Change<'_>,
         id: &LicenseId,
         until: NaiveDate,
     ) -> Result<LicenseView, ApiError> {
+        change.actor.require(AuditAction::LicenseSetMaintenance)?;
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
+        let before = domain::license(&mut *tx, id).await?;
         let out = domain::set_maintenance(&mut *tx, id, until).await?;
+        let installation = domain::installation_of(&mut *tx, out.server).await?;
+        Entry::new(AuditAction::LicenseSetMaintenance, id.as_str())
+            .installation(&installation)
+            .before(&before)
+            .after(&out)
+            .write(&mut *tx, change, now)
+            .await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// An air-gapped sync answered by a person (the console): the same sync as
+    /// `POST /v1/sync`, with an audit entry saying who handed out the bundle. The sync
+    /// commits first (it goes through the sync writer like every other); a failure to write
+    /// the entry afterwards withholds the bundle.
+    pub async fn offline_sync(
+        &self,
+        change: Change<'_>,
+        upload: SyncUpload,
+    ) -> Result<SignedEnvelope, ApiError> {
+        change.actor.require(AuditAction::ServerOfflineSync)?;
+        let guid = upload.server_guid;
+        let uploaded = serde_json::json!({
+            "instance_id": upload.instance_id,
+            "last_bundle_serial": upload.last_bundle_serial,
+            "usage_buckets": upload.usage.len(),
+            "software_version": upload.software_version,
+        });
+        let envelope = self.sync(upload).await?;
+        let now = self.clock.now();
+        let mut tx = self.begin().await?;
+        let after = domain::server_view(&mut *tx, guid).await?;
+        Entry::new(AuditAction::ServerOfflineSync, guid.to_string())
+            .installation(&after.installation)
+            .before(&uploaded)
+            .after(&after)
+            .write(&mut *tx, change, now)
+            .await?;
+        tx.commit().await?;
+        Ok(envelope)
     }
 
     pub async fn usage(&self, guid: ServerGuid) -> Result<Vec<UsageRow>, ApiError> {

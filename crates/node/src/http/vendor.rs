@@ -1,143 +1,21 @@
-//! The node's HTTP surface. Every route is declared in `routes`; admin routes take the
-//! `AdminAuth` extractor. Bodies are size-limited and malformed ones get a JSON `bad_request`.
-//!
-//! Each route is declared once, as `.routes(routes!(handler))` on an `OpenApiRouter`, and its
-//! handler carries `#[utoipa::path(...)]`: the router and the node's OpenAPI description
-//! (`/openapi.json`, `docs/openapi/node.json`) come from that one declaration. Admin paths
-//! are written relative to `/v1/admin` (they are nested there). A new route follows its
-//! neighbours; then regenerate `docs/openapi/` (`leasehold openapi --out docs/openapi`).
+//! The vendor admin API over installations, servers, licenses and usage, and the sync route
+//! license servers call. Every change names its actor and reason ([`Change`]); the service
+//! checks the role and writes the audit entry.
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::{Json, Router};
-use leasehold_proto::{
-    ErrorBody, LicenseId, ServerGuid, SignedEnvelope, SyncUpload, MAX_SYNC_BODY_BYTES,
-};
-use leasehold_web::{AdminAuth, AdminToken, ApiError, ApiJson, Service};
-use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
-use utoipa::OpenApi as _;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use axum::Json;
+use leasehold_proto::{ErrorBody, LicenseId, ServerGuid, SignedEnvelope, SyncUpload};
+use leasehold_web::{ApiError, ApiJson};
 
+use super::{parse_guid, parse_license_id, NodeState, Reason, Staff};
 use crate::api::{
     AddServer, CreateInstallation, GrantLicense, InstallationList, InstallationView, LicenseView,
     ServerView, SetMaintenance, TransferLicense, UpdateServer, UsageReport,
 };
-use crate::service::Node;
-
-const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
-
-#[derive(Debug, Clone)]
-pub struct NodeState {
-    pub node: Arc<Node>,
-    admin_token: AdminToken,
-}
-
-impl NodeState {
-    pub fn new(node: Arc<Node>, admin_token: &str) -> Self {
-        Self {
-            node,
-            admin_token: AdminToken::new(admin_token, Service::Node.name()),
-        }
-    }
-}
-
-impl FromRef<NodeState> for AdminToken {
-    fn from_ref(state: &NodeState) -> Self {
-        state.admin_token.clone()
-    }
-}
-
-impl FromRef<NodeState> for Service {
-    fn from_ref(_: &NodeState) -> Self {
-        Service::Node
-    }
-}
-
-#[derive(utoipa::OpenApi)]
-#[openapi(info(
-    title = "Leasehold license node",
-    description = "The license node's one listener (default `127.0.0.1:8470`): the vendor admin API (admin token), the sync route license servers use, health and metrics. docs/protocol.md says what each field means."
-))]
-struct NodeApi;
-
-/// Every route of the node, described.
-fn routes() -> OpenApiRouter<NodeState> {
-    let admin = OpenApiRouter::new()
-        .routes(routes!(create_installation, list_installations))
-        .routes(routes!(installation_usage))
-        .routes(routes!(vendor_events))
-        .routes(routes!(add_server))
-        .routes(routes!(show_server, update_server))
-        .routes(routes!(reassign_server))
-        .routes(routes!(usage))
-        .routes(routes!(grant_license))
-        .routes(routes!(show_license))
-        .routes(routes!(transfer_license))
-        .routes(routes!(revoke_license))
-        .routes(routes!(set_maintenance))
-        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
-    let sync = OpenApiRouter::new()
-        .routes(routes!(sync))
-        .layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES));
-    OpenApiRouter::with_openapi(NodeApi::openapi())
-        .routes(routes!(leasehold_web::health))
-        .merge(sync)
-        .routes(routes!(metrics))
-        .routes(routes!(leasehold_web::openapi::openapi_json))
-        .nest("/v1/admin", admin)
-}
-
-/// The node's OpenAPI description (`docs/openapi/node.json`).
-pub fn description() -> utoipa::openapi::OpenApi {
-    leasehold_web::openapi::finish(routes().into_openapi())
-}
-
-pub fn router(state: NodeState) -> Router {
-    let (router, api) = routes().split_for_parts();
-    router
-        .layer(leasehold_web::openapi::layer(
-            &leasehold_web::openapi::finish(api),
-        ))
-        .fallback(leasehold_web::not_found(Service::Node))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
-}
-
-/// The node's metrics (docs/protocol.md lists them).
-#[utoipa::path(get, path = "/metrics", tag = "metrics",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
-    state.node.update_gauges();
-    leasehold_web::metrics_response()
-}
-
-/// Serves until `shutdown` completes, then finishes in-flight requests; `limits` bound the
-/// connections (see [`leasehold_web::Limits`]); with `tls` the node speaks HTTPS only.
-pub async fn serve(
-    state: NodeState,
-    listener: TcpListener,
-    limits: leasehold_web::Limits,
-    tls: Option<leasehold_web::Tls>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    leasehold_web::metrics::register(crate::metrics::METRICS);
-    leasehold_web::serve("node", listener, router(state), limits, tls, shutdown).await
-}
-
-fn parse_guid(text: &str) -> Result<ServerGuid, ApiError> {
-    ServerGuid::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
-fn parse_license_id(text: &str) -> Result<LicenseId, ApiError> {
-    LicenseId::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
-}
+use crate::domain::audit::Change;
 
 /// A license server's sync: its usage summaries in, a signed bundle out (docs/protocol.md,
 /// "Node ↔ server").
@@ -152,7 +30,7 @@ fn parse_license_id(text: &str) -> Result<LicenseId, ApiError> {
         (status = 422, description = "`context_mismatch`: the server claims another context than the vendor registered", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(guid = %upload.server_guid))]
-async fn sync(
+pub(super) async fn sync(
     State(state): State<NodeState>,
     ApiJson(upload): ApiJson<SyncUpload>,
 ) -> Result<Json<SignedEnvelope>, ApiError> {
@@ -174,23 +52,28 @@ async fn sync(
 }
 
 /// Creates an installation: a customer site's production or development server and backups.
-#[utoipa::path(post, path = "/installations", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/installations", tag = "vendor", params(super::staff::ChangeReason),
+    security(("vendor_token" = ["admin"])),
     request_body = CreateInstallation,
     responses((status = 201, description = "The installation", body = InstallationView)))]
-async fn create_installation(
-    _: AdminAuth,
+pub(super) async fn create_installation(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     ApiJson(req): ApiJson<CreateInstallation>,
 ) -> Result<(StatusCode, Json<InstallationView>), ApiError> {
-    let view = state.node.create_installation(&req.name).await?;
+    let view = state
+        .node
+        .create_installation(Change::new(&actor, &reason), &req.name)
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// Every installation.
-#[utoipa::path(get, path = "/installations", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/installations", tag = "vendor", security(("vendor_token" = ["support"])),
     responses((status = 200, description = "Every installation with its servers", body = InstallationList)))]
-async fn list_installations(
-    _: AdminAuth,
+pub(super) async fn list_installations(
+    _: Staff,
     State(state): State<NodeState>,
 ) -> Result<Json<InstallationList>, ApiError> {
     let installations = state.node.list_installations().await?;
@@ -198,34 +81,36 @@ async fn list_installations(
 }
 
 /// Registers a server (a new GUID) in an installation.
-#[utoipa::path(post, path = "/servers", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/servers", tag = "vendor", params(super::staff::ChangeReason),
+    security(("vendor_token" = ["support"])),
     request_body = AddServer,
     responses(
         (status = 201, description = "The server", body = ServerView),
         (status = 404, description = "`not_found`: no such installation", body = ErrorBody),
         (status = 422, description = "`installation_shape`: a second production or development server in the installation", body = ErrorBody),
     ))]
-async fn add_server(
-    _: AdminAuth,
+pub(super) async fn add_server(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     ApiJson(req): ApiJson<AddServer>,
 ) -> Result<(StatusCode, Json<ServerView>), ApiError> {
     let view = state
         .node
-        .add_server(&req.installation, req.context)
+        .add_server(Change::new(&actor, &reason), &req.installation, req.context)
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// One server: its licenses and sync state.
-#[utoipa::path(get, path = "/servers/{guid}", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/servers/{guid}", tag = "vendor", security(("vendor_token" = ["support"])),
     params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
     responses(
         (status = 200, description = "The server", body = ServerView),
         (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
     ))]
-async fn show_server(
-    _: AdminAuth,
+pub(super) async fn show_server(
+    _: Staff,
     State(state): State<NodeState>,
     Path(guid): Path<String>,
 ) -> Result<Json<ServerView>, ApiError> {
@@ -233,48 +118,56 @@ async fn show_server(
 }
 
 /// Changes a server's grace period or sync interval.
-#[utoipa::path(patch, path = "/servers/{guid}", tag = "vendor", security(("admin_token" = [])),
-    params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
+#[utoipa::path(patch, path = "/servers/{guid}", tag = "vendor", security(("vendor_token" = ["admin"])),
+    params(super::staff::ChangeReason, ("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
     request_body = UpdateServer,
     responses(
         (status = 200, description = "The server", body = ServerView),
         (status = 400, description = "`bad_request`: grace below 60 days, or an interval below 60 s or above half the grace", body = ErrorBody),
         (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
     ))]
-async fn update_server(
-    _: AdminAuth,
+pub(super) async fn update_server(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     Path(guid): Path<String>,
     ApiJson(req): ApiJson<UpdateServer>,
 ) -> Result<Json<ServerView>, ApiError> {
     Ok(Json(
-        state.node.update_server(parse_guid(&guid)?, &req).await?,
+        state
+            .node
+            .update_server(Change::new(&actor, &reason), parse_guid(&guid)?, &req)
+            .await?,
     ))
 }
 
 /// Unbinds a server's GUID from its instance and revokes its sync-token chain, so a new
 /// instance (a rebuilt machine) can take the GUID.
-#[utoipa::path(post, path = "/servers/{guid}/reassign", tag = "vendor", security(("admin_token" = [])),
-    params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
+#[utoipa::path(post, path = "/servers/{guid}/reassign", tag = "vendor", security(("vendor_token" = ["support"])),
+    params(super::staff::ChangeReason, ("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
     responses(
         (status = 200, description = "The server, instance unbound", body = ServerView),
         (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
     ))]
-async fn reassign_server(
-    _: AdminAuth,
+pub(super) async fn reassign_server(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     Path(guid): Path<String>,
 ) -> Result<Json<ServerView>, ApiError> {
     let guid = parse_guid(&guid)?;
-    let view = state.node.reassign_server(guid).await?;
-    tracing::info!(%guid, "server GUID reassigned");
+    let view = state
+        .node
+        .reassign_server(Change::new(&actor, &reason), guid)
+        .await?;
+    tracing::info!(%guid, by = %actor.name, "server GUID reassigned");
     Ok(Json(view))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct Period {
+pub(crate) struct Period {
     /// First day (UTC, inclusive); default 29 days before `to` (30 days in all).
     from: Option<chrono::NaiveDate>,
     /// Last day (UTC, inclusive); default today. At most 1,098 days in all.
@@ -284,20 +177,20 @@ struct Period {
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     /// A server without a sync for more than this many days is `silent`; default 7.
     silent_days: Option<u32>,
 }
 
 /// What a vendor should look at, per server, most urgent kind first.
-#[utoipa::path(get, path = "/events", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/events", tag = "vendor", security(("vendor_token" = ["support"])),
     params(EventsQuery),
     responses(
         (status = 200, description = "The events", body = crate::api::VendorEvents),
         (status = 400, description = "`bad_request`: `silent_days` is not a whole number of days", body = ErrorBody),
     ))]
-async fn vendor_events(
-    _: AdminAuth,
+pub(super) async fn vendor_events(
+    _: Staff,
     State(state): State<NodeState>,
     query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<crate::api::VendorEvents>, ApiError> {
@@ -311,15 +204,15 @@ async fn vendor_events(
 }
 
 /// The vendor's usage report of one installation, per day (UTC), feature and context.
-#[utoipa::path(get, path = "/installations/{id}/usage", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/installations/{id}/usage", tag = "vendor", security(("vendor_token" = ["support"])),
     params(("id" = leasehold_proto::InstallationId, Path, description = "The installation"), Period),
     responses(
         (status = 200, description = "The report", body = crate::api::InstallationUsage),
         (status = 400, description = "`bad_request`: a malformed id or date, or a period that is reversed or too long", body = ErrorBody),
         (status = 404, description = "`not_found`: no such installation", body = ErrorBody),
     ))]
-async fn installation_usage(
-    _: AdminAuth,
+pub(super) async fn installation_usage(
+    _: Staff,
     State(state): State<NodeState>,
     Path(id): Path<String>,
     query: Result<axum::extract::Query<Period>, axum::extract::rejection::QueryRejection>,
@@ -338,14 +231,14 @@ async fn installation_usage(
 }
 
 /// Every usage row a server uploaded.
-#[utoipa::path(get, path = "/servers/{guid}/usage", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/servers/{guid}/usage", tag = "vendor", security(("vendor_token" = ["support"])),
     params(("guid" = ServerGuid, Path, description = "The server's GUID, with or without braces")),
     responses(
         (status = 200, description = "The rows", body = UsageReport),
         (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
     ))]
-async fn usage(
-    _: AdminAuth,
+pub(super) async fn usage(
+    _: Staff,
     State(state): State<NodeState>,
     Path(guid): Path<String>,
 ) -> Result<Json<UsageReport>, ApiError> {
@@ -355,7 +248,8 @@ async fn usage(
 }
 
 /// Grants a license to a server.
-#[utoipa::path(post, path = "/licenses", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/licenses", tag = "vendor", params(super::staff::ChangeReason),
+    security(("vendor_token" = ["admin"])),
     request_body = GrantLicense,
     responses(
         (status = 201, description = "The license", body = LicenseView),
@@ -363,24 +257,28 @@ async fn usage(
         (status = 404, description = "`unknown_server`: no such server", body = ErrorBody),
         (status = 422, description = "`context_mismatch` (the license's context is not the server's) or `installation_shape` (a backup license that does not parallel a production license of the installation)", body = ErrorBody),
     ))]
-async fn grant_license(
-    _: AdminAuth,
+pub(super) async fn grant_license(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     ApiJson(req): ApiJson<GrantLicense>,
 ) -> Result<(StatusCode, Json<LicenseView>), ApiError> {
-    let view = state.node.grant_license(&req).await?;
+    let view = state
+        .node
+        .grant_license(Change::new(&actor, &reason), &req)
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// One license and the server it is assigned to.
-#[utoipa::path(get, path = "/licenses/{id}", tag = "vendor", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/licenses/{id}", tag = "vendor", security(("vendor_token" = ["support"])),
     params(("id" = LicenseId, Path, description = "The license")),
     responses(
         (status = 200, description = "The license", body = LicenseView),
         (status = 404, description = "`not_found`: no such license", body = ErrorBody),
     ))]
-async fn show_license(
-    _: AdminAuth,
+pub(super) async fn show_license(
+    _: Staff,
     State(state): State<NodeState>,
     Path(id): Path<String>,
 ) -> Result<Json<LicenseView>, ApiError> {
@@ -389,8 +287,8 @@ async fn show_license(
 }
 
 /// Moves a license to another server of the same context.
-#[utoipa::path(post, path = "/licenses/{id}/transfer", tag = "vendor", security(("admin_token" = [])),
-    params(("id" = LicenseId, Path, description = "The license")),
+#[utoipa::path(post, path = "/licenses/{id}/transfer", tag = "vendor", security(("vendor_token" = ["admin"])),
+    params(super::staff::ChangeReason, ("id" = LicenseId, Path, description = "The license")),
     request_body = TransferLicense,
     responses(
         (status = 200, description = "The license on its new server", body = LicenseView),
@@ -398,47 +296,65 @@ async fn show_license(
         (status = 409, description = "`stale_request`: `from` names a server the license is no longer on; nothing changed", body = ErrorBody),
         (status = 422, description = "`context_mismatch` (the target server has another context) or `installation_shape` (backup licenses rest on this one)", body = ErrorBody),
     ))]
-async fn transfer_license(
-    _: AdminAuth,
+pub(super) async fn transfer_license(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TransferLicense>,
 ) -> Result<Json<LicenseView>, ApiError> {
     let id = parse_license_id(&id)?;
-    Ok(Json(state.node.transfer_license(&id, &req).await?))
+    Ok(Json(
+        state
+            .node
+            .transfer_license(Change::new(&actor, &reason), &id, &req)
+            .await?,
+    ))
 }
 
 /// Revokes a license: the next bundle of its server no longer lists it.
-#[utoipa::path(post, path = "/licenses/{id}/revoke", tag = "vendor", security(("admin_token" = [])),
-    params(("id" = LicenseId, Path, description = "The license")),
+#[utoipa::path(post, path = "/licenses/{id}/revoke", tag = "vendor", security(("vendor_token" = ["admin"])),
+    params(super::staff::ChangeReason, ("id" = LicenseId, Path, description = "The license")),
     responses(
         (status = 200, description = "The license with `revoked_at`", body = LicenseView),
         (status = 404, description = "`not_found`: no such license", body = ErrorBody),
         (status = 422, description = "`installation_shape`: backup licenses rest on this one; revoke those first", body = ErrorBody),
     ))]
-async fn revoke_license(
-    _: AdminAuth,
+pub(super) async fn revoke_license(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     Path(id): Path<String>,
 ) -> Result<Json<LicenseView>, ApiError> {
     let id = parse_license_id(&id)?;
-    Ok(Json(state.node.revoke_license(&id).await?))
+    Ok(Json(
+        state
+            .node
+            .revoke_license(Change::new(&actor, &reason), &id)
+            .await?,
+    ))
 }
 
 /// Changes the date of the last release a license covers.
-#[utoipa::path(post, path = "/licenses/{id}/maintenance", tag = "vendor", security(("admin_token" = [])),
-    params(("id" = LicenseId, Path, description = "The license")),
+#[utoipa::path(post, path = "/licenses/{id}/maintenance", tag = "vendor", security(("vendor_token" = ["admin"])),
+    params(super::staff::ChangeReason, ("id" = LicenseId, Path, description = "The license")),
     request_body = SetMaintenance,
     responses(
         (status = 200, description = "The license", body = LicenseView),
         (status = 404, description = "`not_found`: no such license", body = ErrorBody),
     ))]
-async fn set_maintenance(
-    _: AdminAuth,
+pub(super) async fn set_maintenance(
+    Staff(actor): Staff,
+    Reason(reason): Reason,
     State(state): State<NodeState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SetMaintenance>,
 ) -> Result<Json<LicenseView>, ApiError> {
     let id = parse_license_id(&id)?;
-    Ok(Json(state.node.set_maintenance(&id, req.until).await?))
+    Ok(Json(
+        state
+            .node
+            .set_maintenance(Change::new(&actor, &reason), &id, req.until)
+            .await?,
+    ))
 }

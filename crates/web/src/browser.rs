@@ -1,0 +1,293 @@
+//! What the two server-rendered web interfaces share (the license server's dashboard and the
+//! node's vendor console): cookies, where to go after signing in, random tokens, the
+//! client's address, the limit on failed sign-ins per address, one-time flash messages and
+//! the stylesheet. Each keeps its own sessions (the dashboard in memory, the console in the
+//! node's database, shared by every node).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+/// The stylesheet of both interfaces: states in words and icons as well as colour, tables
+/// that turn into cards on a phone.
+pub const STYLESHEET: &str = include_str!("../assets/dashboard.css");
+
+/// `GET /static/dashboard.css` (or the console's copy).
+pub async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        STYLESHEET,
+    )
+}
+
+/// 32 random bytes in hex: session cookies and CSRF tokens.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A `Set-Cookie` value; `secure` (the listener speaks HTTPS) keeps the browser from ever
+/// sending it over plain HTTP.
+pub fn set_cookie(name: &str, value: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/{secure}")
+}
+
+pub fn expired_cookie(name: &str, secure: bool) -> String {
+    format!("{}; Max-Age=0", set_cookie(name, "", secure))
+}
+
+/// The client's address, as the listener saw it (no proxy headers: the listener is meant
+/// to be reached directly).
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// Where to go after signing in: only a path on this server, never another site, else
+/// `default`. No control characters: a browser drops tabs and line breaks from a URL
+/// (`/<TAB>/evil.example` is `//evil.example`, another site), and the others make no
+/// `Location` header (a 500 after the sign-in succeeded).
+pub fn safe_next(next: Option<&str>, default: &str) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.into()
+        }
+        _ => default.into(),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A message shown once on the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    pub kind: FlashKind,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashKind {
+    Success,
+    Error,
+    Info,
+}
+
+impl Flash {
+    pub fn success(text: impl Into<String>) -> Self {
+        Self {
+            kind: FlashKind::Success,
+            text: text.into(),
+        }
+    }
+
+    pub fn error(text: impl Into<String>) -> Self {
+        Self {
+            kind: FlashKind::Error,
+            text: text.into(),
+        }
+    }
+
+    pub fn info(text: impl Into<String>) -> Self {
+        Self {
+            kind: FlashKind::Info,
+            text: text.into(),
+        }
+    }
+
+    /// One line to store (`ok:`, `error:` or `info:` and the text).
+    pub fn encode(&self) -> String {
+        let kind = match self.kind {
+            FlashKind::Success => "ok",
+            FlashKind::Error => "error",
+            FlashKind::Info => "info",
+        };
+        format!("{kind}:{}", self.text)
+    }
+
+    /// What [`Flash::encode`] wrote; anything else is shown as a note.
+    pub fn decode(stored: &str) -> Self {
+        match stored.split_once(':') {
+            Some(("ok", t)) => Self::success(t),
+            Some(("error", t)) => Self::error(t),
+            Some(("info", t)) => Self::info(t),
+            _ => Self::info(stored),
+        }
+    }
+
+    /// The CSS class and the words in front of the text.
+    pub fn look(&self) -> (&'static str, &'static str) {
+        match self.kind {
+            FlashKind::Success => ("flash-ok", "✔ Done:"),
+            FlashKind::Error => ("flash-error", "✖ Failed:"),
+            FlashKind::Info => ("flash-info", "ℹ Note:"),
+        }
+    }
+}
+
+/// At most this many failed sign-ins per address within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Failed sign-ins per client address, in memory: after [`MAX_FAILURES`] within
+/// [`FAILURE_WINDOW`] an address must wait.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+impl LoginThrottle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Some(wait)` when `ip` has used up its failed sign-ins for now.
+    pub fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let mut f = self.lock();
+        let list = f.get_mut(&ip)?;
+        while list
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+        {
+            list.pop_front();
+        }
+        if list.is_empty() {
+            f.remove(&ip);
+            return None;
+        }
+        (list.len() >= MAX_FAILURES)
+            .then(|| {
+                list.front()
+                    .map(|t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)))
+            })
+            .flatten()
+    }
+
+    pub fn record_failure(&self, ip: IpAddr) {
+        let mut f = self.lock();
+        // Bounded: a flood of addresses cannot grow this without limit.
+        if f.len() > 10_000 {
+            let now = Instant::now();
+            f.retain(|_, l| {
+                l.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
+        }
+        let list = f.entry(ip).or_default();
+        list.push_back(Instant::now());
+        while list.len() > MAX_FAILURES {
+            list.pop_front();
+        }
+    }
+
+    pub fn clear(&self, ip: IpAddr) {
+        self.lock().remove(&ip);
+    }
+}
+
+/// "Try again in 3 minutes", for a lockout of `wait`.
+pub fn wait_words(wait: Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_lock_out_after_the_limit() {
+        let s = LoginThrottle::default();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        for _ in 0..MAX_FAILURES - 1 {
+            s.record_failure(ip);
+            assert!(s.locked_out(ip).is_none());
+        }
+        s.record_failure(ip);
+        assert!(s.locked_out(ip).is_some());
+        assert!(s.locked_out(IpAddr::from([10, 0, 0, 2])).is_none());
+        s.clear(ip);
+        assert!(s.locked_out(ip).is_none());
+    }
+
+    #[test]
+    fn next_stays_on_this_server() {
+        assert_eq!(safe_next(Some("/sync"), "/licenses"), "/sync");
+        assert_eq!(safe_next(Some("//evil.example"), "/licenses"), "/licenses");
+        assert_eq!(safe_next(Some("https://evil.example"), "/x"), "/x");
+        assert_eq!(safe_next(None, "/licenses"), "/licenses");
+        assert_eq!(url_encode("/a?b=c d"), "/a%3Fb%3Dc%20d");
+    }
+
+    /// Found by the `dashboard_form` fuzz target (docs/testing.md, "Fuzzing").
+    #[test]
+    fn next_with_control_characters_stays_on_this_server() {
+        // A browser drops the tab: `//evil.example`.
+        assert_eq!(safe_next(Some("/\t/evil.example"), "/d"), "/d");
+        assert_eq!(safe_next(Some("/\n/evil.example"), "/d"), "/d");
+        // Not a valid `Location` header: the sign-in would answer 500.
+        assert_eq!(safe_next(Some("/clients\u{1f}feature=tts"), "/d"), "/d");
+        assert_eq!(safe_next(Some("/sync\r\nSet-Cookie: x=y"), "/d"), "/d");
+        assert_eq!(
+            safe_next(Some("/clients?feature=tts"), "/d"),
+            "/clients?feature=tts"
+        );
+    }
+
+    #[test]
+    fn flashes_round_trip_and_cookies_are_found() {
+        for f in [Flash::success("a:b"), Flash::error("x"), Flash::info("")] {
+            assert_eq!(Flash::decode(&f.encode()), f);
+        }
+        assert_eq!(Flash::decode("plain"), Flash::info("plain"));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1;  b=2".parse().unwrap());
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "c"), None);
+        assert!(set_cookie("s", "v", true).ends_with("; Secure"));
+        assert_eq!(wait_words(Duration::from_secs(61)), "2 minutes");
+    }
+}
