@@ -5,8 +5,10 @@
 
 pub use leasehold_proto::api::node as api;
 pub mod chain;
+mod console;
 pub mod domain;
 mod error;
+pub mod export;
 mod http;
 mod metrics;
 mod service;

@@ -241,40 +241,10 @@ fn summary(points: &[HistoryPoint]) -> String {
     format!("highest use {peak}, licensed {licensed}, {denials} requests denied")
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Adds an accessible name and description to the document plotters wrote.
-fn add_title(mut svg: String, title: &str, desc: &str) -> String {
-    let Some(open) = svg.find("<svg") else {
-        return svg;
-    };
-    let Some(end) = svg[open..].find('>').map(|i| open + i) else {
-        return svg;
-    };
-    let (title, desc) = (escape(title), escape(desc));
-    svg.insert_str(
-        end + 1,
-        &format!("\n<title>{title}</title>\n<desc>{desc}</desc>"),
-    );
-    svg.insert_str(
-        open + 4,
-        &format!(" role=\"img\" aria-label=\"{title}: {desc}\""),
-    );
-    svg
-}
+use leasehold_web::svg::add_title;
 
 fn fallback_svg(title: &str, error: &str) -> String {
-    let (title, error) = (escape(title), escape(error));
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\"><title>{title}</title>\
-         <text x=\"20\" y=\"30\" font-family=\"sans-serif\" font-size=\"16\">{title}</text>\
-         <text x=\"20\" y=\"60\" font-family=\"sans-serif\" font-size=\"13\">chart could not be drawn: {error}</text></svg>"
-    )
+    leasehold_web::svg::fallback_svg(title, error, WIDTH, HEIGHT)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 mod routes;
 pub mod serve;
+pub mod svg;
 pub mod tls;
 
 pub use auth::{same_secret, AdminAuth, AdminToken};

@@ -33,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{Reason, Staff, StaffOrBootstrap};
+pub(crate) use staff::AuditParams;
 
 use crate::service::Node;
 
@@ -137,6 +138,7 @@ pub fn router(state: NodeState) -> Router {
         .layer(leasehold_web::openapi::layer(
             &leasehold_web::openapi::finish(api),
         ))
+        .merge(crate::console::router())
         .fallback(leasehold_web::not_found(Service::Node))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -3,11 +3,12 @@
 //! change takes a [`Change`] (who and why): its role is checked before anything is read,
 //! and its audit entry is written in the change's own transaction.
 
+mod queries;
 mod staff;
 
-pub use staff::{
-    hash_password, ConsoleSession, NewSession, TokensOf, MAX_AUDIT_PAGE, SESSION_IDLE,
-};
+pub use queries::INSTALLATIONS_PER_PAGE;
+
+pub use staff::{ConsoleSession, NewSession, TokensOf, MAX_AUDIT_PAGE};
 
 use std::sync::Arc;
 
