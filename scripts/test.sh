@@ -15,7 +15,7 @@ cargo build -p leasehold-cli
 if [ -x /usr/bin/chromium ] && [ -d tests/browser/node_modules/playwright-core ]; then
   echo "== browser test (headless Chromium); screenshots in artifacts/browser/"
   target_dir=${CARGO_TARGET_DIR:-$PWD/target}
-  (cd tests/browser && LEASEHOLD_BIN="$target_dir/debug/leasehold" node --test --test-concurrency=1 dashboard.test.mjs)
+  (cd tests/browser && LEASEHOLD_BIN="$target_dir/debug/leasehold" node --test --test-concurrency=1 dashboard.test.mjs console.test.mjs)
 elif [ "${CI:-}" = "true" ]; then
   echo "browser test prerequisites missing (chromium, tests/browser/node_modules)" >&2
   exit 1
