@@ -6,7 +6,7 @@
 mod staff;
 
 pub use staff::{
-    hash_password, ConsoleSession, NewSession, TokensOf, MAX_AUDIT_PAGE, SESSION_IDLE,
+    ConsoleSession, NewSession, TokensOf, MAX_AUDIT_PAGE, SESSION_IDLE, SESSION_MAX_AGE,
 };
 
 use std::sync::Arc;
