@@ -320,6 +320,15 @@ impl Node {
         req: &CreateAccount,
     ) -> Result<AccountView, ApiError> {
         change.actor.require(AuditAction::AccountCreate)?;
+        if change.actor.via == Via::Bootstrap {
+            // Once an admin exists the bootstrap token is refused whatever it asks (not told
+            // what a first account would need); checked again under the lock below, where two
+            // nodes may race.
+            let admins = enabled_admins(&mut *self.begin().await?).await?;
+            if !admins.is_empty() {
+                return Err(bootstrap_spent(&admins));
+            }
+        }
         check_password(&req.password).map_err(ApiError::bad_request)?;
         if change.actor.via == Via::Bootstrap && req.role != Role::Admin {
             return Err(ApiError::bad_request(
@@ -333,10 +342,7 @@ impl Node {
         if change.actor.via == Via::Bootstrap {
             let admins = enabled_admins(&mut *tx).await?;
             if !admins.is_empty() {
-                return Err(unauthorized(format!(
-                    "an admin account exists ({}), so the bootstrap token no longer works; sign in with an admin account (`leasehold vendor login`) to create accounts",
-                    admins.join(", ")
-                )));
+                return Err(bootstrap_spent(&admins));
             }
         }
         let account = AccountRecord {
@@ -585,6 +591,14 @@ impl Node {
         let mut tx = self.begin().await?;
         Ok(!enabled_admins(&mut *tx).await?.is_empty())
     }
+}
+
+/// The bootstrap token's refusal once `admins` (enabled admin accounts) exist.
+fn bootstrap_spent(admins: &[String]) -> ApiError {
+    unauthorized(format!(
+        "an admin account exists ({}), so the bootstrap token no longer works; sign in with an admin account (`leasehold vendor login`) to create accounts",
+        admins.join(", ")
+    ))
 }
 
 fn no_account(name: &AccountName) -> ApiError {
