@@ -3,5 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod openapi;
+mod roles;
 mod store;
 mod sync;
+mod world;
