@@ -2,6 +2,7 @@
 //! over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod openapi;
 mod roles;
 mod store;
