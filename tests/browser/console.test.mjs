@@ -257,7 +257,6 @@ test("a support engineer resolves a GUID conflict: find, see the fork, reassign 
     await page.fill("#a-server", ids.prod);
     await page.click("button:has-text('Show')");
     await page.waitForURL(/server=/);
-    console.log(page.url(), (await page.locator("main").innerText()).slice(0, 3000));
     const row = page.locator("tr.audit-entry", { hasText: "server.reassign" }).first();
     const text = await row.innerText();
     assert.match(text, /sam/);

@@ -16,4 +16,6 @@ pub mod store;
 
 pub use domain::audit::{Actor, Change};
 pub use http::{description, router, serve, NodeState};
-pub use service::{ConsoleSession, NewSession, Node};
+pub use service::{
+    ConsoleSession, NewSession, Node, TokensOf, MAX_AUDIT_PAGE, SESSION_IDLE, SESSION_MAX_AGE,
+};

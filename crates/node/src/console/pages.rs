@@ -820,7 +820,7 @@ pub fn audit_filters(p: &crate::http::AuditParams) -> String {
             out.push(format!("{k}={}", leasehold_web::browser::url_encode(v)));
         }
     }
-    if let Some(d) = p.since {
+    if let Ok(Some(d)) = p.since_day() {
         out.push(format!("since={d}"));
     }
     out.join("&")
@@ -851,7 +851,7 @@ pub async fn audit_get(
         server: p.server.clone().unwrap_or_default(),
         target: p.target.clone().unwrap_or_default(),
         actor: p.actor.clone().unwrap_or_default(),
-        since: p.since.map(|d| d.to_string()).unwrap_or_default(),
+        since: p.since.clone().unwrap_or_default(),
         rows: Vec::new(),
         next: None,
         newest: p.before.map(|_| format!("/console/audit?{filters}")),

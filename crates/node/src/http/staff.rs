@@ -257,8 +257,8 @@ pub(crate) struct AuditParams {
     pub target: Option<String>,
     /// Only entries by this account.
     pub actor: Option<String>,
-    /// Only entries from this day on (UTC, YYYY-MM-DD).
-    pub since: Option<NaiveDate>,
+    /// Only entries from this day on (UTC, YYYY-MM-DD; empty for no limit).
+    pub since: Option<String>,
     /// Only entries older than this id (the `next_before` of the page before).
     pub before: Option<u64>,
     /// At most this many (1 to 500, default 100).
@@ -266,6 +266,23 @@ pub(crate) struct AuditParams {
 }
 
 impl AuditParams {
+    /// `since` as a day; empty (as a form sends it) means no limit.
+    pub(crate) fn since_day(&self) -> Result<Option<NaiveDate>, ApiError> {
+        match self
+            .since
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => Ok(None),
+            Some(t) => NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .map(Some)
+                .map_err(|_| {
+                    ApiError::bad_request(format!("since {t:?} is not a date as YYYY-MM-DD"))
+                }),
+        }
+    }
+
     /// The store's query; a malformed installation id or GUID is refused by name.
     pub(crate) fn query(&self) -> Result<AuditQuery, ApiError> {
         let installation = self
@@ -301,7 +318,7 @@ impl AuditParams {
             installation,
             actor,
             target,
-            since: self.since.map(|d| crate::store::day_bounds(d).0),
+            since: self.since_day()?.map(|d| crate::store::day_bounds(d).0),
             before_id: self.before,
             limit: self.limit.unwrap_or(100),
         })

@@ -8,7 +8,9 @@ mod staff;
 
 pub use queries::INSTALLATIONS_PER_PAGE;
 
-pub use staff::{ConsoleSession, NewSession, TokensOf, MAX_AUDIT_PAGE};
+pub use staff::{
+    ConsoleSession, NewSession, TokensOf, MAX_AUDIT_PAGE, SESSION_IDLE, SESSION_MAX_AGE,
+};
 
 use std::sync::Arc;
 

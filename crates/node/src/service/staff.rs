@@ -227,12 +227,10 @@ impl Node {
         let label = check_token_label(label.unwrap_or("leasehold vendor login"))
             .map_err(ApiError::bad_request)?;
         let account = self.check_credentials(name, password).await?;
-        let actor = Actor::account(&account, Via::Api, None);
         let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let mut signed_in = account.clone();
-        signed_in.last_sign_in = Some(now);
-        tx.update_account(&signed_in).await?;
+        let signed_in = record_sign_in(&mut *tx, &account, now).await?;
+        let actor = Actor::account(&signed_in, Via::Api, None);
         let out = issue_token(&mut *tx, Change::new(&actor, ""), &signed_in, &label, now).await?;
         tx.commit().await?;
         tracing::info!(account = %account.name, token = %out.info.id, "vendor sign-in (API token issued)");
@@ -320,6 +318,15 @@ impl Node {
         req: &CreateAccount,
     ) -> Result<AccountView, ApiError> {
         change.actor.require(AuditAction::AccountCreate)?;
+        if change.actor.via == Via::Bootstrap {
+            // Once an admin exists the bootstrap token is refused whatever it asks (not told
+            // what a first account would need); checked again under the lock below, where two
+            // nodes may race.
+            let admins = enabled_admins(&mut *self.begin().await?).await?;
+            if !admins.is_empty() {
+                return Err(bootstrap_spent(&admins));
+            }
+        }
         check_password(&req.password).map_err(ApiError::bad_request)?;
         if change.actor.via == Via::Bootstrap && req.role != Role::Admin {
             return Err(ApiError::bad_request(
@@ -333,10 +340,7 @@ impl Node {
         if change.actor.via == Via::Bootstrap {
             let admins = enabled_admins(&mut *tx).await?;
             if !admins.is_empty() {
-                return Err(unauthorized(format!(
-                    "an admin account exists ({}), so the bootstrap token no longer works; sign in with an admin account (`leasehold vendor login`) to create accounts",
-                    admins.join(", ")
-                )));
+                return Err(bootstrap_spent(&admins));
             }
         }
         let account = AccountRecord {
@@ -499,15 +503,13 @@ impl Node {
         password: &str,
     ) -> Result<NewSession, ApiError> {
         let account = self.check_credentials(name, password).await?;
-        let actor = Actor::account(&account, Via::Console, None);
         let cookie = new_secret("");
         let now = self.clock.now();
         let idle = chrono::Duration::from_std(SESSION_IDLE).unwrap_or(TOUCH_EVERY);
         let mut tx = self.begin().await?;
         tx.delete_idle_sessions(now - idle).await?;
-        let mut signed_in = account.clone();
-        signed_in.last_sign_in = Some(now);
-        tx.update_account(&signed_in).await?;
+        let signed_in = record_sign_in(&mut *tx, &account, now).await?;
+        let actor = Actor::account(&signed_in, Via::Console, None);
         tx.insert_session(&sha256_hex(&cookie), &account.id, &new_secret(""), now)
             .await?;
         let view = account_view(&signed_in);
@@ -587,6 +589,14 @@ impl Node {
     }
 }
 
+/// The bootstrap token's refusal once `admins` (enabled admin accounts) exist.
+fn bootstrap_spent(admins: &[String]) -> ApiError {
+    unauthorized(format!(
+        "an admin account exists ({}), so the bootstrap token no longer works; sign in with an admin account (`leasehold vendor login`) to create accounts",
+        admins.join(", ")
+    ))
+}
+
 fn no_account(name: &AccountName) -> ApiError {
     ApiError::not_found(format!("no account named {name}"))
 }
@@ -599,6 +609,39 @@ async fn enabled_admins(tx: &mut dyn StoreTx) -> Result<Vec<String>, StoreError>
         .filter(|a| a.role == Role::Admin && a.disabled_at.is_none())
         .map(|a| a.name.to_string())
         .collect())
+}
+
+/// Records the sign-in of `checked`, whose password was just verified outside any
+/// transaction (Argon2 takes a while): the account is read again under the accounts lock,
+/// so a disable, a new role or a new password that landed meanwhile is neither undone by
+/// writing the old row back nor given a token or session.
+async fn record_sign_in(
+    tx: &mut dyn StoreTx,
+    checked: &AccountRecord,
+    now: DateTime<Utc>,
+) -> Result<AccountRecord, ApiError> {
+    tx.lock_accounts().await?;
+    let Some(mut account) = tx
+        .account_by_name(&checked.name)
+        .await?
+        .filter(|a| a.id == checked.id)
+    else {
+        return Err(unauthorized("wrong account name or password"));
+    };
+    if account.disabled_at.is_some() {
+        return Err(unauthorized(format!(
+            "the account {} is disabled; ask an admin to enable it",
+            account.name
+        )));
+    }
+    if account.password_hash != checked.password_hash {
+        return Err(unauthorized(
+            "the account's password was changed while you signed in; sign in with the new one",
+        ));
+    }
+    account.last_sign_in = Some(now);
+    tx.update_account(&account).await?;
+    Ok(account)
 }
 
 async fn own_account(tx: &mut dyn StoreTx, actor: &Actor) -> Result<AccountRecord, ApiError> {

@@ -2,7 +2,10 @@
 //! over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod console;
 mod openapi;
+mod roles;
 mod store;
 mod sync;
+mod world;

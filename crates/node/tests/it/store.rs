@@ -1,16 +1,18 @@
 //! The store conformance suite: every scenario runs on each backend (SQLite, and PostgreSQL
 //! in a schema of its own; see `leasehold_testkit::db`), through the node's service, so the
-//! domain layer's decisions and each backend's SQL are checked together. The last tests
-//! run two nodes on one PostgreSQL database, as a vendor does behind a load balancer.
+//! domain layer's decisions and each backend's SQL are checked together: licensing and sync,
+//! then the vendor's staff (accounts, tokens, console sessions). The `two_nodes_…` tests run
+//! two nodes on one PostgreSQL database, as a vendor does behind a load balancer.
 
 use std::sync::Arc;
 
 use leasehold_node::api::{GrantLicense, TransferLicense};
-use leasehold_node::Node;
+use leasehold_node::{Actor, Change, Node, TokensOf};
+use leasehold_proto::api::staff::{AccountName, CreateAccount, Role, UpdateAccount};
 use leasehold_proto::{BundlePayload, Clock, Context, ErrorCode, ManualClock};
 use leasehold_testkit::db::{node_databases, postgres_schema, postgres_server};
 use leasehold_testkit::node::{setup, usage_bucket, FakeServer};
-use leasehold_testkit::{grant_request, manual_clock, trusted_keys, vendor_key};
+use leasehold_testkit::{grant_request, manual_clock, trusted_keys, vendor_key, STAFF_PASSWORD};
 
 async fn node_on(url: &str, clock: Arc<ManualClock>) -> Node {
     let store = leasehold_node::store::open(url)
@@ -683,4 +685,708 @@ async fn days_of(
         .await
         .unwrap()
         .days
+}
+
+// Vendor staff: accounts, tokens, console sessions. The service is called directly, as
+// the database actor (`setup()`) where a test only needs an account changed.
+
+fn name(text: &str) -> AccountName {
+    AccountName::parse(text).unwrap()
+}
+
+async fn create_account(
+    node: &Node,
+    change: Change<'_>,
+    account: &str,
+    role: Role,
+) -> Result<leasehold_proto::api::staff::AccountView, leasehold_web::ApiError> {
+    node.create_account(
+        change,
+        &CreateAccount {
+            name: name(account),
+            role,
+            password: STAFF_PASSWORD.into(),
+        },
+    )
+    .await
+}
+
+async fn set_account(
+    node: &Node,
+    account: &str,
+    update: UpdateAccount,
+) -> Result<leasehold_proto::api::staff::AccountView, leasehold_web::ApiError> {
+    node.update_account(setup(), &name(account), &update).await
+}
+
+fn disable(disabled: bool) -> UpdateAccount {
+    UpdateAccount {
+        disabled: Some(disabled),
+        ..UpdateAccount::default()
+    }
+}
+
+fn role(role: Role) -> UpdateAccount {
+    UpdateAccount {
+        role: Some(role),
+        ..UpdateAccount::default()
+    }
+}
+
+/// `(name, role, disabled)` of every account.
+async fn accounts(node: &Node) -> Vec<(String, Role, bool)> {
+    node.accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.name.to_string(), a.role, a.disabled))
+        .collect()
+}
+
+#[tokio::test]
+async fn account_names_are_unique_whatever_their_case() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        let alice = create_account(&node, setup(), "Alice", Role::Support)
+            .await
+            .unwrap();
+        assert_eq!(alice.name.as_str(), "alice", "{backend}");
+        for taken in ["alice", "ALICE", " aLiCe "] {
+            let e = create_account(&node, setup(), taken, Role::Admin)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.code,
+                ErrorCode::AlreadyExists,
+                "{backend}: {taken}: {e:?}"
+            );
+        }
+        assert_eq!(
+            accounts(&node).await,
+            vec![("alice".into(), Role::Support, false)],
+            "{backend}"
+        );
+        // Signed in by any case of the name.
+        let token = node
+            .login(&name("ALICE"), STAFF_PASSWORD, None)
+            .await
+            .unwrap();
+        assert_eq!(token.account.name.as_str(), "alice", "{backend}");
+        assert_eq!(
+            node.account(&name("Alice")).await.unwrap().role,
+            Role::Support,
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_token_and_the_tokens_of_a_disabled_account_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        create_account(&node, setup(), "sam", Role::Support)
+            .await
+            .unwrap();
+        let one = node
+            .login(&name("sam"), STAFF_PASSWORD, Some("one"))
+            .await
+            .unwrap();
+        let two = node
+            .login(&name("sam"), STAFF_PASSWORD, Some("two"))
+            .await
+            .unwrap();
+        let sam = node.authenticate(&one.token).await.unwrap();
+        assert_eq!(
+            (sam.name.as_str(), sam.role, sam.token.as_ref()),
+            ("sam", Role::Support, Some(&one.info.id)),
+            "{backend}"
+        );
+        // Revoked by its owner: refused at once, the other token still works.
+        node.revoke_token(Change::new(&sam, "done with it"), &one.info.id)
+            .await
+            .unwrap();
+        let e = node.authenticate(&one.token).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}");
+        assert!(e.message.contains("revoked"), "{backend}: {}", e.message);
+        node.authenticate(&two.token).await.unwrap();
+        // Tokens never issued, or not tokens at all.
+        for bogus in [
+            format!("lhv_{}", "0".repeat(64)),
+            "lhv_short".into(),
+            String::new(),
+        ] {
+            let e = node.authenticate(&bogus).await.unwrap_err();
+            assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}: {bogus:?}");
+        }
+        // Disabled: every token is refused and revoked, and sign-in too.
+        set_account(&node, "sam", disable(true)).await.unwrap();
+        let e = node.authenticate(&two.token).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}");
+        let e = node
+            .login(&name("sam"), STAFF_PASSWORD, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}");
+        assert!(e.message.contains("disabled"), "{backend}: {}", e.message);
+        let tokens = node
+            .tokens(&Actor::database(), &TokensOf::Account(name("sam")))
+            .await
+            .unwrap();
+        assert_eq!(tokens.len(), 2, "{backend}");
+        assert!(
+            tokens.iter().all(|t| t.revoked_at.is_some()),
+            "{backend}: {tokens:?}"
+        );
+        // Enabled again, the old tokens stay revoked; a new sign-in works.
+        set_account(&node, "sam", disable(false)).await.unwrap();
+        assert_eq!(
+            node.authenticate(&two.token).await.unwrap_err().code,
+            ErrorCode::Unauthorized,
+            "{backend}"
+        );
+        let three = node
+            .login(&name("sam"), STAFF_PASSWORD, None)
+            .await
+            .unwrap();
+        node.authenticate(&three.token).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn disabling_an_account_or_setting_its_password_ends_its_console_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        create_account(&node, setup(), "sam", Role::Support)
+            .await
+            .unwrap();
+        let live = |cookie: String| {
+            let node = &node;
+            async move { node.console_session(&cookie).await.unwrap().is_some() }
+        };
+        let one = node
+            .start_session(&name("sam"), STAFF_PASSWORD)
+            .await
+            .unwrap();
+        let two = node
+            .start_session(&name("sam"), STAFF_PASSWORD)
+            .await
+            .unwrap();
+        assert!(live(one.cookie.clone()).await, "{backend}");
+        assert!(live(two.cookie.clone()).await, "{backend}");
+        assert!(!live("not a cookie".into()).await, "{backend}");
+        set_account(&node, "sam", disable(true)).await.unwrap();
+        assert!(!live(one.cookie.clone()).await, "{backend}");
+        assert!(!live(two.cookie.clone()).await, "{backend}");
+        let e = node
+            .start_session(&name("sam"), STAFF_PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}");
+        // Enabled again: the ended sessions stay ended.
+        set_account(&node, "sam", disable(false)).await.unwrap();
+        assert!(!live(one.cookie.clone()).await, "{backend}");
+
+        // Sam sets a new password in the console: that session goes on. An admin setting it
+        // signs sam out everywhere.
+        let three = node
+            .start_session(&name("sam"), STAFF_PASSWORD)
+            .await
+            .unwrap();
+        let session = node.console_session(&three.cookie).await.unwrap().unwrap();
+        node.update_account(
+            Change::new(&session.actor, ""),
+            &name("sam"),
+            &UpdateAccount {
+                password: Some("sam's second password".into()),
+                current_password: Some(STAFF_PASSWORD.into()),
+                ..UpdateAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(live(three.cookie.clone()).await, "{backend}");
+        set_account(
+            &node,
+            "sam",
+            UpdateAccount {
+                password: Some("set by an admin".into()),
+                ..UpdateAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!live(three.cookie.clone()).await, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn the_last_enabled_admin_can_be_neither_disabled_nor_demoted() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        create_account(&node, setup(), "root", Role::Admin)
+            .await
+            .unwrap();
+        create_account(&node, setup(), "sam", Role::Support)
+            .await
+            .unwrap();
+        let refused = |result: Result<_, leasehold_web::ApiError>, what: &str| {
+            let e = result.unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{backend}: {what}: {e:?}");
+            assert!(
+                e.message.contains("last enabled admin"),
+                "{backend}: {what}: {}",
+                e.message
+            );
+        };
+        refused(
+            set_account(&node, "root", disable(true)).await,
+            "disable root",
+        );
+        refused(
+            set_account(&node, "root", role(Role::Support)).await,
+            "demote root",
+        );
+        // Both at once, too.
+        refused(
+            set_account(
+                &node,
+                "root",
+                UpdateAccount {
+                    role: Some(Role::Support),
+                    disabled: Some(true),
+                    ..UpdateAccount::default()
+                },
+            )
+            .await,
+            "demote and disable root",
+        );
+        assert_eq!(
+            accounts(&node).await,
+            vec![
+                ("root".into(), Role::Admin, false),
+                ("sam".into(), Role::Support, false)
+            ],
+            "{backend}"
+        );
+        // With a second admin, root may go; then the second is the last.
+        set_account(&node, "sam", role(Role::Admin)).await.unwrap();
+        set_account(&node, "root", role(Role::Support))
+            .await
+            .unwrap();
+        refused(
+            set_account(&node, "sam", disable(true)).await,
+            "disable sam",
+        );
+        refused(
+            set_account(&node, "sam", role(Role::Support)).await,
+            "demote sam",
+        );
+        // A disabled admin does not count.
+        set_account(&node, "root", role(Role::Admin)).await.unwrap();
+        set_account(&node, "root", disable(true)).await.unwrap();
+        refused(
+            set_account(&node, "sam", role(Role::Support)).await,
+            "demote sam",
+        );
+        assert_eq!(
+            accounts(&node).await,
+            vec![
+                ("root".into(), Role::Admin, true),
+                ("sam".into(), Role::Admin, false)
+            ],
+            "{backend}"
+        );
+        // An admin may not disable itself even when another admin is left.
+        set_account(&node, "root", disable(false)).await.unwrap();
+        let sam = node
+            .authenticate(
+                &node
+                    .login(&name("sam"), STAFF_PASSWORD, None)
+                    .await
+                    .unwrap()
+                    .token,
+            )
+            .await
+            .unwrap();
+        let e = node
+            .update_account(Change::new(&sam, ""), &name("sam"), &disable(true))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{backend}: {e:?}");
+        // It may step down to support while root is an admin.
+        node.update_account(Change::new(&sam, ""), &name("sam"), &role(Role::Support))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_bootstrap_token_creates_only_the_first_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        let bootstrap = Actor::bootstrap();
+        let by_bootstrap = || Change::new(&bootstrap, "first admin");
+        assert!(!node.has_admin().await.unwrap(), "{backend}");
+        // Only an admin, and nothing but an account.
+        let e = create_account(&node, by_bootstrap(), "sam", Role::Support)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{backend}: {e:?}");
+        let e = node
+            .create_installation(by_bootstrap(), "Acme")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}: {e:?}");
+        let root = create_account(&node, by_bootstrap(), "root", Role::Admin)
+            .await
+            .unwrap();
+        assert_eq!(root.created_by, "bootstrap token", "{backend}");
+        assert!(node.has_admin().await.unwrap(), "{backend}");
+        // Once an admin exists, the bootstrap token is refused whatever it asks.
+        for (account, role) in [("other", Role::Admin), ("sam", Role::Support)] {
+            let e = create_account(&node, by_bootstrap(), account, role)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.code,
+                ErrorCode::Unauthorized,
+                "{backend}: {account}: {e:?}"
+            );
+        }
+        let e = node
+            .create_account(
+                by_bootstrap(),
+                &CreateAccount {
+                    name: name("short"),
+                    role: Role::Admin,
+                    password: "short".into(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}: {e:?}");
+        assert_eq!(
+            accounts(&node).await,
+            vec![("root".into(), Role::Admin, false)],
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn console_sessions_end_when_idle_or_too_old() {
+    use leasehold_node::{SESSION_IDLE, SESSION_MAX_AGE};
+    let idle = chrono::Duration::from_std(SESSION_IDLE).unwrap();
+    let max_age = chrono::Duration::from_std(SESSION_MAX_AGE).unwrap();
+    let minute = chrono::Duration::minutes(1);
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let clock = manual_clock();
+        let node = node_on(&url, clock.clone()).await;
+        create_account(&node, setup(), "sam", Role::Support)
+            .await
+            .unwrap();
+        let live = |cookie: String| {
+            let node = &node;
+            async move { node.console_session(&cookie).await.unwrap().is_some() }
+        };
+        // Idle: each use keeps it open for another SESSION_IDLE.
+        let s = node
+            .start_session(&name("sam"), STAFF_PASSWORD)
+            .await
+            .unwrap();
+        clock.advance(idle - minute);
+        assert!(live(s.cookie.clone()).await, "{backend}");
+        clock.advance(idle - minute);
+        assert!(live(s.cookie.clone()).await, "{backend}");
+        clock.advance(idle);
+        assert!(!live(s.cookie.clone()).await, "{backend}: idle");
+        // Too old: used every 11 hours, it still ends SESSION_MAX_AGE after the sign-in.
+        let s = node
+            .start_session(&name("sam"), STAFF_PASSWORD)
+            .await
+            .unwrap();
+        let signed_in = clock.now();
+        let step = chrono::Duration::hours(11);
+        while clock.now() + step < signed_in + max_age {
+            clock.advance(step);
+            assert!(live(s.cookie.clone()).await, "{backend}");
+        }
+        clock.advance(signed_in + max_age - minute - clock.now());
+        assert!(live(s.cookie.clone()).await, "{backend}");
+        clock.advance(minute);
+        assert!(!live(s.cookie.clone()).await, "{backend}: too old");
+        // Ended is ended, also for the idle sweep of the next sign-in.
+        node.start_session(&name("sam"), STAFF_PASSWORD)
+            .await
+            .unwrap();
+        assert!(!live(s.cookie.clone()).await, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_tokens_last_use_is_written_at_most_once_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let clock = manual_clock();
+        let node = node_on(&url, clock.clone()).await;
+        create_account(&node, setup(), "sam", Role::Support)
+            .await
+            .unwrap();
+        let token = node
+            .login(&name("sam"), STAFF_PASSWORD, None)
+            .await
+            .unwrap()
+            .token;
+        let last_used = || async {
+            node.tokens(&Actor::database(), &TokensOf::Account(name("sam")))
+                .await
+                .unwrap()[0]
+                .last_used_at
+        };
+        assert_eq!(last_used().await, None, "{backend}");
+        let first = clock.now();
+        node.authenticate(&token).await.unwrap();
+        assert_eq!(last_used().await, Some(first), "{backend}");
+        for seconds in [1, 30, 28] {
+            clock.advance(chrono::Duration::seconds(seconds));
+            node.authenticate(&token).await.unwrap();
+            assert_eq!(last_used().await, Some(first), "{backend}: +{seconds} s");
+        }
+        clock.advance(chrono::Duration::seconds(1));
+        node.authenticate(&token).await.unwrap();
+        assert_eq!(
+            last_used().await,
+            Some(clock.now()),
+            "{backend}: a minute on"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reassigning_a_guid_resolves_its_fork_until_the_next_one() {
+    use leasehold_node::api::EventKind;
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let clock = manual_clock();
+        let node = node_on(&url, clock.clone()).await;
+        let inst = node.create_installation(setup(), "Acme").await.unwrap();
+        let prod = node
+            .add_server(setup(), &inst.id, Context::Production)
+            .await
+            .unwrap();
+        let forks = || async {
+            node.events(7)
+                .await
+                .unwrap()
+                .events
+                .iter()
+                .filter(|e| e.kind == EventKind::Fork && e.server == prod.guid)
+                .count()
+        };
+        // A copy of the server syncs after the original: the original is refused, a fork.
+        let fork = |instance: u8| {
+            let node = &node;
+            async move {
+                let mut first = FakeServer::new(prod.guid, instance);
+                sync(node, &mut first, vec![]).await.unwrap();
+                let mut copy = first.clone();
+                sync(node, &mut first, vec![]).await.unwrap();
+                sync(node, &mut copy, vec![]).await.unwrap();
+                assert_eq!(
+                    sync(node, &mut first, vec![]).await,
+                    Err(ErrorCode::GuidInUse)
+                );
+            }
+        };
+        fork(1).await;
+        assert!(
+            node.server(prod.guid).await.unwrap().fork_open(),
+            "{backend}"
+        );
+        assert_eq!(forks().await, 1, "{backend}");
+
+        clock.advance(chrono::Duration::minutes(5));
+        let view = node.reassign_server(setup(), prod.guid).await.unwrap();
+        assert_eq!(view.reassigned_at, Some(clock.now()), "{backend}");
+        assert_eq!(view.instance_id, None, "{backend}");
+        assert!(!view.fork_open(), "{backend}: {view:?}");
+        assert!(
+            !node.server(prod.guid).await.unwrap().fork_open(),
+            "{backend}"
+        );
+        assert_eq!(forks().await, 0, "{backend}");
+
+        // A new copy later: open again.
+        clock.advance(chrono::Duration::minutes(5));
+        fork(2).await;
+        let view = node.server(prod.guid).await.unwrap();
+        assert!(view.fork_open(), "{backend}: {view:?}");
+        assert_eq!(view.forks_detected, 2, "{backend}");
+        assert_eq!(forks().await, 1, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_racing_a_disable_never_enables_the_account_again() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in node_databases(dir.path()).await {
+        let node = node_on(&url, manual_clock()).await;
+        create_account(&node, setup(), "sam", Role::Support)
+            .await
+            .unwrap();
+        // Checking the password takes a while (Argon2); the disable lands in the middle of
+        // it or around it. Whatever the order, the account ends disabled and no token or
+        // session of it works.
+        for round in 0..4 {
+            if round > 0 {
+                set_account(&node, "sam", disable(false)).await.unwrap();
+            }
+            let console = round % 2 == 1;
+            let sign_in = async {
+                if console {
+                    node.start_session(&name("sam"), STAFF_PASSWORD)
+                        .await
+                        .map(|s| s.cookie)
+                } else {
+                    node.login(&name("sam"), STAFF_PASSWORD, None)
+                        .await
+                        .map(|t| t.token)
+                }
+            };
+            let disabling = async {
+                tokio::task::yield_now().await;
+                set_account(&node, "sam", disable(true)).await
+            };
+            let (signed_in, disabled) = tokio::join!(sign_in, disabling);
+            disabled.unwrap();
+            assert!(
+                node.account(&name("sam")).await.unwrap().disabled,
+                "{backend}: round {round}: the sign-in enabled the account again"
+            );
+            if let Ok(secret) = signed_in {
+                if console {
+                    assert!(
+                        node.console_session(&secret).await.unwrap().is_none(),
+                        "{backend}: round {round}: a session of a disabled account"
+                    );
+                } else {
+                    assert!(
+                        node.authenticate(&secret).await.is_err(),
+                        "{backend}: round {round}: a token of a disabled account"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_share_tokens_revocations_and_console_sessions() {
+    let Some((one, two)) = two_nodes().await else {
+        return;
+    };
+    create_account(&one, setup(), "sam", Role::Support)
+        .await
+        .unwrap();
+    let token = one.login(&name("sam"), STAFF_PASSWORD, None).await.unwrap();
+    let at_two = two.authenticate(&token.token).await.unwrap();
+    assert_eq!(at_two.name, "sam");
+    assert_eq!(at_two.token.as_ref(), Some(&token.info.id));
+    // Revoked through one node: refused by the other at once.
+    let at_one = one.authenticate(&token.token).await.unwrap();
+    one.revoke_token(Change::new(&at_one, "lost"), &token.info.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        two.authenticate(&token.token).await.unwrap_err().code,
+        ErrorCode::Unauthorized
+    );
+    // A console session begun at one node is live at the other, and ends there when the
+    // account is disabled through the first.
+    let session = one
+        .start_session(&name("sam"), STAFF_PASSWORD)
+        .await
+        .unwrap();
+    let seen = two.console_session(&session.cookie).await.unwrap().unwrap();
+    assert_eq!(seen.account.name.as_str(), "sam");
+    let other = two.login(&name("sam"), STAFF_PASSWORD, None).await.unwrap();
+    set_account(&one, "sam", disable(true)).await.unwrap();
+    assert!(two
+        .console_session(&session.cookie)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(two.authenticate(&other.token).await.is_err());
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_let_exactly_one_of_two_racing_bootstrap_creations_win() {
+    for round in 0..5 {
+        let Some((one, two)) = two_nodes().await else {
+            return;
+        };
+        let bootstrap = Actor::bootstrap();
+        let (a, b) = tokio::join!(
+            create_account(
+                &one,
+                Change::new(&bootstrap, "first"),
+                "root-a",
+                Role::Admin
+            ),
+            create_account(
+                &two,
+                Change::new(&bootstrap, "first"),
+                "root-b",
+                Role::Admin
+            ),
+        );
+        let lost = match (a, b) {
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        assert_eq!(
+            lost.code,
+            ErrorCode::Unauthorized,
+            "round {round}: {lost:?}"
+        );
+        assert_eq!(accounts(&two).await.len(), 1, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_never_demote_both_of_the_last_two_admins() {
+    let Some((one, two)) = two_nodes().await else {
+        return;
+    };
+    create_account(&one, setup(), "ann", Role::Admin)
+        .await
+        .unwrap();
+    create_account(&one, setup(), "bob", Role::Admin)
+        .await
+        .unwrap();
+    for round in 0..10 {
+        let (a, b) = tokio::join!(
+            set_account(&one, "ann", role(Role::Support)),
+            set_account(&two, "bob", role(Role::Support)),
+        );
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: {a:?} {b:?}"
+        );
+        let admins: Vec<_> = accounts(&one)
+            .await
+            .into_iter()
+            .filter(|(_, r, disabled)| *r == Role::Admin && !disabled)
+            .collect();
+        assert_eq!(admins.len(), 1, "round {round}: {admins:?}");
+        let demoted = if a.is_ok() { "ann" } else { "bob" };
+        set_account(&one, demoted, role(Role::Admin)).await.unwrap();
+    }
 }
