@@ -508,7 +508,7 @@ pub async fn reassign_post(
             Fact::new("Then", "the next server that syncs with this GUID takes it"),
         ],
     )
-    .warning("Every copy of the server that synced before is refused from now on, until it is the one that syncs first. The customer's server keeps serving its licenses meanwhile (its grace period runs).")
+    .warning("Whichever copy of the server syncs first takes the GUID; every other copy is refused from then on. The customer's server keeps serving its licenses meanwhile (its grace period runs).")
     .danger();
     let reason = match confirmed(&posted, &spec, plan) {
         Ok(r) => r,

@@ -190,7 +190,10 @@ pub fn span(secs: u64) -> String {
         0..=59 => format!("{secs} s"),
         60..=3599 => format!("{} min", secs / 60),
         3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-        _ => format!("{} days", secs / 86_400),
+        _ => {
+            let days = secs / 86_400;
+            format!("{days} day{}", if days == 1 { "" } else { "s" })
+        }
     }
 }
 
@@ -659,7 +662,8 @@ mod tests {
             date_mark(NaiveDate::from_ymd_opt(2027, 6, 1).unwrap(), today, "x"),
             None
         );
-        assert_eq!(span(86_400), "1 days");
+        assert_eq!(span(86_400), "1 day");
+        assert_eq!(span(3 * 86_400), "3 days");
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
         assert_eq!(
             relative(now - chrono::Duration::minutes(5), now),

@@ -470,8 +470,10 @@ impl Node {
         }
         if req.password.is_some() {
             if !own {
-                // Whoever knew the old password is signed out.
+                // A reset: whoever knew the old password is signed out, and the tokens
+                // that password could have made stop working.
                 tx.delete_sessions_of(&after.id).await?;
+                tx.revoke_api_tokens_of(&after.id, now).await?;
             }
             Entry::new(AuditAction::AccountSetPassword, name.as_str())
                 .after(&serde_json::json!({ "account": name, "password": "changed" }))
@@ -484,12 +486,14 @@ impl Node {
 
     /// Audit entries, newest first (support and admin may read them).
     pub async fn audit(&self, mut query: AuditQuery) -> Result<AuditPage, ApiError> {
-        query.limit = query.limit.clamp(1, MAX_AUDIT_PAGE);
+        let limit = query.limit.clamp(1, MAX_AUDIT_PAGE);
+        // One more than asked: whether an older page exists at all.
+        query.limit = limit + 1;
         let mut tx = self.begin().await?;
-        let entries = tx.audit(&query).await?;
-        let next_before = (entries.len() == query.limit as usize)
-            .then(|| entries.last().map(|e| e.id))
-            .flatten();
+        let mut entries = tx.audit(&query).await?;
+        let more = entries.len() > limit as usize;
+        entries.truncate(limit as usize);
+        let next_before = more.then(|| entries.last().map(|e| e.id)).flatten();
         Ok(AuditPage {
             entries,
             next_before,

@@ -855,7 +855,7 @@ async fn a_revoked_token_and_the_tokens_of_a_disabled_account_are_refused() {
 }
 
 #[tokio::test]
-async fn disabling_an_account_or_setting_its_password_ends_its_console_sessions() {
+async fn disabling_an_account_or_resetting_its_password_ends_its_sessions_and_tokens() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, url) in node_databases(dir.path()).await {
         let node = node_on(&url, manual_clock()).await;
@@ -908,6 +908,13 @@ async fn disabling_an_account_or_setting_its_password_ends_its_console_sessions(
         .await
         .unwrap();
         assert!(live(three.cookie.clone()).await, "{backend}");
+        // A token made with the password sam set: it survives sam's own change, not a reset.
+        let token = node
+            .login(&name("sam"), "sam's second password", None)
+            .await
+            .unwrap()
+            .token;
+        assert!(node.authenticate(&token).await.is_ok(), "{backend}");
         set_account(
             &node,
             "sam",
@@ -919,6 +926,9 @@ async fn disabling_an_account_or_setting_its_password_ends_its_console_sessions(
         .await
         .unwrap();
         assert!(!live(three.cookie.clone()).await, "{backend}");
+        let e = node.authenticate(&token).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized, "{backend}: {e:?}");
+        assert!(e.message.contains("revoked"), "{backend}: {}", e.message);
     }
 }
 
