@@ -9,6 +9,7 @@
 //!   tests of the HTTP contract need; [`node::FakeServer`] plays a license server syncing;
 //! - [`server::TestServer`]: a license server with its admin client, lease calls and waits;
 //! - [`proxy::Proxy`]: passes, delays, freezes or drops a server's traffic;
+//! - [`browser`]: a cookie-keeping client for the dashboard's and the console's pages;
 //! - [`blocking::Env`]: a node with the standard installation and servers on a runtime it owns;
 //! - [`process`]: child processes waited for until ready and killed on drop;
 //! - [`stub`]: a one-thread stub license server for tests that only need a filled cache;
@@ -19,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod blocking;
+pub mod browser;
 pub mod db;
 pub mod fixtures;
 pub mod metrics;

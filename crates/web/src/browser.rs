@@ -167,6 +167,65 @@ impl Flash {
     }
 }
 
+/// A flash message as a page shows it: its CSS class, the words in front, the text.
+#[derive(Debug, Clone)]
+pub struct FlashView {
+    pub class: &'static str,
+    pub label: &'static str,
+    pub text: String,
+}
+
+impl From<Flash> for FlashView {
+    fn from(f: Flash) -> Self {
+        let (class, label) = f.look();
+        Self {
+            class,
+            label,
+            text: f.text,
+        }
+    }
+}
+
+/// One entry of a page's navigation.
+#[derive(Debug, Clone)]
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The navigation of `items` (`(href, label)`), `current` marked.
+pub fn nav(items: &[(&'static str, &'static str)], current: &str) -> Vec<NavItem> {
+    items
+        .iter()
+        .map(|(href, label)| NavItem {
+            href,
+            label,
+            current: *href == current,
+        })
+        .collect()
+}
+
+/// A rendered page with `status`; when rendering failed, a plain 500 that names `what`
+/// (the error is logged once, never sent).
+pub fn html_page<E: std::fmt::Display>(
+    status: axum::http::StatusCode,
+    rendered: Result<String, E>,
+    what: &str,
+) -> axum::response::Response {
+    match rendered {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a {what} page failed");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the {what} could not render this page; see its log"),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// At most this many failed sign-ins per address within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);

@@ -222,19 +222,27 @@ fn parse_guid(text: &str) -> Result<ServerGuid, ApiError> {
     ServerGuid::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// The server of the path, if the session's role may make `action` on it (else the page
+/// saying why not).
 async fn load_server(
     state: &NodeState,
     session: &ConsoleSession,
     guid: &str,
+    action: AuditAction,
 ) -> Result<ServerView, Response> {
     let r = async { state.node.server(parse_guid(guid)?).await }.await;
-    r.map_err(|e| error_page(session, &e, "/console"))
+    let v = r.map_err(|e| error_page(session, &e, "/console"))?;
+    allowed(session, action, &server_link(v.guid))?;
+    Ok(v)
 }
 
+/// The license of the path and its server, if it is not revoked and the session's role may
+/// make `action` on it.
 async fn load_license(
     state: &NodeState,
     session: &ConsoleSession,
     id: &str,
+    action: AuditAction,
 ) -> Result<(LicenseView, ServerView), Response> {
     let r = async {
         let id = LicenseId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -248,20 +256,30 @@ async fn load_license(
         Ok((license, server))
     }
     .await;
-    r.map_err(|e| error_page(session, &e, "/console"))
+    let (license, server) = r.map_err(|e| error_page(session, &e, "/console"))?;
+    allowed(
+        session,
+        action,
+        &format!("/console/licenses/{}", license.license.id),
+    )?;
+    Ok((license, server))
 }
 
+/// The installation of the path, if the session's role may make `action` on it.
 async fn load_installation(
     state: &NodeState,
     session: &ConsoleSession,
     id: &str,
+    action: AuditAction,
 ) -> Result<InstallationView, Response> {
     let r = async {
         let id = InstallationId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
         state.node.installation(&id).await
     }
     .await;
-    r.map_err(|e| error_page(session, &e, "/console/installations"))
+    let i = r.map_err(|e| error_page(session, &e, "/console/installations"))?;
+    allowed(session, action, &format!("/console/installations/{}", i.id))?;
+    Ok(i)
 }
 
 fn empty() -> HashMap<String, String> {
@@ -378,17 +396,10 @@ pub async fn add_server_get(
     State(state): State<NodeState>,
     Path(id): Path<String>,
 ) -> Response {
-    let i = match load_installation(&state, &session, &id).await {
+    let i = match load_installation(&state, &session, &id, AuditAction::ServerAdd).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(
-        &session,
-        AuditAction::ServerAdd,
-        &format!("/console/installations/{id}"),
-    ) {
-        return r;
-    }
     add_server_spec(&i, &empty()).page(&session, StatusCode::OK, &Vec::new(), None)
 }
 
@@ -398,17 +409,10 @@ pub async fn add_server_post(
     posted: Posted,
 ) -> Response {
     let s = &posted.session;
-    let i = match load_installation(&state, s, &id).await {
+    let i = match load_installation(&state, s, &id, AuditAction::ServerAdd).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(
-        s,
-        AuditAction::ServerAdd,
-        &format!("/console/installations/{id}"),
-    ) {
-        return r;
-    }
     let spec = add_server_spec(&i, &posted.form);
     let context: Context = match posted.field("context").parse() {
         Ok(c) => c,
@@ -474,13 +478,10 @@ pub async fn reassign_get(
     State(state): State<NodeState>,
     Path(guid): Path<String>,
 ) -> Response {
-    let v = match load_server(&state, &session, &guid).await {
+    let v = match load_server(&state, &session, &guid, AuditAction::ServerReassign).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(&session, AuditAction::ServerReassign, &server_link(v.guid)) {
-        return r;
-    }
     let row = ServerRow::of(&v, state.node.now());
     reassign_spec(&v, &row).page(&session, StatusCode::OK, &Vec::new(), None)
 }
@@ -491,13 +492,10 @@ pub async fn reassign_post(
     posted: Posted,
 ) -> Response {
     let s = &posted.session;
-    let v = match load_server(&state, s, &guid).await {
+    let v = match load_server(&state, s, &guid, AuditAction::ServerReassign).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(s, AuditAction::ServerReassign, &server_link(v.guid)) {
-        return r;
-    }
     let row = ServerRow::of(&v, state.node.now());
     let spec = reassign_spec(&v, &row);
     let plan = Plan::new(
@@ -595,13 +593,10 @@ pub async fn settings_get(
     State(state): State<NodeState>,
     Path(guid): Path<String>,
 ) -> Response {
-    let v = match load_server(&state, &session, &guid).await {
+    let v = match load_server(&state, &session, &guid, AuditAction::ServerUpdate).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(&session, AuditAction::ServerUpdate, &server_link(v.guid)) {
-        return r;
-    }
     settings_spec(&v, &empty()).page(&session, StatusCode::OK, &Vec::new(), None)
 }
 
@@ -611,13 +606,10 @@ pub async fn settings_post(
     posted: Posted,
 ) -> Response {
     let s = &posted.session;
-    let v = match load_server(&state, s, &guid).await {
+    let v = match load_server(&state, s, &guid, AuditAction::ServerUpdate).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(s, AuditAction::ServerUpdate, &server_link(v.guid)) {
-        return r;
-    }
     let spec = settings_spec(&v, &posted.form);
     let update = match check_settings(&posted) {
         Ok(u) => u,
@@ -681,7 +673,7 @@ async fn load_grant_target(
     session: &ConsoleSession,
     guid: &str,
 ) -> Result<GrantTarget, Response> {
-    let server = load_server(state, session, guid).await?;
+    let server = load_server(state, session, guid, AuditAction::LicenseGrant).await?;
     let r = async {
         let installation = state.node.installation(&server.installation).await?;
         let mut primaries = Vec::new();
@@ -850,13 +842,6 @@ pub async fn grant_get(
         Ok(t) => t,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(
-        &session,
-        AuditAction::LicenseGrant,
-        &server_link(t.server.guid),
-    ) {
-        return r;
-    }
     let today = state.node.now().date_naive();
     grant_spec(&t, &empty(), today).page(&session, StatusCode::OK, &Vec::new(), None)
 }
@@ -871,9 +856,6 @@ pub async fn grant_post(
         Ok(t) => t,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(s, AuditAction::LicenseGrant, &server_link(t.server.guid)) {
-        return r;
-    }
     let today = state.node.now().date_naive();
     let spec = grant_spec(&t, &posted.form, today);
     let grant = match check_grant(&t, &posted) {
@@ -966,14 +948,11 @@ pub async fn transfer_get(
     State(state): State<NodeState>,
     Path(id): Path<String>,
 ) -> Response {
-    let (license, server) = match load_license(&state, &session, &id).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let back = format!("/console/licenses/{}", license.license.id);
-    if let Err(r) = allowed(&session, AuditAction::LicenseTransfer, &back) {
-        return r;
-    }
+    let (license, server) =
+        match load_license(&state, &session, &id, AuditAction::LicenseTransfer).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     transfer_spec(&state, &license, &server, &empty())
         .await
         .page(&session, StatusCode::OK, &Vec::new(), None)
@@ -985,14 +964,10 @@ pub async fn transfer_post(
     posted: Posted,
 ) -> Response {
     let s = &posted.session;
-    let (license, server) = match load_license(&state, s, &id).await {
+    let (license, server) = match load_license(&state, s, &id, AuditAction::LicenseTransfer).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let back = format!("/console/licenses/{}", license.license.id);
-    if let Err(r) = allowed(s, AuditAction::LicenseTransfer, &back) {
-        return r;
-    }
     let spec = transfer_spec(&state, &license, &server, &posted.form).await;
     let to = match ServerGuid::parse(posted.field("to")) {
         Ok(g) if g == license.server => {
@@ -1084,14 +1059,11 @@ pub async fn revoke_get(
     State(state): State<NodeState>,
     Path(id): Path<String>,
 ) -> Response {
-    let (license, server) = match load_license(&state, &session, &id).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let back = format!("/console/licenses/{}", license.license.id);
-    if let Err(r) = allowed(&session, AuditAction::LicenseRevoke, &back) {
-        return r;
-    }
+    let (license, server) =
+        match load_license(&state, &session, &id, AuditAction::LicenseRevoke).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     revoke_spec(&license, &server).page(&session, StatusCode::OK, &Vec::new(), None)
 }
 
@@ -1101,15 +1073,12 @@ pub async fn revoke_post(
     posted: Posted,
 ) -> Response {
     let s = &posted.session;
-    let (license, server) = match load_license(&state, s, &id).await {
+    let (license, server) = match load_license(&state, s, &id, AuditAction::LicenseRevoke).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let l = &license.license;
     let back = format!("/console/licenses/{}", l.id);
-    if let Err(r) = allowed(s, AuditAction::LicenseRevoke, &back) {
-        return r;
-    }
     let spec = revoke_spec(&license, &server);
     let plan = Plan::new(
         "Revoke license",
@@ -1164,14 +1133,11 @@ pub async fn maintenance_get(
     State(state): State<NodeState>,
     Path(id): Path<String>,
 ) -> Response {
-    let (license, _) = match load_license(&state, &session, &id).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let back = format!("/console/licenses/{}", license.license.id);
-    if let Err(r) = allowed(&session, AuditAction::LicenseSetMaintenance, &back) {
-        return r;
-    }
+    let (license, _) =
+        match load_license(&state, &session, &id, AuditAction::LicenseSetMaintenance).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     maintenance_spec(&license, &empty()).page(&session, StatusCode::OK, &Vec::new(), None)
 }
 
@@ -1181,15 +1147,13 @@ pub async fn maintenance_post(
     posted: Posted,
 ) -> Response {
     let s = &posted.session;
-    let (license, _) = match load_license(&state, s, &id).await {
+    let (license, _) = match load_license(&state, s, &id, AuditAction::LicenseSetMaintenance).await
+    {
         Ok(v) => v,
         Err(r) => return r,
     };
     let l = &license.license;
     let back = format!("/console/licenses/{}", l.id);
-    if let Err(r) = allowed(s, AuditAction::LicenseSetMaintenance, &back) {
-        return r;
-    }
     let spec = maintenance_spec(&license, &posted.form);
     let until = match NaiveDate::parse_from_str(posted.field("until"), "%Y-%m-%d") {
         Ok(d) => d,
@@ -1533,17 +1497,10 @@ pub async fn offline_sync_get(
     State(state): State<NodeState>,
     Path(guid): Path<String>,
 ) -> Response {
-    let v = match load_server(&state, &session, &guid).await {
+    let v = match load_server(&state, &session, &guid, AuditAction::ServerOfflineSync).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(
-        &session,
-        AuditAction::ServerOfflineSync,
-        &server_link(v.guid),
-    ) {
-        return r;
-    }
     offline_spec(&v).page(&session, StatusCode::OK, &Vec::new(), None)
 }
 
@@ -1580,17 +1537,10 @@ pub async fn offline_sync_post(
     Path(guid): Path<String>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    let v = match load_server(&state, &session, &guid).await {
+    let v = match load_server(&state, &session, &guid, AuditAction::ServerOfflineSync).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(
-        &session,
-        AuditAction::ServerOfflineSync,
-        &server_link(v.guid),
-    ) {
-        return r;
-    }
     let spec = offline_spec(&v);
     let mut csrf = None;
     let mut bytes = Vec::new();
@@ -1676,13 +1626,10 @@ pub async fn offline_sync_confirm(
     posted: Posted,
 ) -> Response {
     let s = &posted.session;
-    let v = match load_server(&state, s, &guid).await {
+    let v = match load_server(&state, s, &guid, AuditAction::ServerOfflineSync).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = allowed(s, AuditAction::ServerOfflineSync, &server_link(v.guid)) {
-        return r;
-    }
     let spec = offline_spec(&v);
     let bytes = match URL_SAFE_NO_PAD.decode(posted.field("upload")) {
         Ok(b) => b,

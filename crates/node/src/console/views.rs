@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use leasehold_proto::api::staff::{AuditEntry, Role};
 use leasehold_proto::ServerGuid;
@@ -15,25 +15,10 @@ use crate::service::ConsoleSession;
 
 /// Renders a template into a page with `status`.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "rendering a console page failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the console could not render this page; see the node's log",
-            )
-                .into_response()
-        }
-    }
+    leasehold_web::browser::html_page(status, template.render(), "console")
 }
 
-#[derive(Debug, Clone)]
-pub struct NavItem {
-    pub href: &'static str,
-    pub label: &'static str,
-    pub current: bool,
-}
+pub use leasehold_web::browser::{FlashView, NavItem};
 
 const NAV: [(&str, &str); 7] = [
     ("/console", "Search"),
@@ -44,24 +29,6 @@ const NAV: [(&str, &str); 7] = [
     ("/console/accounts", "Accounts"),
     ("/console/account", "My account"),
 ];
-
-#[derive(Debug, Clone)]
-pub struct FlashView {
-    pub class: &'static str,
-    pub label: &'static str,
-    pub text: String,
-}
-
-impl From<Flash> for FlashView {
-    fn from(f: Flash) -> Self {
-        let (class, label) = f.look();
-        Self {
-            class,
-            label,
-            text: f.text,
-        }
-    }
-}
 
 /// The frame of every page: navigation, who is signed in, the flash message.
 #[derive(Debug, Clone)]
@@ -85,14 +52,7 @@ impl Layout {
             role: session.account.role.to_string(),
             is_admin: session.account.role == Role::Admin,
             csrf: session.csrf.clone(),
-            nav: NAV
-                .iter()
-                .map(|(href, label)| NavItem {
-                    href,
-                    label,
-                    current: *href == current,
-                })
-                .collect(),
+            nav: leasehold_web::browser::nav(&NAV, current),
             flash: session.flash.as_deref().map(|f| Flash::decode(f).into()),
         }
     }

@@ -26,6 +26,23 @@ fn bearer(parts: &Parts) -> Option<&str> {
 
 const NO_TOKEN: &str = "the vendor admin API needs 'Authorization: Bearer lhv_…' with a vendor account's own token: sign in with `leasehold vendor login` (or create a token in the console under Account)";
 
+/// The actor of the request's bearer token: a staff account's, or (only where
+/// `bootstrap` allows it) the node's bootstrap token.
+async fn actor(parts: &Parts, state: &NodeState, bootstrap: bool) -> Result<Actor, ApiError> {
+    let presented =
+        bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, NO_TOKEN))?;
+    if state.is_bootstrap(presented) {
+        if bootstrap {
+            return Ok(Actor::bootstrap());
+        }
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the node's bootstrap token only creates the first admin account (`leasehold vendor account add --role admin`); sign in with that account (`leasehold vendor login`) and use its own token",
+        ));
+    }
+    state.node.authenticate(presented).await
+}
+
 /// A signed-in staff account (support or admin); the handler's service call checks the
 /// role its change needs.
 #[derive(Debug, Clone)]
@@ -38,15 +55,7 @@ impl FromRequestParts<NodeState> for Staff {
         parts: &mut Parts,
         state: &NodeState,
     ) -> Result<Self, Self::Rejection> {
-        let presented =
-            bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, NO_TOKEN))?;
-        if state.is_bootstrap(presented) {
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "the node's bootstrap token only creates the first admin account (`leasehold vendor account add --role admin`); sign in with that account (`leasehold vendor login`) and use its own token",
-            ));
-        }
-        Ok(Staff(state.node.authenticate(presented).await?))
+        actor(parts, state, false).await.map(Staff)
     }
 }
 
@@ -62,12 +71,7 @@ impl FromRequestParts<NodeState> for StaffOrBootstrap {
         parts: &mut Parts,
         state: &NodeState,
     ) -> Result<Self, Self::Rejection> {
-        let presented =
-            bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, NO_TOKEN))?;
-        if state.is_bootstrap(presented) {
-            return Ok(StaffOrBootstrap(Actor::bootstrap()));
-        }
-        Ok(StaffOrBootstrap(state.node.authenticate(presented).await?))
+        actor(parts, state, true).await.map(StaffOrBootstrap)
     }
 }
 

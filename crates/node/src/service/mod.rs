@@ -33,6 +33,24 @@ use crate::domain::{self, NewLicense, SyncInput};
 use crate::store::{DynStore, StoreTx};
 use leasehold_web::ApiError;
 
+/// What a change of one license does.
+#[derive(Debug, Clone, Copy)]
+enum LicenseChange<'a> {
+    Transfer(&'a TransferLicense),
+    Revoke,
+    Maintenance(NaiveDate),
+}
+
+impl LicenseChange<'_> {
+    fn action(self) -> AuditAction {
+        match self {
+            LicenseChange::Transfer(_) => AuditAction::LicenseTransfer,
+            LicenseChange::Revoke => AuditAction::LicenseRevoke,
+            LicenseChange::Maintenance(_) => AuditAction::LicenseSetMaintenance,
+        }
+    }
+}
+
 /// Shortest sync interval a vendor may set: more often would only load the nodes.
 pub const MIN_SYNC_INTERVAL_SECS: u64 = 60;
 
@@ -289,20 +307,27 @@ impl Node {
         Ok(out)
     }
 
-    pub async fn transfer_license(
+    /// One change of a license in one transaction: the role first, then the change, then
+    /// its audit entry with the license before and after and the installations it was in.
+    async fn change_license(
         &self,
         change: Change<'_>,
         id: &LicenseId,
-        req: &TransferLicense,
+        what: LicenseChange<'_>,
     ) -> Result<LicenseView, ApiError> {
-        change.actor.require(AuditAction::LicenseTransfer)?;
+        let action = what.action();
+        change.actor.require(action)?;
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let before = domain::license(&mut *tx, id).await?;
-        let out = domain::transfer_license(&mut *tx, id, req).await?;
+        let out = match what {
+            LicenseChange::Transfer(req) => domain::transfer_license(&mut *tx, id, req).await,
+            LicenseChange::Revoke => domain::revoke_license(&mut *tx, id, now).await,
+            LicenseChange::Maintenance(until) => domain::set_maintenance(&mut *tx, id, until).await,
+        }?;
         let from = domain::installation_of(&mut *tx, before.server).await?;
         let to = domain::installation_of(&mut *tx, out.server).await?;
-        Entry::new(AuditAction::LicenseTransfer, id.as_str())
+        Entry::new(action, id.as_str())
             .installation(&from)
             .installation(&to)
             .before(&before)
@@ -313,25 +338,22 @@ impl Node {
         Ok(out)
     }
 
+    pub async fn transfer_license(
+        &self,
+        change: Change<'_>,
+        id: &LicenseId,
+        req: &TransferLicense,
+    ) -> Result<LicenseView, ApiError> {
+        self.change_license(change, id, LicenseChange::Transfer(req))
+            .await
+    }
+
     pub async fn revoke_license(
         &self,
         change: Change<'_>,
         id: &LicenseId,
     ) -> Result<LicenseView, ApiError> {
-        change.actor.require(AuditAction::LicenseRevoke)?;
-        let now = self.clock.now();
-        let mut tx = self.begin().await?;
-        let before = domain::license(&mut *tx, id).await?;
-        let out = domain::revoke_license(&mut *tx, id, now).await?;
-        let installation = domain::installation_of(&mut *tx, out.server).await?;
-        Entry::new(AuditAction::LicenseRevoke, id.as_str())
-            .installation(&installation)
-            .before(&before)
-            .after(&out)
-            .write(&mut *tx, change, now)
-            .await?;
-        tx.commit().await?;
-        Ok(out)
+        self.change_license(change, id, LicenseChange::Revoke).await
     }
 
     pub async fn set_maintenance(
@@ -340,20 +362,8 @@ impl Node {
         id: &LicenseId,
         until: NaiveDate,
     ) -> Result<LicenseView, ApiError> {
-        change.actor.require(AuditAction::LicenseSetMaintenance)?;
-        let now = self.clock.now();
-        let mut tx = self.begin().await?;
-        let before = domain::license(&mut *tx, id).await?;
-        let out = domain::set_maintenance(&mut *tx, id, until).await?;
-        let installation = domain::installation_of(&mut *tx, out.server).await?;
-        Entry::new(AuditAction::LicenseSetMaintenance, id.as_str())
-            .installation(&installation)
-            .before(&before)
-            .after(&out)
-            .write(&mut *tx, change, now)
-            .await?;
-        tx.commit().await?;
-        Ok(out)
+        self.change_license(change, id, LicenseChange::Maintenance(until))
+            .await
     }
 
     /// An air-gapped sync answered by a person (the console): the same sync as

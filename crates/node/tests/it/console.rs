@@ -5,53 +5,10 @@
 
 use leasehold_proto::api::staff::{AuditAction, Role, Via};
 use leasehold_proto::{Context, ServerGuid};
+use leasehold_testkit::browser::{browser, hidden, page, Page};
 use leasehold_testkit::node::{setup, usage_bucket, FakeServer, TestNode};
 use leasehold_testkit::{grant_request, manual_clock, STAFF_PASSWORD};
-use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION};
-use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
-
-fn browser() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The value of the first hidden `name` field in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} field in {html}"))
-        + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end].to_owned()
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    content_type: String,
-    disposition: Option<String>,
-    body: String,
-}
-
-async fn page(r: reqwest::Response) -> Page {
-    let header = |name| {
-        r.headers()
-            .get(name)
-            .map(|v: &reqwest::header::HeaderValue| v.to_str().unwrap().to_owned())
-    };
-    Page {
-        status: r.status(),
-        location: header(LOCATION),
-        content_type: header(CONTENT_TYPE).unwrap_or_default(),
-        disposition: header(CONTENT_DISPOSITION),
-        body: r.text().await.unwrap(),
-    }
-}
 
 struct Console {
     base: String,

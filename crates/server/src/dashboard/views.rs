@@ -4,33 +4,18 @@
 
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::auth::{Flash, FlashKind, Session};
+use super::auth::{Flash, Session};
 use crate::api::{ServerState, Status};
 
 /// Renders a template into a page with `status`.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "rendering a dashboard page failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the dashboard could not render this page; see the server log",
-            )
-                .into_response()
-        }
-    }
+    leasehold_web::browser::html_page(status, template.render(), "dashboard")
 }
 
-#[derive(Debug, Clone)]
-pub struct NavItem {
-    pub href: &'static str,
-    pub label: &'static str,
-    pub current: bool,
-}
+pub use leasehold_web::browser::{FlashView, NavItem};
 
 const NAV: [(&str, &str); 7] = [
     ("/licenses", "Licenses"),
@@ -41,28 +26,6 @@ const NAV: [(&str, &str); 7] = [
     ("/diagnostics", "Diagnostics"),
     ("/setup", "Setup"),
 ];
-
-#[derive(Debug, Clone)]
-pub struct FlashView {
-    pub class: &'static str,
-    pub label: &'static str,
-    pub text: String,
-}
-
-impl From<Flash> for FlashView {
-    fn from(f: Flash) -> Self {
-        let (class, label) = match f.kind {
-            FlashKind::Success => ("flash-ok", "✔ Done:"),
-            FlashKind::Error => ("flash-error", "✖ Failed:"),
-            FlashKind::Info => ("flash-info", "ℹ Note:"),
-        };
-        Self {
-            class,
-            label,
-            text: f.text,
-        }
-    }
-}
 
 /// The frame of every page: navigation, the server's GUID and state, the flash message.
 #[derive(Debug, Clone)]
@@ -90,14 +53,7 @@ impl Layout {
             title: title.into(),
             signed_in: session.is_some(),
             csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
-            nav: NAV
-                .iter()
-                .map(|(href, label)| NavItem {
-                    href,
-                    label,
-                    current: *href == current,
-                })
-                .collect(),
+            nav: leasehold_web::browser::nav(&NAV, current),
             guid: status
                 .and_then(|s| s.guid)
                 .map_or_else(|| "no GUID set".into(), |g| g.to_string()),

@@ -12,54 +12,10 @@ use leasehold_testkit::server::{lease_request, options, Synced, TestServer};
 use leasehold_testkit::{
     grant_request, maintenance_date, manual_clock, start_time, vendor_key, SERVER_TOKEN,
 };
-use reqwest::header::LOCATION;
-use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 
-/// A browser: keeps cookies, shows redirects instead of following them.
-pub(super) fn browser() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The value of the first hidden `name` field in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} field in {html}"))
-        + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end].to_owned()
-}
-
-pub(super) struct Page {
-    pub status: StatusCode,
-    pub location: Option<String>,
-    pub body: String,
-}
-
-pub(super) async fn get(b: &Client, url: &str) -> Page {
-    page(b.get(url).send().await.unwrap()).await
-}
-
-async fn post(b: &Client, url: &str, form: &[(&str, &str)]) -> Page {
-    page(b.post(url).form(form).send().await.unwrap()).await
-}
-
-async fn page(r: reqwest::Response) -> Page {
-    Page {
-        status: r.status(),
-        location: r
-            .headers()
-            .get(LOCATION)
-            .map(|l| l.to_str().unwrap().to_owned()),
-        body: r.text().await.unwrap(),
-    }
-}
+pub(super) use leasehold_testkit::browser::{browser, get};
+use leasehold_testkit::browser::{hidden, post};
 
 /// Signs in and returns the session's CSRF token.
 pub(super) async fn login(b: &Client, admin: &str, password: &str) -> String {
