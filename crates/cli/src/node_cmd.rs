@@ -46,6 +46,7 @@ struct CreateAdminArgs {
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
@@ -111,6 +112,7 @@ struct MaintainArgs {
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
@@ -133,6 +135,7 @@ struct MigrateArgs {
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
@@ -161,6 +164,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
