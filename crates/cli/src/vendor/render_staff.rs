@@ -341,7 +341,7 @@ impl Human for AuditOutput {
             table.render()
         };
         if self.page.next_before.is_some() {
-            text.push_str("(there may be older entries: raise --limit or pass --all)\n");
+            text.push_str("(older entries follow: raise --limit or pass --all)\n");
         }
         text
     }

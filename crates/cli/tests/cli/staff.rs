@@ -491,7 +491,9 @@ fn a_revoked_token_and_a_disabled_account_stop_working_at_once() {
     login_token(f.vendor_without_token(), "sam", "sam-new-password-22");
     let reset = f.json(&["account", "set-password", "sam"]);
     let generated = reset["generated_password"].as_str().unwrap();
-    login_token(f.vendor_without_token(), "sam", generated);
+    // A reset ends the tokens signed in with the old password.
+    assert!(stderr_of(f.vendor_as(&sam).arg("whoami")).contains("revoked"));
+    let sam = login_token(f.vendor_without_token(), "sam", generated);
     let stderr = stderr_of(
         f.vendor_as(&sam)
             .args(["account", "set-password", NODE_ADMIN, "--password-stdin"])
