@@ -27,7 +27,7 @@ $B vendor keygen --out "$D/key.pem" --json >/dev/null
 
 # start_node NAME DB: starts a node, prints its URL
 start_node() {
-  $B node serve --db "$2" --listen 127.0.0.1:0 --signing-key "$D/key.pem" --admin-token bench >"$D/$1.out" 2>"$D/$1.log" &
+  $B node serve --db "$2" --listen 127.0.0.1:0 --signing-key "$D/key.pem" >"$D/$1.out" 2>"$D/$1.log" &
   PIDS+=("$!")
   until grep -q listening "$D/$1.out"; do sleep 0.1; done
   sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$D/$1.out"
@@ -41,21 +41,30 @@ pg_schema() {
   DB="$PG?options[search_path]=$s&max_connections=${PG_CONNECTIONS:-10}"
 }
 
-run() {
+# admin_token DB NODE_URL: the token of an admin account "bench" on that database (made
+# there once; several nodes on one database share it).
+PW=bench-password-$$
+admin_token() {
+  echo "$PW" | $B node create-admin --db "$1" --name bench --password-stdin --reason benchmark >/dev/null 2>&1 || true
+  echo "$PW" | $B vendor --node "$2" login --name bench --password-stdin --print-token
+}
+
+run() { # TITLE TOKEN --node URL...
   echo "== $1"
-  shift
-  $B loadgen sync "$@" --token bench --servers "$SERVERS" --concurrency "$CONCURRENCY" \
+  local token=$2
+  shift 2
+  $B loadgen sync "$@" --token "$token" --servers "$SERVERS" --concurrency "$CONCURRENCY" \
     --duration "$DURATION" --buckets "$BUCKETS"
 }
 
 N1=$(start_node sqlite "sqlite://$D/node.db")
-run "one node, SQLite" --node "$N1"
+run "one node, SQLite" "$(admin_token "sqlite://$D/node.db" "$N1")" --node "$N1"
 
 pg_schema
 N2=$(start_node pg1 "$DB")
-run "one node, PostgreSQL" --node "$N2"
+run "one node, PostgreSQL" "$(admin_token "$DB" "$N2")" --node "$N2"
 
 pg_schema
 N3=$(start_node pg2a "$DB")
 N4=$(start_node pg2b "$DB")
-run "two nodes, one PostgreSQL database" --node "$N3" --node "$N4"
+run "two nodes, one PostgreSQL database" "$(admin_token "$DB" "$N3")" --node "$N3" --node "$N4"

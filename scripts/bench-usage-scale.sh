@@ -77,11 +77,14 @@ q "SELECT 'default partition rows: ' || count(*) FROM usage_default"
 q "SELECT 'usage_daily: ' || pg_size_pretty(pg_total_relation_size('usage_daily'))"
 
 $B vendor keygen --out "$D/key.pem" --json >/dev/null
-$B node serve --db "$DB" --listen 127.0.0.1:0 --signing-key "$D/key.pem" --admin-token bench \
+PW=bench-password-$$
+echo "$PW" | $B node create-admin --db "$DB" --name bench --password-stdin --reason benchmark >/dev/null
+$B node serve --db "$DB" --listen 127.0.0.1:0 --signing-key "$D/key.pem" \
   --usage-hourly-days "$HOURLY_DAYS" >"$D/node.out" 2>"$D/node.log" &
 NODE_PID=$!
 until grep -q listening "$D/node.out"; do sleep 0.1; done
 NODE=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$D/node.out")
+TOKEN=$(echo "$PW" | $B vendor --node "$NODE" login --name bench --password-stdin --print-token)
 
 echo "== the installation report over $DAYS days ($REPORTS installations, through the CLI)"
 FROM=$(date -u -d "-$((DAYS - 1)) days" +%F)
@@ -89,14 +92,14 @@ TO=$(date -u +%F)
 times=()
 for id in $(q "SELECT id FROM installations ORDER BY random() LIMIT $REPORTS"); do
   t=$(date +%s%N)
-  out=$($B vendor usage --node "$NODE" --token bench --installation "$id" --from "$FROM" --to "$TO" --json)
+  out=$($B vendor usage --node "$NODE" --token "$TOKEN" --installation "$id" --from "$FROM" --to "$TO" --json)
   times+=($(( ($(date +%s%N) - t) / 1000 )))
 done
 days=$(echo "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["days"]))')
 printf '%s\n' "${times[@]}" | sort -n | awk -v d="$days" '{a[NR]=$1} END {printf "report: %d rows of days each; median %.1f ms, max %.1f ms (CLI process included)\n", d, a[int((NR+1)/2)]/1000, a[NR]/1000}'
 
 echo "== syncs while the usage table holds $HOURLY hourly rows (24 buckets a sync)"
-$B loadgen sync --node "$NODE" --token bench --servers 200 --concurrency 32 --duration "${SYNC_DURATION:-10s}" --buckets 24
+$B loadgen sync --node "$NODE" --token "$TOKEN" --servers 200 --concurrency 32 --duration "${SYNC_DURATION:-10s}" --buckets 24
 
 echo "== roll-up of the oldest hourly day ($((SERVERS * FEATURES * 24)) rows)"
 $B node maintain --db "$DB" --usage-hourly-days $((HOURLY_DAYS - 1)) --usage-retention-days $((DAYS + 1))

@@ -177,7 +177,22 @@ wait_for_line "$work/node.out" "leasehold node listening on "
 node_url=$(sed -n 's/^leasehold node listening on \([^ ]*\).*/\1/p' "$work/node.out")
 health "$node_url"
 check_file /var/lib/leasehold/node/leasehold-node.db
+# The first admin through the bootstrap token, then signed in with its own token.
+echo "package-test-password" | LEASEHOLD_VENDOR_TOKEN=package-test-token \
+  leasehold vendor --node "$node_url" account add --name pkg-admin --role admin --password-stdin >/dev/null ||
+  fail "the bootstrap token did not create the first admin"
+vendor_token=$(echo "package-test-password" | leasehold vendor --node "$node_url" login --name pkg-admin --password-stdin --print-token) ||
+  fail "the first admin cannot sign in"
+LEASEHOLD_VENDOR_TOKEN=$vendor_token leasehold vendor --node "$node_url" installation create --name "package test" >/dev/null ||
+  fail "the admin's token does not work"
+if LEASEHOLD_VENDOR_TOKEN=package-test-token leasehold vendor --node "$node_url" installation list >/dev/null 2>&1; then
+  fail "the bootstrap token still works beyond the first admin"
+fi
 stop "$node_pid" "the node"
+# Recovery with every admin password lost: an admin made on the database by the unit's user.
+echo "package-recovery-pw" | runuser -u leasehold -- leasehold node create-admin \
+  --db sqlite:///var/lib/leasehold/node/leasehold-node.db --name recovery --password-stdin >/dev/null ||
+  fail "node create-admin failed on the unit's database"
 
 echo "== package test: dpkg -i again (an upgrade keeps the settings)"
 dpkg -i "$deb" >/dev/null

@@ -18,8 +18,8 @@ const shots = join(root, "artifacts/browser");
 const tmp = mkdtempSync(join(tmpdir(), "leasehold-browser-"));
 const children = [];
 
-function run(args, env = {}) {
-  return execFileSync(bin, args, { env: { ...process.env, ...env }, encoding: "utf8" });
+function run(args, env = {}, input = undefined) {
+  return execFileSync(bin, args, { env: { ...process.env, ...env }, encoding: "utf8", input });
 }
 
 // Starts a long-running command and resolves the regex matches of its stdout lines.
@@ -54,7 +54,15 @@ before(async () => {
     [/listening on (http:\/\/\S+)/],
   );
   const nodeUrl = node.found[0][1];
-  const vendor = { LEASEHOLD_NODE: nodeUrl, LEASEHOLD_ADMIN_TOKEN: "node-token" };
+  // The node's first admin, made with its bootstrap token; the vendor commands then carry
+  // that account's own token.
+  const staff = { LEASEHOLD_NODE: nodeUrl, XDG_CONFIG_HOME: join(tmp, "config") };
+  const staffPassword = "browser-test-password\n";
+  run(["vendor", "account", "add", "--name", "admin", "--role", "admin", "--password-stdin"],
+      { ...staff, LEASEHOLD_VENDOR_TOKEN: "node-token" }, staffPassword);
+  const token = run(["vendor", "login", "--name", "admin", "--password-stdin", "--print-token"],
+                    staff, staffPassword).trim();
+  const vendor = { ...staff, LEASEHOLD_VENDOR_TOKEN: token };
   const inst = JSON.parse(run(["vendor", "--json", "installation", "create", "--name", "Browser test"], vendor));
   const server = JSON.parse(run(["vendor", "--json", "server", "add", "--installation", inst.id, "--context", "production"], vendor));
   guid = server.guid;

@@ -54,6 +54,8 @@ pub(crate) struct Endpoint {
     http: reqwest::Client,
     base: Url,
     token: Option<Token>,
+    /// Headers sent with every request (the reason of a change, say).
+    headers: reqwest::header::HeaderMap,
     /// "license node", "license server": who is called, in messages.
     service: &'static str,
     /// What to tell the user when a call needs the token and there is none.
@@ -90,13 +92,45 @@ impl Endpoint {
             http,
             base,
             token,
+            headers: reqwest::header::HeaderMap::new(),
             service,
             token_hint,
         }
     }
 
+    /// Sends `value` as header `name` with every request from now on.
+    pub(crate) fn set_header(
+        &mut self,
+        name: reqwest::header::HeaderName,
+        value: reqwest::header::HeaderValue,
+    ) {
+        self.headers.insert(name, value);
+    }
+
+    /// The same endpoint with another token (or none).
+    pub(crate) fn with_token(&self, token: Option<String>) -> Self {
+        let mut other = Self::new(
+            self.http.clone(),
+            self.base.clone(),
+            token,
+            self.service,
+            self.token_hint,
+        );
+        other.headers = self.headers.clone();
+        other
+    }
+
     pub(crate) fn base(&self) -> &Url {
         &self.base
+    }
+
+    /// A header sent with every request, as text.
+    #[cfg(test)]
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     pub(crate) fn require_token(&self) -> Result<()> {
@@ -122,7 +156,7 @@ impl Endpoint {
                 self.base
             ))
         })?;
-        let mut request = self.http.request(method, url);
+        let mut request = self.http.request(method, url).headers(self.headers.clone());
         if let Some(token) = &self.token {
             request = request.bearer_auth(&token.0);
         }

@@ -19,7 +19,7 @@ mod server;
 pub use endpoint::{guid_segment, parse_base_url};
 pub use error::ApiClientError;
 pub use lease::LeaseApi;
-pub use node::NodeClient;
+pub use node::{AuditFilter, NodeClient};
 pub use reqwest::Url;
 pub use server::ServerAdminClient;
 

@@ -25,7 +25,7 @@ impl FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let token = s.trim();
         if token.is_empty() {
-            return Err("the admin token is empty".into());
+            return Err("the token is empty".into());
         }
         Ok(Self(token.to_owned()))
     }

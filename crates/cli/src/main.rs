@@ -32,7 +32,8 @@ struct Cli {
 enum Command {
     /// Run a license node (vendor side).
     Node(node_cmd::NodeArgs),
-    /// Vendor administration of a license node: installations, servers, licenses, usage.
+    /// Vendor administration of a license node: installations, servers, licenses, usage,
+    /// staff accounts, API tokens and the audit log.
     Vendor(vendor::VendorArgs),
     /// Run and administer a license server (customer side).
     Server(server_cmd::ServerArgs),

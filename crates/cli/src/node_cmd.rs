@@ -1,6 +1,8 @@
 //! `leasehold node serve`: runs a license node on a database URL with a vendor signing key;
 //! `leasehold node migrate`: brings a node database's schema up to date and exits;
-//! `leasehold node maintain`: one pass of usage roll-up and retention.
+//! `leasehold node maintain`: one pass of usage roll-up and retention;
+//! `leasehold node create-admin`: an admin account made on the database itself (the first
+//! one without a bootstrap token, or a way back in when every admin password is lost).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +11,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use leasehold_node::domain::retention::UsagePolicy;
-use leasehold_node::{Node, NodeState};
+use leasehold_node::{Actor, Change, Node, NodeState};
+use leasehold_proto::api::staff::{check_password, check_reason, AccountName, CreateAccount, Role};
 use leasehold_proto::{SystemClock, VendorSigningKey};
 
 #[derive(Debug, Args)]
@@ -29,6 +32,49 @@ enum NodeCommand {
     /// (PostgreSQL), hourly rows older than the hourly window rolled up into days, days older
     /// than the retention deleted. `serve` runs the same pass at start and every hour.
     Maintain(MaintainArgs),
+    /// Create an admin account directly on the node database, then exit: the first admin
+    /// of a new node (instead of the bootstrap token), or a way back in when every admin
+    /// password is lost. No node or token is needed, only the database; the audit log
+    /// records it as done by "node database". Without --password-stdin a strong password
+    /// is generated and printed once.
+    CreateAdmin(CreateAdminArgs),
+}
+
+#[derive(Args)]
+struct CreateAdminArgs {
+    /// Database URL, as for `serve`.
+    #[arg(
+        long,
+        env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
+        default_value = "sqlite://leasehold-node.db"
+    )]
+    db: String,
+    /// The new account's name (an existing name is refused: choose another, sign in with it
+    /// and set the old account's password with `leasehold vendor account set-password`).
+    #[arg(long, value_name = "NAME")]
+    name: AccountName,
+    /// Read the password (at least 12 characters) from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Why, for the audit log.
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "leasehold node create-admin"
+    )]
+    reason: String,
+}
+
+impl std::fmt::Debug for CreateAdminArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateAdminArgs")
+            .field("db", &leasehold_node::store::redact_url(&self.db))
+            .field("name", &self.name)
+            .field("password_stdin", &self.password_stdin)
+            .field("reason", &self.reason)
+            .finish()
+    }
 }
 
 /// How long usage is kept, and in what detail.
@@ -66,6 +112,7 @@ struct MaintainArgs {
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
@@ -88,6 +135,7 @@ struct MigrateArgs {
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
@@ -116,6 +164,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "LEASEHOLD_NODE_DB",
+        hide_env_values = true,
         default_value = "sqlite://leasehold-node.db"
     )]
     db: String,
@@ -125,14 +174,19 @@ struct ServeArgs {
     /// PKCS#8 PEM file with the vendor signing key (`leasehold vendor keygen` writes one).
     #[arg(long, env = "LEASEHOLD_SIGNING_KEY")]
     signing_key: PathBuf,
-    /// Bearer token the vendor admin API requires.
+    /// Bootstrap token: it creates the first admin account (`LEASEHOLD_VENDOR_TOKEN=TOKEN
+    /// leasehold vendor account add --name NAME --role admin`) while the node has no enabled
+    /// admin, and does nothing else; staff then sign in with their own accounts (`leasehold
+    /// vendor login`). Optional: `leasehold node create-admin` makes the first admin on the
+    /// database instead.
     #[arg(
         long,
         env = "LEASEHOLD_ADMIN_TOKEN",
         hide_env_values = true,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_name = "TOKEN"
     )]
-    admin_token: String,
+    admin_token: Option<String>,
     #[command(flatten)]
     usage: UsageArgs,
     #[command(flatten)]
@@ -181,6 +235,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }),
+        NodeCommand::CreateAdmin(a) => tokio::runtime::Runtime::new()?.block_on(create_admin(a)),
         NodeCommand::Maintain(a) => tokio::runtime::Runtime::new()?.block_on(async {
             let policy = a.usage.policy()?;
             let db = leasehold_node::store::redact_url(&a.db);
@@ -214,9 +269,64 @@ pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<VendorSigningK
         .with_context(|| format!("signing key file {}", path.display()))
 }
 
+async fn create_admin(a: CreateAdminArgs) -> anyhow::Result<()> {
+    let reason = check_reason(&a.reason).map_err(|e| anyhow::anyhow!("--reason: {e}"))?;
+    let (password, generated) = if a.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        (line.trim_end_matches(['\n', '\r']).to_owned(), false)
+    } else {
+        (crate::vendor::generate_password(), true)
+    };
+    check_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+    let db = leasehold_node::store::redact_url(&a.db);
+    let store = leasehold_node::store::open(&a.db)
+        .await
+        .with_context(|| format!("--db {db}"))?;
+    // Creating an account signs nothing: a throwaway key stands in for the vendor's, which
+    // this command need not be given.
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    let key = VendorSigningKey::from_secret_bytes(secret);
+    let node = Node::new(store, key, Arc::new(SystemClock));
+    let account = node
+        .create_account(
+            Change::new(&Actor::database(), &reason),
+            &CreateAccount {
+                name: a.name.clone(),
+                role: Role::Admin,
+                password: password.clone(),
+            },
+        )
+        .await
+        .map_err(|e| {
+            if e.code == leasehold_proto::ErrorCode::AlreadyExists {
+                anyhow::anyhow!(
+                    "{}: {}; choose another name, sign in with it and set {}'s password with `leasehold vendor account set-password {}`",
+                    e.code, e.message, a.name, a.name
+                )
+            } else {
+                anyhow::anyhow!("{}: {}", e.code, e.message)
+            }
+        })?;
+    println!("admin account {} created in {db}", account.name);
+    if generated {
+        println!("password: {password}");
+        println!("(generated and shown this once; change it with `leasehold vendor account set-password` once signed in)");
+    }
+    println!(
+        "sign in with: leasehold vendor --node URL login --name {}",
+        account.name
+    );
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.admin_token.trim().is_empty() {
-        anyhow::bail!("--admin-token (or LEASEHOLD_ADMIN_TOKEN) must not be empty");
+    let bootstrap = args.admin_token.as_deref().map(str::trim).unwrap_or("");
+    if args.admin_token.is_some() && bootstrap.is_empty() {
+        anyhow::bail!("--admin-token (or LEASEHOLD_ADMIN_TOKEN) is empty: give a token, or leave it out (`leasehold node create-admin` makes the first admin instead)");
     }
     let key = load_signing_key(&args.signing_key)?;
     let store = leasehold_node::store::open(&args.db)
@@ -241,9 +351,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|t| t.spawn_reloader("node", leasehold_web::tls::RELOAD_CHECK_EVERY));
     tracing::info!(%addr, db = %leasehold_node::store::redact_url(&args.db), kid = %node.signing_key().kid(), tls = ?tls.as_ref().map(|t| t.fingerprint()), "license node started");
+    match node.has_admin().await {
+        Ok(true) => {}
+        Ok(false) if bootstrap.is_empty() => tracing::warn!(
+            "no admin account yet, and no bootstrap token (--admin-token): create the first admin on the database with `leasehold node create-admin --db URL --name NAME`, or restart with --admin-token TOKEN and run `LEASEHOLD_VENDOR_TOKEN=TOKEN leasehold vendor --node {scheme}://{addr} account add --name NAME --role admin`"
+        ),
+        Ok(false) => tracing::warn!(
+            "no admin account yet: create the first one with the bootstrap token: `LEASEHOLD_VENDOR_TOKEN=<--admin-token> leasehold vendor --node {scheme}://{addr} account add --name NAME --role admin`, then sign in with `leasehold vendor login --name NAME`"
+        ),
+        Err(e) => tracing::warn!(error = %e.message, "cannot tell whether an admin account exists"),
+    }
     println!("leasehold node listening on {scheme}://{addr}");
     leasehold_node::serve(
-        NodeState::new(node, &args.admin_token),
+        NodeState::new(node, bootstrap),
         listener,
         limits,
         tls,

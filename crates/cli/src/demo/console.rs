@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 
 use super::clients::{ROLE_BACKUP, ROLE_NONE, ROLE_PRIMARY};
 use super::processes::{state_name, ServerSpec, Servers};
-use super::provision::DemoState;
 use super::say;
 
 pub(super) const STATUS_EVERY: Duration = Duration::from_secs(10);
@@ -25,7 +24,6 @@ pub(super) struct Intro<'a> {
     pub(super) dir: &'a Path,
     pub(super) created: bool,
     pub(super) node_url: &'a str,
-    pub(super) state: &'a DemoState,
     pub(super) key: &'a VendorSigningKey,
     pub(super) production_view: &'a leasehold_proto::api::node::ServerView,
     pub(super) production: &'a ServerSpec,
@@ -36,6 +34,7 @@ pub(super) struct Intro<'a> {
     pub(super) today: NaiveDate,
     pub(super) synced: [&'a Result<(), String>; 2],
     pub(super) passwords: &'a BTreeMap<String, String>,
+    pub(super) console_password: &'a str,
 }
 
 pub(super) fn print_intro(i: &Intro<'_>) -> anyhow::Result<()> {
@@ -48,9 +47,8 @@ pub(super) fn print_intro(i: &Intro<'_>) -> anyhow::Result<()> {
     writeln!(out, "Leasehold demo in {} ({dir_note})", i.dir.display())?;
     writeln!(
         out,
-        "  license node       {}  admin token: {}  vendor key: {}",
+        "  license node       {}  vendor key: {}",
         i.node_url,
-        i.state.node_admin_token,
         i.key.kid()
     )?;
     let licenses = describe_licenses(&i.production_view.licenses);
@@ -108,6 +106,13 @@ pub(super) fn print_intro(i: &Intro<'_>) -> anyhow::Result<()> {
             i.passwords.get(spec.name).map_or("?", String::as_str)
         )?;
     }
+    writeln!(
+        out,
+        "vendor console: {}/console  account: {}  password: {}",
+        i.node_url,
+        super::provision::CONSOLE_ADMIN,
+        i.console_password
+    )?;
     writeln!(out, "Try:")?;
     writeln!(
         out,
@@ -116,8 +121,14 @@ pub(super) fn print_intro(i: &Intro<'_>) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  leasehold vendor --node {} --token {} server show '{}'",
-        i.node_url, i.state.node_admin_token, i.production.guid
+        "  leasehold vendor --node {} login --name {}    (the console password above)",
+        i.node_url,
+        super::provision::CONSOLE_ADMIN
+    )?;
+    writeln!(
+        out,
+        "  leasehold vendor --node {} server show '{}'",
+        i.node_url, i.production.guid
     )?;
     writeln!(
         out,

@@ -1,5 +1,6 @@
 //! `leasehold demo`: a whole Leasehold system in one process, on embedded defaults: a
-//! license node on SQLite with its own vendor key, an installation with a production and a
+//! license node on SQLite with its own vendor key and its vendor console (an admin account
+//! made for it), an installation with a production and a
 //! backup license server (each with its GUID, licenses, data directory, admin token and
 //! dashboard), and a few simulated application clients that take and give back licenses at
 //! random. Keys typed on stdin stop and start the primary to show failover.
@@ -104,8 +105,9 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
         node,
         state,
         production_view,
+        console_password,
     } = provision(&dir, with_backup, today).await?;
-    let node = NodeProcess::start(node, &state.node_admin_token, port(base, 0)).await?;
+    let node = NodeProcess::start(node, port(base, 0)).await?;
     let common = Common {
         node_url: node.url.clone(),
         trusted: TrustedKeys::new().with(key.verifying_key()),
@@ -143,7 +145,6 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
         dir: &dir,
         created,
         node_url: &node.url,
-        state: &state,
         key: &key,
         production_view: &production_view,
         production: &servers.production,
@@ -154,6 +155,7 @@ async fn demo(args: DemoArgs, logs: LogBuffer) -> anyhow::Result<()> {
         today,
         synced: [&p_sync, &b_sync],
         passwords: &passwords,
+        console_password: &console_password,
     })?;
 
     console::run(&mut servers, &clients.roles, args.duration).await;

@@ -168,17 +168,14 @@ pub(super) struct NodeProcess {
 }
 
 impl NodeProcess {
-    pub(super) async fn start(
-        node: Arc<Node>,
-        admin_token: &str,
-        addr: SocketAddr,
-    ) -> anyhow::Result<Self> {
+    /// The node has no bootstrap token: the demo makes its admin account directly.
+    pub(super) async fn start(node: Arc<Node>, addr: SocketAddr) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} for the node (choose other ports with --listen-base)")
         })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(leasehold_node::serve(
-            NodeState::new(node, admin_token),
+            NodeState::new(node, ""),
             listener,
             leasehold_web::Limits::default(),
             None,

@@ -1,5 +1,6 @@
 //! The demo directory: its vendor key, node database, installation, GUIDs and licenses
-//! (made at the first start, reused after), and the dashboard passwords.
+//! (made at the first start, reused after), the vendor console's admin account, and the
+//! dashboard and console passwords.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -14,6 +15,7 @@ use base64::Engine as _;
 use chrono::NaiveDate;
 use leasehold_node::api::GrantLicense;
 use leasehold_node::{Actor, Change, Node};
+use leasehold_proto::api::staff::{AccountName, CreateAccount, Role, UpdateAccount};
 use leasehold_proto::{
     Context, Feature, InstallationId, ServerGuid, SystemClock, VendorSigningKey,
 };
@@ -28,13 +30,16 @@ pub(super) const STATE_FILE: &str = "demo.json";
 pub(super) const KEY_FILE: &str = "vendor-key.pem";
 pub(super) const NODE_DB: &str = "node.db";
 pub(super) const PASSWORDS_FILE: &str = "demo-passwords.txt";
+/// The vendor console's admin account the demo makes, and its line in [`PASSWORDS_FILE`].
+pub(super) const CONSOLE_ADMIN: &str = "admin";
+pub(super) const CONSOLE_PASSWORD_KEY: &str = "console-admin";
 /// The reason the audit log records for what the demo sets up.
 const DEMO_REASON: &str = "demo provisioning";
-/// What `DIR/demo.json` keeps between starts.
+/// What `DIR/demo.json` keeps between starts (a node admin token that older demos kept is
+/// ignored: the demo's node has no bootstrap token, its admin account is made directly).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct DemoState {
     pub(super) installation: InstallationId,
-    pub(super) node_admin_token: String,
     pub(super) production: ServerGuid,
     #[serde(default)]
     pub(super) backup: Option<ServerGuid>,
@@ -48,6 +53,8 @@ pub(super) struct Provisioned {
     pub(super) node: Arc<Node>,
     pub(super) state: DemoState,
     pub(super) production_view: leasehold_proto::api::node::ServerView,
+    /// The password of the console's [`CONSOLE_ADMIN`] account.
+    pub(super) console_password: String,
 }
 
 /// Reuses the demo in `dir` or creates one: the vendor key, the node's database with one
@@ -99,7 +106,6 @@ pub(super) async fn provision(
             grant(&node, production.guid, today).await?;
             DemoState {
                 installation: installation.id,
-                node_admin_token: random_token(),
                 production: production.guid,
                 backup: None,
             }
@@ -141,6 +147,7 @@ pub(super) async fn provision(
         state.backup = Some(backup.guid);
     }
     write_state(dir, &state)?;
+    let console_password = console_admin(dir, &node).await?;
 
     Ok(Provisioned {
         created,
@@ -148,7 +155,50 @@ pub(super) async fn provision(
         node,
         state,
         production_view,
+        console_password,
     })
+}
+
+/// The vendor console's admin account: made with a random password at the first start (or
+/// given a new one when the password noted in the directory is gone); the password is noted
+/// in [`PASSWORDS_FILE`].
+async fn console_admin(dir: &Path, node: &Node) -> anyhow::Result<String> {
+    let mut passwords = read_passwords(dir)?;
+    let name = AccountName::parse(CONSOLE_ADMIN)?;
+    let exists = match node.account(&name).await {
+        Ok(_) => true,
+        Err(e) if e.code == leasehold_proto::ErrorCode::NotFound => false,
+        Err(e) => bail!("reading the console's admin account: {e}"),
+    };
+    if exists {
+        if let Some(password) = passwords.get(CONSOLE_PASSWORD_KEY) {
+            return Ok(password.clone());
+        }
+    }
+    let password = random_token()[..20].to_owned();
+    let actor = Actor::database();
+    let change = Change::new(&actor, DEMO_REASON);
+    if exists {
+        let update = UpdateAccount {
+            password: Some(password.clone()),
+            ..UpdateAccount::default()
+        };
+        node.update_account(change, &name, &update)
+            .await
+            .map_err(|e| anyhow::anyhow!("setting the console admin's password: {e}"))?;
+    } else {
+        let account = CreateAccount {
+            name,
+            role: Role::Admin,
+            password: password.clone(),
+        };
+        node.create_account(change, &account)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the console's admin account: {e}"))?;
+    }
+    passwords.insert(CONSOLE_PASSWORD_KEY.to_owned(), password.clone());
+    write_passwords(dir, &passwords)?;
+    Ok(password)
 }
 
 /// The dashboard password of each running server: the one it generated at its first start,

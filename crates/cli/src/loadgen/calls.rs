@@ -60,10 +60,10 @@ pub(super) struct CallsArgs {
     /// The server's admin URL, to read the licensed count.
     #[arg(long)]
     admin: Option<String>,
-    /// Admin token for `--admin`.
+    /// The license server's admin token for `--admin`.
     #[arg(
         long,
-        env = "LEASEHOLD_ADMIN_TOKEN",
+        env = "LEASEHOLD_SERVER_TOKEN",
         hide_env_values = true,
         allow_hyphen_values = true
     )]
@@ -449,7 +449,7 @@ async fn licensed_count(
     token: Option<&str>,
     feature: &Feature,
 ) -> anyhow::Result<u32> {
-    let token = token.context("--admin needs --token (or LEASEHOLD_ADMIN_TOKEN)")?;
+    let token = token.context("--admin needs --token (or LEASEHOLD_SERVER_TOKEN)")?;
     let base = leasehold_api_client::parse_base_url("--admin", admin)?;
     let s = leasehold_api_client::ServerAdminClient::new(base, Some(token.to_owned()))?
         .status()

@@ -43,10 +43,12 @@ struct SyncArgs {
     /// spread over them, each simulated server keeps to one).
     #[arg(long, env = "LEASEHOLD_NODE", default_value = "http://127.0.0.1:8470")]
     node: Vec<String>,
-    /// Admin token, used once to create the simulated servers.
+    /// A vendor admin account's personal token (e.g. from `leasehold vendor login
+    /// --print-token`), used once to create the simulated servers' installations, servers
+    /// and licenses.
     #[arg(
         long,
-        env = "LEASEHOLD_ADMIN_TOKEN",
+        env = "LEASEHOLD_VENDOR_TOKEN",
         hide_env_values = true,
         allow_hyphen_values = true
     )]
@@ -247,7 +249,8 @@ async fn sync_load(a: SyncArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;
-    let admin = NodeClient::with_http(http.clone(), node_url.clone(), Some(a.token.clone()));
+    let admin = NodeClient::with_http(http.clone(), node_url.clone(), Some(a.token.clone()))
+        .with_reason("leasehold loadgen sync: simulated servers")?;
     eprintln!("creating {} simulated servers on {node} ...", a.servers);
     let mut sims = Vec::with_capacity(a.servers);
     for i in 0..a.servers {

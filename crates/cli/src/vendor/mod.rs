@@ -1,10 +1,16 @@
 //! `leasehold vendor ...`: the vendor's administration of a license node over its HTTP API
-//! (installations, servers, licenses, usage), the air-gapped sync path and signing-key
-//! generation. Arguments are checked here before any request; the node has the last word.
+//! (installations, servers, licenses, usage), its staff (sign-in, accounts, tokens, the audit
+//! log), the air-gapped sync path and signing-key generation. Every call carries a vendor
+//! account's personal token: `--token` / `LEASEHOLD_VENDOR_TOKEN`, else the one `vendor
+//! login` saved for the node. Arguments are checked here before any request; the node has
+//! the last word.
 
 mod commands;
+mod credentials;
 pub(crate) mod output;
 mod render;
+mod render_staff;
+mod staff;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,9 +18,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
-use leasehold_proto::{Context, Feature, InstallationId, LicenseId, ServerGuid};
+use leasehold_proto::api::staff::{AccountName, Role};
+use leasehold_proto::{ApiTokenId, Context, Feature, InstallationId, LicenseId, ServerGuid};
 
 use crate::http_util::Secret;
+
+pub(crate) use staff::generate_password;
 
 #[derive(Debug, Args)]
 pub struct VendorArgs {
@@ -28,17 +37,25 @@ pub struct VendorArgs {
     )]
     node: String,
 
-    /// The node's admin token, sent as `Authorization: Bearer TOKEN`. Needed by every
-    /// command that talks to the node's admin API.
+    /// A vendor account's personal API token (`lhv_…`), sent as `Authorization: Bearer
+    /// TOKEN`. Without it, the token `vendor login` saved for this node is used. To create
+    /// the first admin account, give the node's bootstrap token here (`--admin-token` of
+    /// `node serve`); it works for nothing else.
     #[arg(
         long,
         global = true,
-        env = "LEASEHOLD_ADMIN_TOKEN",
+        env = "LEASEHOLD_VENDOR_TOKEN",
         hide_env_values = true,
         allow_hyphen_values = true,
         value_name = "TOKEN"
     )]
     token: Option<Secret>,
+
+    /// Why this change is made (a ticket number, the customer's request), recorded with the
+    /// change in the node's audit log (`vendor audit`). Sent with every command; commands
+    /// that change nothing record nothing. At most 1,000 characters.
+    #[arg(long, global = true, value_name = "TEXT")]
+    reason: Option<String>,
 
     /// Print exactly one JSON object on stdout instead of tables.
     #[arg(long, global = true)]
@@ -72,6 +89,151 @@ enum VendorCommand {
     /// Air-gapped sync: send an upload file a customer exported with `leasehold server
     /// export-upload` and write the signed bundle for `leasehold server import-bundle`.
     SyncFile(SyncFileArgs),
+    /// Sign in with an account's name and password: the node issues a personal API token,
+    /// saved for this node in ~/.config/leasehold/vendor-credentials.json (mode 0600;
+    /// `$XDG_CONFIG_HOME` moves it), which later commands use without --token.
+    Login(LoginArgs),
+    /// Revoke the token in use at the node and forget it here (signing out).
+    Logout,
+    /// Show the account (and role) the token in use belongs to.
+    Whoami,
+    /// Staff accounts: support (reads everything, adds servers, reassigns GUIDs) and admin
+    /// (also grants, transfers, revokes, sets grace and sync intervals, manages accounts).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Personal API tokens: list, create (for scripts and CI), revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The audit log, newest first: who changed what, when, through which way, why, and the
+    /// thing before and after.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    /// The account's name; asked for on the terminal when not given.
+    #[arg(long, value_name = "NAME")]
+    name: Option<AccountName>,
+    /// Read the password from the first line of stdin instead of asking on the terminal.
+    #[arg(long, requires = "name")]
+    password_stdin: bool,
+    /// What the token is for, shown in `vendor token list` (default: leasehold vendor login).
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// Print only the new token on stdout instead of saving it (for scripts and CI, e.g.
+    /// `export LEASEHOLD_VENDOR_TOKEN=$(leasehold vendor login --print-token ...)`).
+    #[arg(long, conflicts_with = "json")]
+    print_token: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Create an account (an admin; or, for the first admin only, the node's bootstrap
+    /// token). Without --password-stdin a strong password is generated and printed once.
+    Add {
+        #[arg(long, value_name = "NAME")]
+        name: AccountName,
+        /// support or admin.
+        #[arg(long)]
+        role: Role,
+        /// Read the password (at least 12 characters) from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Every account with its role and whether it is disabled.
+    List,
+    /// One account.
+    Show {
+        #[arg(value_name = "NAME")]
+        name: AccountName,
+    },
+    /// Disable an account: it can no longer sign in, and its tokens and console sessions
+    /// stop working at once.
+    Disable {
+        #[arg(value_name = "NAME")]
+        name: AccountName,
+    },
+    /// Enable a disabled account again (its old tokens stay revoked; it signs in anew).
+    Enable {
+        #[arg(value_name = "NAME")]
+        name: AccountName,
+    },
+    /// Change an account's role.
+    SetRole {
+        #[arg(value_name = "NAME")]
+        name: AccountName,
+        /// support or admin.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Set a password: your own (default; asks for the present one too), or, as an admin,
+    /// another account's (a strong one is generated and printed once unless
+    /// --password-stdin).
+    SetPassword {
+        /// The account; default your own.
+        #[arg(value_name = "NAME")]
+        name: Option<AccountName>,
+        /// Read from stdin instead of the terminal: for your own account the present password
+        /// on the first line and the new one on the second; for another account the new one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Your tokens (never the tokens themselves), newest first; an admin may list another
+    /// account's or everyone's.
+    List {
+        /// This account's tokens (an admin, or the account itself).
+        #[arg(long, value_name = "NAME", conflicts_with = "all")]
+        account: Option<AccountName>,
+        /// Every account's tokens (an admin).
+        #[arg(long)]
+        all: bool,
+    },
+    /// A new token for your own account, printed once (for a script or CI; it is not saved).
+    Create {
+        /// What the token is for, e.g. `ci deploy`.
+        #[arg(long, value_name = "TEXT")]
+        label: String,
+    },
+    /// Revoke a token: your own, or (an admin) anyone's. It stops working at once.
+    Revoke {
+        #[arg(value_name = "TOKEN_ID")]
+        id: ApiTokenId,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Only changes that touched this installation.
+    #[arg(long, value_name = "ID")]
+    installation: Option<InstallationId>,
+    /// Only changes to this server (GUID).
+    #[arg(long, value_name = "GUID", conflicts_with = "target")]
+    server: Option<ServerGuid>,
+    /// Only changes to this target: a license id, an account name, a token id.
+    #[arg(long, value_name = "TARGET")]
+    target: Option<String>,
+    /// Only changes by this account (or `bootstrap token`, `node database`).
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
+    /// Only changes from this day on (UTC, YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    since: Option<NaiveDate>,
+    /// Show at most this many entries, newest first (fetched in pages of up to 500).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_limit)]
+    limit: u32,
+    /// Show every matching entry, however many (pages through the whole log).
+    #[arg(long, conflicts_with = "limit")]
+    all: bool,
+    /// Show each entry in full: its reason and the thing before and after the change.
+    #[arg(long, conflicts_with_all = ["csv", "json"])]
+    detail: bool,
+    /// Print CSV (one line per entry, before and after as JSON) instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +408,15 @@ fn parse_count(text: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_limit(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!(
+            "{text:?} is not a whole number of entries, at least 1"
+        )),
+        Ok(n) => Ok(n),
+    }
+}
+
 fn parse_interval(text: &str) -> Result<Duration, String> {
     let interval = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{text:?} is not a duration like 24h or 6h 30m: {e}"))?;
@@ -260,8 +431,12 @@ pub fn run(args: VendorArgs) -> anyhow::Result<()> {
         return commands::keygen(args.json, &keygen.out);
     }
     let base = leasehold_api_client::parse_base_url("--node", &args.node)?;
-    let client =
-        leasehold_api_client::NodeClient::new(base, args.token.map(|t| t.as_str().to_owned()))?;
+    let token = staff::token_in_use(&base, args.token, &args.command)?;
+    let mut client =
+        leasehold_api_client::NodeClient::new(base, token.secret().map(str::to_owned))?;
+    if let Some(reason) = &args.reason {
+        client = client.with_reason(reason)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -293,6 +468,12 @@ pub fn run(args: VendorArgs) -> anyhow::Result<()> {
             VendorCommand::SyncFile(a) => {
                 commands::sync_file(&client, json, &a.upload, &a.out).await
             }
+            VendorCommand::Login(a) => staff::login(&client, json, a).await,
+            VendorCommand::Logout => staff::logout(&client, json, &token).await,
+            VendorCommand::Whoami => staff::whoami(&client, json, &token).await,
+            VendorCommand::Account(cmd) => staff::account(&client, json, cmd).await,
+            VendorCommand::Token(cmd) => staff::token(&client, json, cmd).await,
+            VendorCommand::Audit(a) => staff::audit(&client, json, a).await,
         }
     })
 }
@@ -375,6 +556,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("license id"), "{e}");
+    }
+
+    #[test]
+    fn staff_commands_check_their_flags() {
+        let guid = "DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E";
+        assert!(parse(&[
+            "login",
+            "--name",
+            "alice",
+            "--password-stdin",
+            "--print-token"
+        ])
+        .is_ok());
+        let e = parse(&["login", "--password-stdin"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--name"), "{e}");
+        assert!(parse(&["login", "--name", "a", "--print-token", "--json"]).is_err());
+        let e = parse(&["login", "--name", "Not Valid"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("account name"), "{e}");
+        let e = parse(&["account", "add", "--name", "bob", "--role", "root"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("support, admin"), "{e}");
+        assert!(parse(&["account", "set-password"]).is_ok());
+        assert!(parse(&["token", "list", "--all", "--account", "bob"]).is_err());
+        let e = parse(&["token", "revoke", "tok-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token id"), "{e}");
+        assert!(parse(&["audit", "--server", guid, "--target", "lic_x"]).is_err());
+        assert!(parse(&["audit", "--all", "--limit", "5"]).is_err());
+        assert!(parse(&["audit", "--csv", "--json"]).is_err());
+        assert!(parse(&["audit", "--detail", "--csv"]).is_err());
+        let e = parse(&["audit", "--limit", "0"]).unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
+        let e = parse(&["audit", "--since", "yesterday"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("YYYY-MM-DD"), "{e}");
+        let a = parse(&["audit", "--all", "--reason", "why"]).unwrap();
+        assert_eq!(a.reason.as_deref(), Some("why"));
     }
 
     #[test]

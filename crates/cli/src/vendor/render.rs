@@ -34,7 +34,7 @@ pub struct SyncFileOutput {
     pub acked_usage_seq: u64,
 }
 
-fn time(t: &DateTime<Utc>) -> String {
+pub(super) fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 

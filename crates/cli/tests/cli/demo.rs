@@ -161,9 +161,42 @@ fn the_demo_runs_a_whole_system_and_fails_over_on_p() {
         .find(|l| l.trim_start().starts_with("license node"))
         .unwrap_or_else(|| panic!("no node line in:\n{banner}"));
     assert!(
-        node_line.contains(&format!("http://127.0.0.1:{base}"))
-            && node_line.contains("admin token: "),
+        node_line.contains(&format!("http://127.0.0.1:{base}")),
         "{banner}"
+    );
+    // The vendor console's address and its admin account, which signs in with the CLI too.
+    let console = demo.wait_line("vendor console: ", Duration::from_secs(1));
+    assert_eq!(
+        after(&console, "vendor console:"),
+        format!("http://127.0.0.1:{base}/console"),
+        "{console}"
+    );
+    assert_eq!(after(&console, "account:"), "admin", "{console}");
+    let console_password = after(&console, "password:").to_owned();
+    let node_url = format!("http://127.0.0.1:{base}");
+    let noted = std::fs::read_to_string(dir.path().join("demo/demo-passwords.txt")).unwrap();
+    assert!(
+        noted.contains(&format!("console-admin {console_password}")),
+        "{noted}"
+    );
+    let out = leasehold()
+        .args(["vendor", "--node", &node_url, "login", "--name", "admin"])
+        .args(["--password-stdin", "--print-token"])
+        .write_stdin(format!("{console_password}\n"))
+        .assert()
+        .success();
+    let vendor_token = String::from_utf8_lossy(&out.get_output().stdout)
+        .trim()
+        .to_owned();
+    let shown = leasehold()
+        .args(["vendor", "--node", &node_url, "--token", &vendor_token])
+        .args(["installation", "list", "--json"])
+        .assert()
+        .success();
+    let shown: Value = serde_json::from_slice(&shown.get_output().stdout).unwrap();
+    assert_eq!(
+        shown["installations"][0]["name"], "Leasehold demo",
+        "{shown}"
     );
     let server_line = |name: &str| {
         demo.seen

@@ -11,6 +11,7 @@ mod openapi;
 mod packaging;
 mod secrets;
 mod server;
+mod staff;
 mod support;
 mod tls;
 mod vendor;

@@ -11,15 +11,16 @@ use leasehold_testkit::blocking::wait_for;
 use leasehold_testkit::db::{postgres_schema, postgres_server};
 use leasehold_testkit::node::{usage_bucket, FakeServer};
 use leasehold_testkit::proxy::{Proxy, ProxyMode};
-use leasehold_testkit::{NODE_TOKEN, SERVER_TOKEN};
+use leasehold_testkit::SERVER_TOKEN;
 use serde_json::Value;
 
 use crate::faults::{copy_dir, refused_as_in_use};
-use crate::support::{keygen, leasehold, LicenseServer, Node, VendorKey};
+use crate::support::{bootstrap_admin, keygen, leasehold, LicenseServer, Node, VendorKey};
 
-fn vendor(node: &Node, args: &[&str]) -> Value {
+/// `leasehold vendor --node URL --token TOKEN ARGS --json`: its one JSON object.
+fn vendor(node: &Node, token: &str, args: &[&str]) -> Value {
     let out = leasehold()
-        .args(["vendor", "--node", &node.url, "--token", NODE_TOKEN])
+        .args(["vendor", "--node", &node.url, "--token", token])
         .args(args)
         .arg("--json")
         .assert()
@@ -27,21 +28,28 @@ fn vendor(node: &Node, args: &[&str]) -> Value {
     serde_json::from_slice(&out.get_output().stdout).unwrap()
 }
 
-/// A vendor key and two `node serve` processes on database `db`.
-fn two_nodes(dir: &std::path::Path, db: &str) -> (VendorKey, Node, Node) {
+/// A vendor key and two `node serve` processes on database `db`, and the token of the
+/// first admin account (made through node A; the nodes share it, as they share the database).
+fn two_nodes(dir: &std::path::Path, db: &str) -> (VendorKey, Node, Node, String) {
     let key = keygen(&dir.join("vendor.pem"));
     let a = Node::start_db(dir, &key.path, db, "node-a");
     let b = Node::start_db(dir, &key.path, db, "node-b");
-    (key, a, b)
+    let token = bootstrap_admin(&a.url, None);
+    (key, a, b, token)
 }
 
 /// A new installation (made through `inst_via`) with a production server (added through
 /// `server_via`); its GUID.
-fn production_server(inst_via: &Node, server_via: &Node) -> String {
-    let inst = vendor(inst_via, &["installation", "create", "--name", "ACME"]);
+fn production_server(inst_via: &Node, server_via: &Node, token: &str) -> String {
+    let inst = vendor(
+        inst_via,
+        token,
+        &["installation", "create", "--name", "ACME"],
+    );
     let inst = inst["id"].as_str().unwrap();
     let server = vendor(
         server_via,
+        token,
         &[
             "server",
             "add",
@@ -103,12 +111,13 @@ fn a_server_syncs_through_either_of_two_nodes_on_one_database_and_a_copy_is_refu
         .unwrap()
         .block_on(postgres_schema(&pg));
     let dir = tempfile::tempdir().unwrap();
-    let (key, a, b) = two_nodes(dir.path(), &db);
+    let (key, a, b, token) = two_nodes(dir.path(), &db);
 
     // Provisioned through one node, seen through the other.
-    let guid = production_server(&a, &b);
+    let guid = production_server(&a, &b, &token);
     vendor(
         &a,
+        &token,
         &[
             "license",
             "grant",
@@ -134,8 +143,8 @@ fn a_server_syncs_through_either_of_two_nodes_on_one_database_and_a_copy_is_refu
         }
     }
     assert_eq!(via.len(), 2, "one node answered every sync: {via:?}");
-    let seen_a = vendor(&a, &["server", "show", &guid]);
-    let seen_b = vendor(&b, &["server", "show", &guid]);
+    let seen_a = vendor(&a, &token, &["server", "show", &guid]);
+    let seen_b = vendor(&b, &token, &["server", "show", &guid]);
     assert_eq!(seen_a, seen_b, "the two nodes disagree");
     assert_eq!(num(&seen_a, "forks_detected"), 0, "{seen_a}");
     let serial = num(&seen_a, "bundle_serial");
@@ -180,7 +189,7 @@ fn a_server_syncs_through_either_of_two_nodes_on_one_database_and_a_copy_is_refu
     }
     winner.try_sync().expect("the other copy keeps syncing");
     for node in [&a, &b] {
-        let view = vendor(node, &["server", "show", &guid]);
+        let view = vendor(node, &token, &["server", "show", &guid]);
         assert!(num(&view, "forks_detected") >= 1, "{view}");
     }
 }
@@ -193,8 +202,8 @@ fn a_node_killed_after_storing_a_sync_but_before_answering_leaves_the_usage_coun
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(postgres_schema(&pg));
     let dir = tempfile::tempdir().unwrap();
-    let (key, a, b) = two_nodes(dir.path(), &db);
-    let guid = production_server(&a, &a);
+    let (key, a, b, token) = two_nodes(dir.path(), &db);
+    let guid = production_server(&a, &a, &token);
     // Node A behind a proxy, so the test decides when its answers stop.
     let addr = |n: &Node| n.url.trim_start_matches("http://").parse().unwrap();
     let to_a = rt.block_on(Proxy::start(addr(&a)));
@@ -223,7 +232,7 @@ fn a_node_killed_after_storing_a_sync_but_before_answering_leaves_the_usage_coun
         async move { via_a.sync(&upload).await }
     });
     let stored = wait_for("node A to store the sync", Duration::from_secs(20), || {
-        let v = vendor(&b, &["server", "show", &guid]);
+        let v = vendor(&b, &token, &["server", "show", &guid]);
         (num(&v, "acked_usage_seq") == 2).then_some(v)
     });
     assert_eq!(num(&stored, "bundle_serial"), 2, "{stored}");
@@ -236,9 +245,9 @@ fn a_node_killed_after_storing_a_sync_but_before_answering_leaves_the_usage_coun
     let env = rt.block_on(via_b.sync(&upload)).expect("node B answers");
     let bundle = accept(&mut server, env);
     assert_eq!((bundle.serial, bundle.acked_usage_seq), (3, 2));
-    let view = vendor(&b, &["server", "show", &guid]);
+    let view = vendor(&b, &token, &["server", "show", &guid]);
     assert_eq!(num(&view, "forks_detected"), 0, "{view}");
-    let rows = vendor(&b, &["usage", "--server", &guid]);
+    let rows = vendor(&b, &token, &["usage", "--server", &guid]);
     let rows = rows["rows"].as_array().unwrap().clone();
     let seqs: Vec<u64> = rows.iter().map(|r| num(r, "seq")).collect();
     assert_eq!(seqs, vec![1, 2], "{rows:?}");

@@ -1,20 +1,27 @@
 //! No secret in any log or in the support bundle: a node and a license server logging at
-//! debug level go through everything that handles a secret (admin tokens, the client key and
-//! its rotation, the dashboard password, a wrong password, a session, a proxy password, the
-//! vendor signing key), then both logs and the support bundle the dashboard hands out are
-//! scanned for each secret.
+//! debug level go through everything that handles a secret (admin tokens, the node's
+//! bootstrap token, vendor account passwords right and wrong, generated and changed, their
+//! personal tokens from sign-in and `token create`, the client key and its rotation, the
+//! dashboard password, a wrong password, a session, a proxy password, the vendor signing
+//! key), then both logs and the support bundle the dashboard hands out are scanned for each
+//! secret.
 
 use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
-use leasehold_testkit::{release_date, CLIENT_KEY, NODE_TOKEN, SERVER_TOKEN};
+use leasehold_testkit::{release_date, CLIENT_KEY, NODE_TOKEN, SERVER_TOKEN, STAFF_PASSWORD};
 
-use crate::support::{keygen, leasehold, leasehold_path, read_log, Fixture, LicenseServer, Node};
+use crate::support::{
+    keygen, leasehold, leasehold_path, login_token, read_log, Fixture, LicenseServer, Node,
+};
 
 const DASHBOARD_PASSWORD: &str = "dashboard-pa55-Wombat-7731";
 const WRONG_PASSWORD: &str = "wrong-pa55-Platypus-2209";
 const PROXY_PASSWORD: &str = "proxy-pa55-Quokka-4410";
+const SUPPORT_PASSWORD: &str = "support-pa55-Numbat-5512";
+const NEW_SUPPORT_PASSWORD: &str = "support-pa55-Dingo-6623";
+const WRONG_STAFF_PASSWORD: &str = "staff-wrong-Bilby-7734";
 
 /// The cookie `name`'s value among a response's `Set-Cookie` headers.
 fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
@@ -43,15 +50,50 @@ fn no_secret_appears_in_the_logs_or_the_support_bundle() {
     let key = keygen(&dir.path().join("vendor.pem"));
     let db = format!("sqlite://{}", dir.path().join("node.db").display());
     let node = Node::start_logging(dir.path(), &key.path, &db, "node", &[], "debug");
-    let f = Fixture {
-        dir,
-        key,
-        node: Some(node),
-        ca_file: None,
-    };
+    let f = Fixture::on(dir, key, node, None);
     let inst = f.create_installation("Plant A");
     let guid = f.add_server(&inst, "production");
     f.grant(&guid, "render", 2, &[]);
+
+    // Vendor staff: an account with a chosen password, one with a generated one, a wrong
+    // password, sign-ins (one saved to the credentials file), a token for CI, a password
+    // changed.
+    let config = f.path("config");
+    f.vendor(&["account", "add", "--name", "sam", "--role", "support"])
+        .arg("--password-stdin")
+        .write_stdin(format!("{SUPPORT_PASSWORD}\n"))
+        .assert()
+        .success();
+    let added = f.json(&["account", "add", "--name", "gen", "--role", "support"]);
+    let generated = added["generated_password"].as_str().unwrap().to_owned();
+    f.vendor_without_token()
+        .args(["login", "--name", "sam", "--password-stdin"])
+        .write_stdin(format!("{WRONG_STAFF_PASSWORD}\n"))
+        .assert()
+        .failure();
+    f.vendor_without_token()
+        .env("XDG_CONFIG_HOME", &config)
+        .args(["login", "--name", "sam", "--password-stdin"])
+        .write_stdin(format!("{SUPPORT_PASSWORD}\n"))
+        .assert()
+        .success();
+    let saved = std::fs::read_to_string(config.join("leasehold/vendor-credentials.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    let saved_token = saved["nodes"][format!("{}/", f.node().url)]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    f.vendor_without_token()
+        .env("XDG_CONFIG_HOME", &config)
+        .args(["account", "set-password", "--password-stdin"])
+        .write_stdin(format!("{SUPPORT_PASSWORD}\n{NEW_SUPPORT_PASSWORD}\n"))
+        .assert()
+        .success();
+    let sam_token = login_token(f.vendor_without_token(), "sam", NEW_SUPPORT_PASSWORD);
+    let ci = f.json(&["token", "create", "--label", "ci"]);
+    let ci_token = ci["token"].as_str().unwrap().to_owned();
+    f.vendor_as(&sam_token).args(["whoami"]).assert().success();
+    f.vendor_as(&ci_token).args(["whoami"]).assert().success();
 
     let data = f.path("server");
     std::fs::create_dir_all(&data).unwrap();
@@ -140,7 +182,16 @@ fn no_secret_appears_in_the_logs_or_the_support_bundle() {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     let secrets = [
-        ("the node's admin token", NODE_TOKEN.to_owned()),
+        ("the node's bootstrap token", NODE_TOKEN.to_owned()),
+        ("the first admin's password", STAFF_PASSWORD.to_owned()),
+        ("the first admin's token", f.admin_token.clone()),
+        ("a support account's password", SUPPORT_PASSWORD.to_owned()),
+        ("its new password", NEW_SUPPORT_PASSWORD.to_owned()),
+        ("a wrong staff password", WRONG_STAFF_PASSWORD.to_owned()),
+        ("a generated account password", generated),
+        ("the token saved by vendor login", saved_token),
+        ("a token from vendor login --print-token", sam_token),
+        ("a token from vendor token create", ci_token),
         ("the server's admin token", SERVER_TOKEN.to_owned()),
         ("the client key", CLIENT_KEY.to_owned()),
         ("the rotated client key", new_key),

@@ -1,7 +1,8 @@
 //! What the CLI tests need of the `leasehold` binary itself, on the test kit's process
 //! helpers: the command with no settings leaking in, a vendor key made with `vendor keygen`,
-//! and `node serve` and `server run` child processes (killed on drop) with the commands that
-//! drive them.
+//! `node serve` (with a first admin account made through the bootstrap token, whose own
+//! token the vendor commands carry) and `server run` child processes (killed on drop) with
+//! the commands that drive them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
@@ -9,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use leasehold_testkit::process::{log_file, spawn_until_ready, without_leasehold_env, ChildGuard};
-use leasehold_testkit::{maintenance_date, share_client_key, CLIENT_KEY, NODE_TOKEN, SERVER_TOKEN};
+use leasehold_testkit::{
+    maintenance_date, share_client_key, CLIENT_KEY, NODE_ADMIN, NODE_TOKEN, SERVER_TOKEN,
+    STAFF_PASSWORD,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -25,6 +29,10 @@ pub fn leasehold() -> Command {
     let mut cmd = Command::new(leasehold_path());
     cmd.env_remove("LEASEHOLD_NODE")
         .env_remove("LEASEHOLD_ADMIN_TOKEN")
+        .env_remove("LEASEHOLD_VENDOR_TOKEN")
+        // No credentials saved by a developer's `vendor login` are found; a test that signs
+        // in sets its own directory.
+        .env("XDG_CONFIG_HOME", "/nonexistent/leasehold-cli-tests")
         .env_remove("LEASEHOLD_SERVERS")
         .env_remove("LEASEHOLD_BACKUP_SERVERS")
         .env_remove("LEASEHOLD_CLIENT_KEY_FILE")
@@ -68,6 +76,44 @@ pub fn keygen(path: &Path) -> VendorKey {
     }
 }
 
+/// Creates the node's first admin account, [`NODE_ADMIN`] with [`STAFF_PASSWORD`], with
+/// the bootstrap token (`vendor account add`), signs in as it (`vendor login
+/// --print-token`) and returns its personal token. `ca_file`: an HTTPS node's authority.
+pub fn bootstrap_admin(url: &str, ca_file: Option<&Path>) -> String {
+    let vendor = || {
+        let mut cmd = leasehold();
+        cmd.args(["vendor", "--node", url]);
+        if let Some(ca) = ca_file {
+            cmd.env("SSL_CERT_FILE", ca);
+        }
+        cmd
+    };
+    vendor()
+        .args(["--token", NODE_TOKEN, "--reason", "first admin"])
+        .args(["account", "add", "--name", NODE_ADMIN, "--role", "admin"])
+        .arg("--password-stdin")
+        .write_stdin(format!("{STAFF_PASSWORD}\n"))
+        .assert()
+        .success();
+    login_token(vendor(), NODE_ADMIN, STAFF_PASSWORD)
+}
+
+/// `vendor login --name NAME --password-stdin --print-token` on `vendor` (a `leasehold
+/// vendor --node URL` command): the new token.
+pub fn login_token(mut vendor: Command, name: &str, password: &str) -> String {
+    let out = vendor
+        .args(["login", "--name", name, "--password-stdin", "--print-token"])
+        .write_stdin(format!("{password}\n"))
+        .assert()
+        .success();
+    let token = String::from_utf8(out.get_output().stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("lhv_"), "{token}");
+    token
+}
+
 /// A temporary directory holding a node database and a vendor key, and the node serving
 /// them while `node` is `Some`.
 #[derive(Debug)]
@@ -78,19 +124,29 @@ pub struct Fixture {
     /// The authority of an HTTPS node's certificate, which the vendor commands are told to
     /// trust (`SSL_CERT_FILE`).
     pub ca_file: Option<PathBuf>,
+    /// The personal token of the node's first admin ([`NODE_ADMIN`]), which the vendor
+    /// commands carry.
+    pub admin_token: String,
 }
 
 impl Fixture {
-    /// A fresh key and database, with a node running on them.
+    /// A fresh key and database, with a node running on them and its first admin.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = keygen(&dir.path().join("vendor.pem"));
         let node = Node::start(dir.path(), &key.path);
+        Self::on(dir, key, node, None)
+    }
+
+    /// The fixture of a node just started on `dir` and `key`: its first admin is made now.
+    pub fn on(dir: TempDir, key: VendorKey, node: Node, ca_file: Option<PathBuf>) -> Self {
+        let admin_token = bootstrap_admin(&node.url, ca_file.as_deref());
         Self {
             dir,
             key,
             node: Some(node),
-            ca_file: None,
+            ca_file,
+            admin_token,
         }
     }
 
@@ -114,12 +170,7 @@ impl Fixture {
                 leaf.key_file.to_str().unwrap(),
             ],
         );
-        let f = Self {
-            dir,
-            key,
-            node: Some(node),
-            ca_file: Some(ca.ca_file.clone()),
-        };
+        let f = Self::on(dir, key, node, Some(ca.ca_file.clone()));
         (f, ca)
     }
 
@@ -152,11 +203,24 @@ impl Fixture {
         self.dir.path().join(name)
     }
 
-    /// `leasehold vendor --node URL --token NODE_TOKEN ARGS...`
+    /// `leasehold vendor --node URL --token ADMIN_TOKEN ARGS...` (the first admin's token)
     pub fn vendor(&self, args: &[&str]) -> Command {
+        let mut cmd = self.vendor_as(&self.admin_token);
+        cmd.args(args);
+        cmd
+    }
+
+    /// `leasehold vendor --node URL --token TOKEN`, for more arguments.
+    pub fn vendor_as(&self, token: &str) -> Command {
+        let mut cmd = self.vendor_without_token();
+        cmd.args(["--token", token]);
+        cmd
+    }
+
+    /// `leasehold vendor --node URL`, for more arguments (a token of its own, or none).
+    pub fn vendor_without_token(&self) -> Command {
         let mut cmd = leasehold();
-        cmd.args(["vendor", "--node", &self.node().url, "--token", NODE_TOKEN])
-            .args(args);
+        cmd.args(["vendor", "--node", &self.node().url]);
         if let Some(ca) = &self.ca_file {
             cmd.env("SSL_CERT_FILE", ca);
         }
@@ -178,6 +242,12 @@ impl Fixture {
     /// Runs a vendor command, expects failure and returns its stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.vendor(args).assert().failure();
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    }
+
+    /// Runs a vendor command with `token`, expects failure and returns its stderr.
+    pub fn fails_as(&self, token: &str, args: &[&str]) -> String {
+        let out = self.vendor_as(token).args(args).assert().failure();
         String::from_utf8_lossy(&out.get_output().stderr).into_owned()
     }
 
@@ -266,12 +336,26 @@ impl Node {
         extra: &[&str],
         rust_log: &str,
     ) -> Self {
+        let mut all = vec!["--admin-token", NODE_TOKEN];
+        all.extend_from_slice(extra);
+        Self::start_flags(dir, signing_key, db, name, &all, rust_log)
+    }
+
+    /// A node on `db` with exactly these flags besides its database, address and key: no
+    /// bootstrap token unless they hold `--admin-token`.
+    pub fn start_flags(
+        dir: &Path,
+        signing_key: &Path,
+        db: &str,
+        name: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let mut cmd = StdCommand::new(leasehold_path());
         cmd.args(["node", "serve", "--db", db, "--listen", "127.0.0.1:0"])
             .arg("--signing-key")
             .arg(signing_key)
-            .args(["--admin-token", NODE_TOKEN])
             .args(extra)
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())

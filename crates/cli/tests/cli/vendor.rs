@@ -383,7 +383,7 @@ fn bad_local_input_is_refused_before_any_request() {
                 "--node",
                 "http://127.0.0.1:9",
                 "--token",
-                NODE_TOKEN,
+                "lhv_not-checked-before-the-request",
             ])
             .args(args)
             .assert()
@@ -457,9 +457,30 @@ fn admin_commands_need_the_right_token() {
         .failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
     assert!(
-        stderr.contains("--token") && stderr.contains("LEASEHOLD_ADMIN_TOKEN"),
+        stderr.contains("--token")
+            && stderr.contains("LEASEHOLD_VENDOR_TOKEN")
+            && stderr.contains("vendor login"),
         "{stderr}"
     );
+
+    // The node's shared token, where it used to be given, is named for what it is now.
+    let out = leasehold()
+        .env("LEASEHOLD_ADMIN_TOKEN", NODE_TOKEN)
+        .args(["vendor", "--node", url, "installation", "list"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        stderr.contains("no longer reads LEASEHOLD_ADMIN_TOKEN") && stderr.contains("bootstrap"),
+        "{stderr}"
+    );
+    // Given as a vendor token, it works only to create the first admin, and says so.
+    let stderr = f.fails_as(NODE_TOKEN, &["installation", "list"]);
+    assert!(
+        stderr.contains("unauthorized") && stderr.contains("bootstrap token only creates"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(NODE_TOKEN), "{stderr}");
 
     let out = leasehold()
         .args([
@@ -483,7 +504,7 @@ fn admin_commands_need_the_right_token() {
     // The environment works as well as the flags.
     let out = leasehold()
         .env("LEASEHOLD_NODE", url)
-        .env("LEASEHOLD_ADMIN_TOKEN", NODE_TOKEN)
+        .env("LEASEHOLD_VENDOR_TOKEN", &f.admin_token)
         .args(["vendor", "installation", "list", "--json"])
         .assert()
         .success();
