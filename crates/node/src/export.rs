@@ -93,6 +93,7 @@ pub fn audit_csv(entries: &[AuditEntry]) -> String {
         "action",
         "target",
         "installations",
+        "servers",
         "reason",
         "before",
         "after",
@@ -102,7 +103,7 @@ pub fn audit_csv(entries: &[AuditEntry]) -> String {
     for e in entries {
         let _ = w.write_record([
             e.id.to_string(),
-            e.at.to_rfc3339(),
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             e.actor.clone(),
             e.role.map(|r| r.to_string()).unwrap_or_default(),
             e.via.as_str().to_string(),
@@ -111,6 +112,11 @@ pub fn audit_csv(entries: &[AuditEntry]) -> String {
             e.installations
                 .iter()
                 .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            e.servers
+                .iter()
+                .map(|g| g.to_string())
                 .collect::<Vec<_>>()
                 .join(" "),
             e.reason.clone(),
@@ -137,6 +143,7 @@ mod tests {
             via: Via::Console,
             action: AuditAction::ServerReassign,
             installations: vec![leasehold_proto::InstallationId::from_random([1; 8])],
+            servers: vec![],
             target: "{DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E}".into(),
             reason: "ticket 7, \"restored\"\nfrom backup".into(),
             before: Some(serde_json::json!({"a": 1})),
@@ -146,8 +153,8 @@ mod tests {
         let mut r = csv::Reader::from_reader(text.as_bytes());
         let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 1);
-        assert_eq!(&rows[0][8], "ticket 7, \"restored\"\nfrom backup");
-        assert_eq!(&rows[0][9], "{\"a\":1}");
+        assert_eq!(&rows[0][9], "ticket 7, \"restored\"\nfrom backup");
+        assert_eq!(&rows[0][10], "{\"a\":1}");
         assert_eq!(&rows[0][5], "server.reassign");
     }
 }

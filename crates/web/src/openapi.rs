@@ -68,7 +68,7 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         .insert(ErrorCode::name().into_owned(), ErrorCode::schema());
     for name in schemes_used {
         let description = match name.as_str() {
-            ADMIN_TOKEN => "The service's admin token (`--admin-token`, `LEASEHOLD_ADMIN_TOKEN`). On a license node it is only a bootstrap: it creates the first admin account and nothing else.",
+            ADMIN_TOKEN => "The service's admin token: a license server's `--admin-token` (`LEASEHOLD_SERVER_TOKEN`, or the data directory's `admin-token` file); on a license node the bootstrap token (`--admin-token`, `LEASEHOLD_ADMIN_TOKEN`), which only creates the first admin account.",
             VENDOR_TOKEN => "A vendor staff account's personal API token, `lhv_` and 64 hex digits (`POST /v1/admin/login`, `leasehold vendor login`, or the console's Account page). The scope names the least role that may call the operation: `support` (support and admin accounts) or `admin`.",
             CLIENT_KEY => "The installation's client key, `lhck_` and 64 hex digits (the server's `DATA_DIR/client-key`, shown by `GET /v1/admin/client-key`).",
             _ => continue,

@@ -145,7 +145,7 @@ pub async fn installation_usage(
         ReportFormat::Json => emit(true, &report),
         ReportFormat::Csv => {
             let mut out = std::io::stdout().lock();
-            write!(out, "{}", super::render::usage_csv(&report))?;
+            write!(out, "{}", leasehold_node::export::usage_csv(&report))?;
             out.flush()?;
             Ok(())
         }

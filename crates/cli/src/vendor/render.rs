@@ -283,39 +283,6 @@ fn license_hours(secs: u64) -> String {
     format!("{:.2}", secs as f64 / 3600.0)
 }
 
-/// The report as CSV: a `day` line per day, feature and context, then a `simultaneous` line
-/// per flagged hour. Fields need no quoting: dates, feature names (letters, digits, `.`,
-/// `-`, `_`), contexts, GUIDs and numbers.
-pub fn usage_csv(r: &InstallationUsage) -> String {
-    let mut out = String::from(
-        "kind,day_or_hour,feature,context_or_backup_server,peak_in_use,peak_hours,license_secs,grants,denials,denials_while_free,backup_use_secs\n",
-    );
-    for d in &r.days {
-        out.push_str(&format!(
-            "day,{},{},{},{},{},{},{},{},{},\n",
-            d.day,
-            d.feature,
-            d.context,
-            d.peak_in_use,
-            d.peak_hours,
-            d.license_secs,
-            d.grants,
-            d.denials,
-            d.denials_while_free
-        ));
-    }
-    for s in &r.simultaneous {
-        out.push_str(&format!(
-            "simultaneous,{},{},{},{},,,,,,{}\n",
-            s.hour.to_rfc3339(),
-            s.feature,
-            s.backup_server,
-            s.production_peak,
-            s.backup_use_secs
-        ));
-    }
-    out
-}
 
 impl Human for VendorEvents {
     fn human(&self) -> String {

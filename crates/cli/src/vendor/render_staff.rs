@@ -347,45 +347,6 @@ impl Human for AuditOutput {
     }
 }
 
-/// The entries as CSV: a header line, then one line per entry, newest first; `before` and
-/// `after` as compact JSON, installations separated by spaces.
-pub fn audit_csv(page: &AuditPage) -> anyhow::Result<String> {
-    let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record([
-        "id",
-        "at",
-        "actor",
-        "role",
-        "via",
-        "action",
-        "target",
-        "installations",
-        "reason",
-        "before",
-        "after",
-    ])?;
-    let json = |v: Option<&serde_json::Value>| v.map(ToString::to_string).unwrap_or_default();
-    for e in &page.entries {
-        out.write_record([
-            e.id.to_string(),
-            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            e.actor.clone(),
-            e.role.map(|r| r.to_string()).unwrap_or_default(),
-            e.via.as_str().to_owned(),
-            e.action.to_string(),
-            e.target.clone(),
-            installations(e),
-            e.reason.clone(),
-            json(e.before.as_ref()),
-            json(e.after.as_ref()),
-        ])?;
-    }
-    let bytes = out
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?;
-    Ok(String::from_utf8(bytes)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,26 +363,12 @@ mod tests {
             via: Via::Api,
             action: AuditAction::LicenseTransfer,
             installations: vec![],
+            servers: vec![],
             target: "lic_0101010101010101".into(),
             reason: "ticket 42, \"urgent\"\nsecond line".into(),
             before: Some(serde_json::json!({"server": "{A}"})),
             after: Some(serde_json::json!({"server": "{B}"})),
         }
-    }
-
-    #[test]
-    fn csv_quotes_what_needs_it_and_round_trips() {
-        let page = AuditPage {
-            entries: vec![entry()],
-            next_before: None,
-        };
-        let text = audit_csv(&page).unwrap();
-        let mut reader = csv::Reader::from_reader(text.as_bytes());
-        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(&rows[0][8], "ticket 42, \"urgent\"\nsecond line");
-        assert_eq!(&rows[0][9], r#"{"server":"{A}"}"#);
-        assert_eq!(&rows[0][5], "license.transfer");
     }
 
     #[test]

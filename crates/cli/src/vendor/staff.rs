@@ -16,7 +16,7 @@ use rand::Rng as _;
 use super::credentials::{self, Credentials, Saved};
 use super::output::emit;
 use super::render_staff::{
-    audit_csv, AccountWithPassword, AuditOutput, LoginOutput, LogoutOutput, WhoamiOutput,
+    AccountWithPassword, AuditOutput, LoginOutput, LogoutOutput, WhoamiOutput,
 };
 use super::{AccountCommand, AuditArgs, LoginArgs, TokenCommand, VendorCommand};
 use crate::http_util::Secret;
@@ -421,7 +421,7 @@ pub async fn audit(client: &NodeClient, json: bool, a: AuditArgs) -> anyhow::Res
     };
     if a.csv {
         let mut out = std::io::stdout().lock();
-        write!(out, "{}", audit_csv(&page)?)?;
+        write!(out, "{}", leasehold_node::export::audit_csv(&page.entries))?;
         out.flush()?;
         return Ok(());
     }

@@ -43,6 +43,8 @@ CREATE TABLE audit_log (
     action                 TEXT NOT NULL,
     installation_id        TEXT,
     other_installation_id  TEXT,
+    server_guid            TEXT,
+    other_server_guid      TEXT,
     target                 TEXT NOT NULL,
     reason                 TEXT NOT NULL,
     before_json            TEXT,
@@ -51,6 +53,9 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_by_installation ON audit_log(installation_id, id);
 CREATE INDEX audit_log_by_other_installation ON audit_log(other_installation_id, id);
 CREATE INDEX audit_log_by_actor ON audit_log(actor, id);
+CREATE INDEX audit_log_by_server ON audit_log(server_guid, id);
+CREATE INDEX audit_log_by_other_server ON audit_log(other_server_guid, id);
+CREATE INDEX audit_log_by_target ON audit_log(target, id);
 
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

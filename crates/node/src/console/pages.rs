@@ -488,7 +488,7 @@ pub async fn server_get(
         let audit = recent_audit(
             &state,
             crate::store::AuditQuery {
-                target: Some(guid.to_string()),
+                server: Some(guid),
                 ..Default::default()
             },
         )

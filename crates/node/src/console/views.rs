@@ -370,6 +370,8 @@ pub struct AuditRow {
     pub target_link: Option<String>,
     pub reason: String,
     pub installations: Vec<(String, String)>,
+    /// The servers it touched beside its target (a license's, both of a transfer).
+    pub servers: Vec<(String, String)>,
     /// The top-level fields that differ between before and after.
     pub changes: Vec<ChangeLine>,
     pub before: String,
@@ -453,6 +455,12 @@ impl AuditRow {
                 .installations
                 .iter()
                 .map(|i| (i.to_string(), format!("/console/installations/{i}")))
+                .collect(),
+            servers: e
+                .servers
+                .iter()
+                .filter(|g| g.to_string() != e.target)
+                .map(|g| (g.to_string(), server_link(*g)))
                 .collect(),
             changes,
             before: pretty(&e.before),
@@ -641,6 +649,7 @@ mod tests {
             via: leasehold_proto::api::staff::Via::Console,
             action: leasehold_proto::api::staff::AuditAction::ServerReassign,
             installations: vec![],
+            servers: vec![],
             target: "{DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E}".into(),
             reason: "ticket 42".into(),
             before: Some(serde_json::json!({"instance_id": "inst-1", "grace_days": 60})),

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::api::staff::{AuditAction, Role, Via};
-use leasehold_proto::{AccountId, ApiTokenId, ErrorCode, InstallationId};
+use leasehold_proto::{AccountId, ApiTokenId, ErrorCode, InstallationId, ServerGuid};
 use serde::Serialize;
 
 use crate::store::{AccountRecord, NewAuditEntry, StoreError, StoreResult, StoreTx};
@@ -117,6 +117,8 @@ pub struct Entry {
     action: AuditAction,
     installation: Option<InstallationId>,
     other_installation: Option<InstallationId>,
+    server: Option<ServerGuid>,
+    other_server: Option<ServerGuid>,
     target: String,
     before: Option<String>,
     after: Option<String>,
@@ -132,6 +134,8 @@ impl Entry {
             action,
             installation: None,
             other_installation: None,
+            server: None,
+            other_server: None,
             target: target.into(),
             before: None,
             after: None,
@@ -142,6 +146,16 @@ impl Entry {
         match &self.installation {
             None => self.installation = Some(id.clone()),
             Some(first) if first != id => self.other_installation = Some(id.clone()),
+            Some(_) => {}
+        }
+        self
+    }
+
+    /// A server the change touched (a second one, for a transfer, is kept too).
+    pub fn server(mut self, guid: ServerGuid) -> Self {
+        match self.server {
+            None => self.server = Some(guid),
+            Some(first) if first != guid => self.other_server = Some(guid),
             Some(_) => {}
         }
         self
@@ -172,6 +186,8 @@ impl Entry {
             action: self.action,
             installation: self.installation.as_ref(),
             other_installation: self.other_installation.as_ref(),
+            server: self.server,
+            other_server: self.other_server,
             target: &self.target,
             reason: change.reason,
             before: self.before,

@@ -251,7 +251,8 @@ pub(super) async fn revoke_token(
 pub(crate) struct AuditParams {
     /// Only entries that touched this installation.
     pub installation: Option<String>,
-    /// Only entries about this server (GUID, any accepted form).
+    /// Only entries about this server (GUID, any accepted form): the server itself and the
+    /// licenses granted to it, revoked on it, or moved from or to it.
     pub server: Option<String>,
     /// Only entries about this target: a license id, an account name, a token id.
     pub target: Option<String>,
@@ -299,12 +300,12 @@ impl AuditParams {
             .map(ServerGuid::parse)
             .transpose()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        if server.is_some() && self.target.as_deref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::bad_request("give server or target, not both"));
-        }
-        let target = server
-            .map(|g| g.to_string())
-            .or_else(|| self.target.clone().filter(|t| !t.trim().is_empty()));
+        let target = self
+            .target
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         let actor = self
             .actor
             .as_deref()
@@ -316,6 +317,7 @@ impl AuditParams {
             });
         Ok(AuditQuery {
             installation,
+            server,
             actor,
             target,
             since: self.since_day()?.map(|d| crate::store::day_bounds(d).0),

@@ -203,6 +203,7 @@ impl Node {
         let out = domain::add_server(&mut *tx, installation, guid, context, now).await?;
         Entry::new(AuditAction::ServerAdd, guid.to_string())
             .installation(installation)
+            .server(guid)
             .after(&out)
             .write(&mut *tx, change, now)
             .await?;
@@ -254,6 +255,7 @@ impl Node {
         let out = domain::update_server(&mut *tx, guid, update).await?;
         Entry::new(AuditAction::ServerUpdate, guid.to_string())
             .installation(&out.installation)
+            .server(guid)
             .before(&before)
             .after(&out)
             .write(&mut *tx, change, now)
@@ -276,6 +278,7 @@ impl Node {
         let out = domain::reassign_server(&mut *tx, guid, now).await?;
         Entry::new(AuditAction::ServerReassign, guid.to_string())
             .installation(&out.installation)
+            .server(guid)
             .before(&before)
             .after(&out)
             .write(&mut *tx, change, now)
@@ -300,6 +303,7 @@ impl Node {
         let installation = domain::installation_of(&mut *tx, out.server).await?;
         Entry::new(AuditAction::LicenseGrant, out.license.id.as_str())
             .installation(&installation)
+            .server(out.server)
             .after(&out)
             .write(&mut *tx, change, now)
             .await?;
@@ -330,6 +334,8 @@ impl Node {
         Entry::new(action, id.as_str())
             .installation(&from)
             .installation(&to)
+            .server(before.server)
+            .server(out.server)
             .before(&before)
             .after(&out)
             .write(&mut *tx, change, now)
@@ -389,6 +395,7 @@ impl Node {
         let after = domain::server_view(&mut *tx, guid).await?;
         Entry::new(AuditAction::ServerOfflineSync, guid.to_string())
             .installation(&after.installation)
+            .server(guid)
             .before(&uploaded)
             .after(&after)
             .write(&mut *tx, change, now)

@@ -283,9 +283,6 @@ impl Node {
         change: Change<'_>,
         id: &ApiTokenId,
     ) -> Result<TokenView, ApiError> {
-        if change.actor.via == Via::Bootstrap {
-            change.actor.require(AuditAction::TokenRevoke)?;
-        }
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let before = tx
@@ -294,6 +291,10 @@ impl Node {
             .ok_or_else(|| ApiError::not_found(format!("token {id} not found")))?;
         if !change.actor.is(&before.account_id) {
             change.actor.require(AuditAction::TokenRevoke)?;
+        }
+        if before.revoked_at.is_some() {
+            // Revoked already: nothing changes, so nothing is recorded.
+            return Ok(token_view(&before));
         }
         tx.revoke_api_token(id, now).await?;
         let after = tx
@@ -461,7 +462,9 @@ impl Node {
             tx.delete_sessions_of(&after.id).await?;
         }
         let (before_view, after_view) = (account_view(&before), account_view(&after));
-        if req.role.is_some() || req.disabled.is_some() {
+        // A role or state asked for that the account has already changes nothing, and
+        // records nothing.
+        if before_view.role != after_view.role || before_view.disabled != after_view.disabled {
             Entry::new(AuditAction::AccountUpdate, name.as_str())
                 .before(&before_view)
                 .after(&after_view)

@@ -76,7 +76,7 @@ pub(crate) fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
 const SERVER_COLUMNS: &str = "guid, installation_id, context, grace_days, sync_interval_secs, instance_id, bundle_serial, acked_usage_seq, head_generation, last_sync, software_version, forks_detected, last_fork, context_rejections, last_context_rejection, reassigned_at";
 const ACCOUNT_COLUMNS: &str =
     "id, name, role, password_hash, disabled_at, created_at, created_by, last_sign_in";
-const AUDIT_COLUMNS: &str = "id, at, actor, actor_role, via, action, installation_id, other_installation_id, target, reason, before_json, after_json";
+const AUDIT_COLUMNS: &str = "id, at, actor, actor_role, via, action, installation_id, other_installation_id, server_guid, other_server_guid, target, reason, before_json, after_json";
 
 /// `text` with the wildcards of SQL `LIKE` escaped (`\` is the escape character), inside
 /// `%…%`: a substring match.
@@ -223,6 +223,8 @@ pub struct NewAuditEntry<'a> {
     pub action: AuditAction,
     pub installation: Option<&'a InstallationId>,
     pub other_installation: Option<&'a InstallationId>,
+    pub server: Option<ServerGuid>,
+    pub other_server: Option<ServerGuid>,
     pub target: &'a str,
     pub reason: &'a str,
     /// JSON.
@@ -236,6 +238,8 @@ pub struct NewAuditEntry<'a> {
 pub struct AuditQuery {
     /// Entries that touched this installation.
     pub installation: Option<InstallationId>,
+    /// Entries about this server or a license on it (granted, moved to or from, revoked).
+    pub server: Option<ServerGuid>,
     /// Entries by this actor (an account name).
     pub actor: Option<String>,
     /// Entries about this target (a GUID, license id, account name…).
@@ -480,6 +484,15 @@ pub trait StaffTx: Send {
 fn audit_json(text: Option<String>) -> StoreResult<Option<serde_json::Value>> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("audit JSON", e)))
         .transpose()
+}
+
+/// The servers of an audit row, as stored in two columns.
+fn audit_servers(first: Option<String>, second: Option<String>) -> StoreResult<Vec<ServerGuid>> {
+    [first, second]
+        .into_iter()
+        .flatten()
+        .map(|t| ServerGuid::parse(&t).map_err(|e| corrupt("guid", e)))
+        .collect()
 }
 
 /// The installations of an audit row, as stored in two columns.

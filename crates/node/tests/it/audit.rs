@@ -368,6 +368,27 @@ async fn check_entry(
     assert_eq!(entry.before, before, "{backend}: {what}: before");
     let after = resolve(w, &x.after, answer).await;
     assert_eq!(entry.after, after, "{backend}: {what}: after");
+    // The servers it touched: a server's own change names it; a license's names the server
+    // it was on before and the one it is on after (once when they are one).
+    let server_of = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(|v| v.get("server"))
+            .and_then(|s| s.as_str())
+            .map(|s| leasehold_proto::ServerGuid::parse(s).unwrap())
+    };
+    let mut servers: Vec<leasehold_proto::ServerGuid> = Vec::new();
+    if let Ok(g) = leasehold_proto::ServerGuid::parse(&entry.target) {
+        servers.push(g);
+    }
+    for g in [server_of(&entry.before), server_of(&entry.after)]
+        .into_iter()
+        .flatten()
+    {
+        if entry.target.starts_with("lic_") && !servers.contains(&g) {
+            servers.push(g);
+        }
+    }
+    assert_eq!(entry.servers, servers, "{backend}: {what}: servers");
 }
 
 #[tokio::test]
@@ -847,11 +868,22 @@ async fn the_audit_log_filters_by_installation_server_target_actor_and_day_and_p
                 format!("installation={beta}"),
                 Box::new(move |e| e.installations.contains(&beta)),
             ),
+            // The server itself, and the licenses granted to it, revoked on it, or moved
+            // from or to it.
             (
                 format!("server={}", bare(w.acme.production)),
                 Box::new({
                     let production = production.clone();
-                    move |e| e.target == production
+                    let guid = w.acme.production;
+                    move |e| e.target == production || e.servers.contains(&guid)
+                }),
+            ),
+            (
+                format!("server={}&target={}", bare(w.acme.production), w.acme.tts),
+                Box::new({
+                    let guid = w.acme.production;
+                    let tts = w.acme.tts.to_string();
+                    move |e| e.servers.contains(&guid) && e.target == tts
                 }),
             ),
             (
@@ -930,7 +962,6 @@ async fn malformed_audit_filters_are_refused_and_no_method_changes_the_log() {
             "limit=501",
             "limit=many",
             "colour=blue",
-            "server=00000000-0000-0000-0000-00000000abcd&target=sam",
         ] {
             let before = w.snapshot().await;
             let call = Call::new(Method::GET, format!("/v1/admin/audit?{query}"));

@@ -565,6 +565,10 @@ pub struct AuditEntry {
     pub action: AuditAction,
     /// The installations the change touched (two for a transfer between installations).
     pub installations: Vec<InstallationId>,
+    /// The servers the change touched: the server changed, or the one a license was
+    /// granted to, revoked on, or moved from and to.
+    #[serde(default)]
+    pub servers: Vec<crate::ServerGuid>,
     /// What was changed: a GUID, a license id, an installation id, an account name or a
     /// token id.
     pub target: String,

@@ -11,9 +11,9 @@ use sqlx::Row;
 
 use super::{opt_ts, parse_ts, ts, SqliteTx};
 use crate::store::{
-    audit_installations, audit_json, corrupt, i64_of, u64_of, AccountRecord, ApiTokenRecord,
-    AuditQuery, NewAuditEntry, SessionRecord, StaffTx, StoreError, StoreResult, ACCOUNT_COLUMNS,
-    AUDIT_COLUMNS,
+    audit_installations, audit_json, audit_servers, corrupt, i64_of, u64_of, AccountRecord,
+    ApiTokenRecord, AuditQuery, NewAuditEntry, SessionRecord, StaffTx, StoreError, StoreResult,
+    ACCOUNT_COLUMNS, AUDIT_COLUMNS,
 };
 
 fn account_row(r: &SqliteRow) -> StoreResult<AccountRecord> {
@@ -69,6 +69,7 @@ fn audit_row(r: &SqliteRow) -> StoreResult<AuditEntry> {
             r.try_get("installation_id")?,
             r.try_get("other_installation_id")?,
         )?,
+        servers: audit_servers(r.try_get("server_guid")?, r.try_get("other_server_guid")?)?,
         target: r.try_get("target")?,
         reason: r.try_get("reason")?,
         before: audit_json(r.try_get("before_json")?)?,
@@ -330,7 +331,7 @@ impl StaffTx for SqliteTx {
 
     async fn insert_audit(&mut self, e: &NewAuditEntry<'_>) -> StoreResult<u64> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_log (at, actor, actor_role, via, action, installation_id, other_installation_id, target, reason, before_json, after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO audit_log (at, actor, actor_role, via, action, installation_id, other_installation_id, server_guid, other_server_guid, target, reason, before_json, after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ts(e.at))
         .bind(e.actor)
@@ -339,6 +340,8 @@ impl StaffTx for SqliteTx {
         .bind(e.action.as_str())
         .bind(e.installation.map(|i| i.as_str().to_owned()))
         .bind(e.other_installation.map(|i| i.as_str().to_owned()))
+        .bind(e.server.map(|g| g.to_string()))
+        .bind(e.other_server.map(|g| g.to_string()))
         .bind(e.target)
         .bind(e.reason)
         .bind(e.before.as_deref())
@@ -356,6 +359,7 @@ impl StaffTx for SqliteTx {
                AND (?3 IS NULL OR target = ?3) \
                AND (?4 IS NULL OR at >= ?4) \
                AND (?5 IS NULL OR id < ?5) \
+               AND (?7 IS NULL OR target = ?7 OR server_guid = ?7 OR other_server_guid = ?7) \
              ORDER BY id DESC LIMIT ?6"
         ))
         .bind(q.installation.as_ref().map(|i| i.as_str().to_owned()))
@@ -364,6 +368,7 @@ impl StaffTx for SqliteTx {
         .bind(q.since.map(ts))
         .bind(q.before_id.map(i64_of))
         .bind(i64::from(q.limit))
+        .bind(q.server.map(|g| g.to_string()))
         .fetch_all(&mut *self.0)
         .await?
         .iter()
