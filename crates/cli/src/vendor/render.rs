@@ -283,7 +283,6 @@ fn license_hours(secs: u64) -> String {
     format!("{:.2}", secs as f64 / 3600.0)
 }
 
-
 impl Human for VendorEvents {
     fn human(&self) -> String {
         if self.events.is_empty() {

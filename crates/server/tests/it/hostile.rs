@@ -5,7 +5,7 @@
 //! status, clients, installations and licenses before and after.
 
 use leasehold_testkit::server::{lease_request, Synced};
-use leasehold_testkit::{CLIENT_KEY, NODE_TOKEN, SERVER_TOKEN};
+use leasehold_testkit::{CLIENT_KEY, SERVER_TOKEN};
 
 /// One hostile body: what it is, its content type, its bytes.
 struct Body {
@@ -139,11 +139,14 @@ async fn hostile_bodies_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(leasehold_testkit::server::quota(&held, "tts"), 1);
     let http = reqwest::Client::new();
     let node_url = s.node.url.clone();
+    // The node's admin API takes a staff account's token (an admin's here).
+    let node_token = s.node.admin_token.clone();
+    let node_token = node_token.as_str();
     let installations = |http: reqwest::Client| {
         let url = format!("{node_url}/v1/admin/installations");
         async move {
             http.get(url)
-                .bearer_auth(NODE_TOKEN)
+                .bearer_auth(node_token)
                 .send()
                 .await
                 .unwrap()
@@ -183,22 +186,37 @@ async fn hostile_bodies_get_a_clear_4xx_and_change_nothing() {
         (
             reqwest::Method::POST,
             format!("{node_url}/v1/admin/installations"),
-            NODE_TOKEN,
+            node_token,
         ),
         (
             reqwest::Method::POST,
             format!("{node_url}/v1/admin/servers"),
-            NODE_TOKEN,
+            node_token,
         ),
         (
             reqwest::Method::PATCH,
             format!("{node_url}/v1/admin/servers/{g}"),
-            NODE_TOKEN,
+            node_token,
         ),
         (
             reqwest::Method::POST,
             format!("{node_url}/v1/admin/licenses"),
-            NODE_TOKEN,
+            node_token,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{node_url}/v1/admin/accounts"),
+            node_token,
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("{node_url}/v1/admin/accounts/admin"),
+            node_token,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{node_url}/v1/admin/login"),
+            "",
         ),
     ];
     for (method, url, token) in &targets {
@@ -218,15 +236,15 @@ async fn hostile_bodies_get_a_clear_4xx_and_change_nothing() {
         ),
         (
             format!("{node_url}/v1/admin/servers/..%2F..%2Fetc%2Fpasswd"),
-            NODE_TOKEN,
+            node_token,
         ),
         (
             format!("{node_url}/v1/admin/licenses/%00%ff/revoke"),
-            NODE_TOKEN,
+            node_token,
         ),
         (
             format!("{node_url}/v1/admin/installations/..%2Finst_x/usage"),
-            NODE_TOKEN,
+            node_token,
         ),
     ] {
         for method in [
