@@ -171,6 +171,12 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, env = "LEASEHOLD_NODE_LISTEN", default_value = "127.0.0.1:8470")]
     listen: SocketAddr,
+    /// Serve the vendor admin API (`/v1/admin`) and the console (`/console`) on this
+    /// address instead, e.g. an internal network's, so that --listen (which license servers
+    /// reach) serves only sync, health, metrics and the description. Without it --listen
+    /// serves everything.
+    #[arg(long, env = "LEASEHOLD_NODE_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
     /// PKCS#8 PEM file with the vendor signing key (`leasehold vendor keygen` writes one).
     #[arg(long, env = "LEASEHOLD_SIGNING_KEY")]
     signing_key: PathBuf,
@@ -206,6 +212,7 @@ impl std::fmt::Debug for ServeArgs {
         f.debug_struct("ServeArgs")
             .field("db", &leasehold_node::store::redact_url(&self.db))
             .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
             .field("signing_key", &self.signing_key)
             .field("admin_token", &"<redacted>")
             .field("usage", &self.usage)
@@ -333,7 +340,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--db {}", leasehold_node::store::redact_url(&args.db)))?;
     let policy = args.usage.policy()?;
-    let limits = args.limits.limits(1)?;
+    let limits = args
+        .limits
+        .limits(if args.admin_listen.is_some() { 2 } else { 1 })?;
     let tls = crate::limits::load_tls(leasehold_web::TlsFiles::from_flags(
         args.tls_cert.clone(),
         args.tls_key.clone(),
@@ -346,25 +355,44 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = match args.admin_listen {
+        None => None,
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (--admin-listen)"))?,
+        ),
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Where the admin API and the console are: their own listener, or the one.
+    let admin_url = format!("{scheme}://{}", admin_addr.unwrap_or(addr));
     let _reloader = tls
         .as_ref()
         .map(|t| t.spawn_reloader("node", leasehold_web::tls::RELOAD_CHECK_EVERY));
-    tracing::info!(%addr, db = %leasehold_node::store::redact_url(&args.db), kid = %node.signing_key().kid(), tls = ?tls.as_ref().map(|t| t.fingerprint()), "license node started");
+    tracing::info!(%addr, admin = ?admin_addr, db = %leasehold_node::store::redact_url(&args.db), kid = %node.signing_key().kid(), tls = ?tls.as_ref().map(|t| t.fingerprint()), "license node started");
     match node.has_admin().await {
         Ok(true) => {}
         Ok(false) if bootstrap.is_empty() => tracing::warn!(
-            "no admin account yet, and no bootstrap token (--admin-token): create the first admin on the database with `leasehold node create-admin --db URL --name NAME`, or restart with --admin-token TOKEN and run `LEASEHOLD_VENDOR_TOKEN=TOKEN leasehold vendor --node {scheme}://{addr} account add --name NAME --role admin`"
+            "no admin account yet, and no bootstrap token (--admin-token): create the first admin on the database with `leasehold node create-admin --db URL --name NAME`, or restart with --admin-token TOKEN and run `LEASEHOLD_VENDOR_TOKEN=TOKEN leasehold vendor --node {admin_url} account add --name NAME --role admin`"
         ),
         Ok(false) => tracing::warn!(
-            "no admin account yet: create the first one with the bootstrap token: `LEASEHOLD_VENDOR_TOKEN=<--admin-token> leasehold vendor --node {scheme}://{addr} account add --name NAME --role admin`, then sign in with `leasehold vendor login --name NAME`"
+            "no admin account yet: create the first one with the bootstrap token: `LEASEHOLD_VENDOR_TOKEN=<--admin-token> leasehold vendor --node {admin_url} account add --name NAME --role admin`, then sign in with `leasehold vendor login --name NAME`"
         ),
         Err(e) => tracing::warn!(error = %e.message, "cannot tell whether an admin account exists"),
     }
-    println!("leasehold node listening on {scheme}://{addr}");
+    match admin_addr {
+        None => println!("leasehold node listening on {scheme}://{addr}"),
+        Some(_) => println!("leasehold node listening on {scheme}://{addr} (admin {admin_url})"),
+    }
+    println!("vendor console: {admin_url}/console");
     leasehold_node::serve(
         NodeState::new(node, bootstrap),
         listener,
+        admin_listener,
         limits,
         tls,
         crate::logging::shutdown_signal(),

@@ -15,7 +15,7 @@ mod service;
 pub mod store;
 
 pub use domain::audit::{Actor, Change};
-pub use http::{description, router, serve, NodeState};
+pub use http::{admin_router, description, public_router, router, serve, NodeState};
 pub use service::{
     ConsoleSession, NewSession, Node, TokensOf, MAX_AUDIT_PAGE, SESSION_IDLE, SESSION_MAX_AGE,
 };

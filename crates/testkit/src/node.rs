@@ -93,6 +93,7 @@ impl TestNode {
             leasehold_node::serve(
                 state,
                 listener,
+                None,
                 leasehold_web::Limits::default(),
                 None,
                 async {

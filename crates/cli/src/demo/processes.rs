@@ -177,6 +177,7 @@ impl NodeProcess {
         let task = tokio::spawn(leasehold_node::serve(
             NodeState::new(node, ""),
             listener,
+            None,
             leasehold_web::Limits::default(),
             None,
             async move {

@@ -588,3 +588,95 @@ fn a_node_without_admin_or_bootstrap_token_says_how_to_make_the_first_admin() {
         "{log}"
     );
 }
+
+/// `node serve --admin-listen`: the address license servers reach serves sync and no admin
+/// API; staff use the admin listener for every vendor command, `sync-file` included.
+#[test]
+fn an_admin_listener_of_its_own_keeps_the_admin_api_off_the_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(&dir.path().join("key.pem"));
+    let db = format!("sqlite://{}", dir.path().join("node.db").display());
+    let node = Node::start_args(
+        dir.path(),
+        &key.path,
+        &db,
+        "node",
+        &["--admin-listen", "127.0.0.1:0"],
+    );
+    // "http://PUBLIC (admin http://ADMIN)"
+    let (public, admin) = node
+        .url
+        .split_once(" (admin ")
+        .map(|(p, a)| (p.to_owned(), a.trim_end_matches(')').to_owned()))
+        .unwrap_or_else(|| panic!("no admin address in {:?}", node.url));
+    let vendor = |url: &str| {
+        let mut cmd = leasehold();
+        cmd.args(["vendor", "--node", url]);
+        cmd
+    };
+    // Through the public address the bootstrap is refused, and the message says where to go.
+    let e = stderr_of(
+        vendor(&public)
+            .args(["--token", NODE_TOKEN, "account", "add", "--name", "alice"])
+            .args(["--role", "admin", "--password-stdin"])
+            .write_stdin(format!("{STAFF_PASSWORD}\n")),
+    );
+    assert!(e.contains("--admin-listen"), "{e}");
+    // Through the admin address: the first admin, a sign-in, an installation and a server.
+    let token = crate::support::bootstrap_admin(&admin, None);
+    let as_admin = |args: &[&str]| json_of(vendor(&admin).args(["--token", &token]).args(args));
+    let inst = as_admin(&["installation", "create", "--name", "Split"]);
+    let server = as_admin(&[
+        "server",
+        "add",
+        "--installation",
+        inst["id"].as_str().unwrap(),
+        "--context",
+        "production",
+    ]);
+    let guid = server["guid"].as_str().unwrap();
+    // An air-gapped sync through the admin address (staff have only that one), and a
+    // license server's sync through the public one: both served.
+    let upload = serde_json::json!({
+        "server_guid": guid,
+        "instance_id": format!("inst-{}", "ab".repeat(16)),
+        "sync_token": null,
+        "last_bundle_serial": 0,
+        "context": null,
+        "software_version": "test",
+        "usage": [],
+    });
+    let upload_file = dir.path().join("upload.json");
+    std::fs::write(&upload_file, upload.to_string()).unwrap();
+    let out = json_of(
+        vendor(&admin)
+            .args(["--token", &token, "sync-file", "--upload"])
+            .arg(&upload_file)
+            .arg("--out")
+            .arg(dir.path().join("bundle.json")),
+    );
+    assert_eq!(out["serial"], 1, "{out}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let status = |request: reqwest::RequestBuilder| {
+        runtime.block_on(async move { request.send().await.unwrap().status().as_u16() })
+    };
+    // The bundle names the instance: a second instance's sync of the bound GUID is refused
+    // as `guid_in_use` (409) — the public address serves sync and decides it.
+    let mut other = upload.clone();
+    other["instance_id"] = serde_json::json!(format!("inst-{}", "cd".repeat(16)));
+    assert_eq!(
+        status(http.post(format!("{public}/v1/sync")).json(&other)),
+        409,
+        "the public address syncs"
+    );
+    // The console is on the admin address only.
+    assert_eq!(status(http.get(format!("{admin}/console/login"))), 200);
+    assert_eq!(status(http.get(format!("{public}/console/login"))), 404);
+}

@@ -86,12 +86,12 @@ impl FromRef<NodeState> for Service {
 #[derive(utoipa::OpenApi)]
 #[openapi(info(
     title = "Leasehold license node",
-    description = "The license node's one listener (default `127.0.0.1:8470`): the vendor admin API (a vendor account's token; each operation's security scope names the least role that may call it, `support` or `admin`), the sync route license servers use, health and metrics. The vendor console is served under `/console` on the same listener. docs/protocol.md says what each field means."
+    description = "The license node (default `127.0.0.1:8470`): the sync route license servers use, the vendor admin API (a vendor account's token; each operation's security scope names the least role that may call it, `support` or `admin`), health and metrics. The vendor console is served under `/console`. With `--admin-listen` the admin API and the console are served only on a listener of their own (which serves everything), and the public one keeps sync, health, metrics and this description. docs/protocol.md says what each field means."
 ))]
 struct NodeApi;
 
-/// Every API route of the node, described.
-fn routes() -> OpenApiRouter<NodeState> {
+/// The vendor admin API, nested under `/v1/admin`.
+fn admin_routes() -> OpenApiRouter<NodeState> {
     let admin = OpenApiRouter::new()
         .routes(routes!(
             vendor::create_installation,
@@ -116,15 +116,27 @@ fn routes() -> OpenApiRouter<NodeState> {
         .routes(routes!(staff::revoke_token))
         .routes(routes!(staff::audit))
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
-    let sync = OpenApiRouter::new()
-        .routes(routes!(vendor::sync))
-        .layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES));
+    OpenApiRouter::new().nest("/v1/admin", admin)
+}
+
+/// What every listener of the node answers: health, metrics and the description.
+fn common_routes() -> OpenApiRouter<NodeState> {
     OpenApiRouter::with_openapi(NodeApi::openapi())
         .routes(routes!(leasehold_web::health))
-        .merge(sync)
         .routes(routes!(metrics))
         .routes(routes!(leasehold_web::openapi::openapi_json))
-        .nest("/v1/admin", admin)
+}
+
+/// The sync route license servers call.
+fn sync_routes() -> OpenApiRouter<NodeState> {
+    OpenApiRouter::new()
+        .routes(routes!(vendor::sync))
+        .layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES))
+}
+
+/// Every API route of the node, described.
+fn routes() -> OpenApiRouter<NodeState> {
+    common_routes().merge(sync_routes()).merge(admin_routes())
 }
 
 /// The node's OpenAPI description (`docs/openapi/node.json`).
@@ -132,16 +144,46 @@ pub fn description() -> utoipa::openapi::OpenApi {
     leasehold_web::openapi::finish(routes().into_openapi())
 }
 
+/// Serves `routes` (and the console where `console`) with the whole description at
+/// `/openapi.json`; anything else is a JSON `not_found` saying `elsewhere` where relevant.
+fn listener_router(
+    state: NodeState,
+    routes: OpenApiRouter<NodeState>,
+    console: bool,
+    elsewhere: Option<&'static str>,
+) -> Router {
+    let (router, _) = routes.split_for_parts();
+    let mut router = router.layer(leasehold_web::openapi::layer(&description()));
+    if console {
+        router = router.merge(crate::console::router());
+    }
+    let fallback: Router<NodeState> = match elsewhere {
+        None => router.fallback(leasehold_web::not_found(Service::Node)),
+        Some(message) => router.fallback(move || std::future::ready(ApiError::not_found(message))),
+    };
+    fallback.layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+/// Everything on one listener: sync, the admin API and the console.
 pub fn router(state: NodeState) -> Router {
-    let (router, api) = routes().split_for_parts();
-    router
-        .layer(leasehold_web::openapi::layer(
-            &leasehold_web::openapi::finish(api),
-        ))
-        .merge(crate::console::router())
-        .fallback(leasehold_web::not_found(Service::Node))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    listener_router(state, routes(), true, None)
+}
+
+/// The public listener when the admin API and the console have a listener of their own:
+/// sync, health, metrics and the description.
+pub fn public_router(state: NodeState) -> Router {
+    listener_router(
+        state,
+        common_routes().merge(sync_routes()),
+        false,
+        Some("no such route on this license node's public listener; the vendor admin API and the console are served on its admin listener (--admin-listen)"),
+    )
+}
+
+/// The admin listener: everything, as one listener serves it (sync too, so that `leasehold
+/// vendor sync-file` works with the one `--node` address staff use).
+pub fn admin_router(state: NodeState) -> Router {
+    router(state)
 }
 
 /// The node's metrics (docs/protocol.md lists them).
@@ -154,17 +196,48 @@ async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
 
 /// Serves until `shutdown` completes, then finishes in-flight requests; `limits` bound the
 /// connections (see [`leasehold_web::Limits`]); with `tls` the node speaks HTTPS only (and
-/// the console's cookies are `Secure`).
+/// the console's cookies are `Secure`). With `admin` the vendor admin API and the console
+/// are served only there (with everything else), and `listener` keeps sync, health,
+/// metrics and the description.
 pub async fn serve(
     state: NodeState,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     limits: leasehold_web::Limits,
     tls: Option<leasehold_web::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     leasehold_web::metrics::register(crate::metrics::METRICS);
     let state = state.with_secure_cookies(tls.is_some());
-    leasehold_web::serve("node", listener, router(state), limits, tls, shutdown).await
+    let Some(admin) = admin else {
+        return leasehold_web::serve("node", listener, router(state), limits, tls, shutdown).await;
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let public = leasehold_web::serve(
+        "node",
+        listener,
+        public_router(state.clone()),
+        limits,
+        tls.clone(),
+        wait(stopped.clone()),
+    );
+    let admin = leasehold_web::serve(
+        "node admin",
+        admin,
+        admin_router(state),
+        limits,
+        tls,
+        wait(stopped),
+    );
+    let (public, admin) = tokio::join!(public, admin);
+    public.and(admin)
 }
 
 fn parse_guid(text: &str) -> Result<leasehold_proto::ServerGuid, ApiError> {

@@ -4,6 +4,7 @@
 
 mod audit;
 mod console;
+mod listeners;
 mod openapi;
 mod roles;
 mod store;
