@@ -390,7 +390,7 @@ pub async fn vendor_events(
     now: DateTime<Utc>,
     silent_days: u32,
 ) -> StoreResult<crate::api::VendorEvents> {
-    let servers = tx.servers().await?;
+    let servers = tx.servers_with_events(now, silent_days).await?;
     Ok(crate::api::VendorEvents {
         at: now,
         silent_days,

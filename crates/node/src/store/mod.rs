@@ -315,6 +315,16 @@ pub trait StoreTx: StaffTx + Send {
     ) -> StoreResult<Option<ServerRecord>>;
     /// Every server, oldest first.
     async fn servers(&mut self) -> StoreResult<Vec<ServerRecord>>;
+    /// The servers that may have an event at `now` (see [`crate::domain::events`]): a fork
+    /// or context rejection recorded, a grace period ending within
+    /// [`crate::domain::events::GRACE_WARNING_DAYS`] or ended, or no sync for more than
+    /// `silent_days` days. A superset the events are decided from, found in the database
+    /// rather than by reading every server.
+    async fn servers_with_events(
+        &mut self,
+        now: DateTime<Utc>,
+        silent_days: u32,
+    ) -> StoreResult<Vec<ServerRecord>>;
     /// The servers of one installation.
     async fn servers_of(&mut self, installation: &InstallationId)
         -> StoreResult<Vec<ServerRecord>>;

@@ -311,6 +311,29 @@ impl StoreTx for PgTx {
         .collect()
     }
 
+    async fn servers_with_events(
+        &mut self,
+        now: DateTime<Utc>,
+        silent_days: u32,
+    ) -> StoreResult<Vec<ServerRecord>> {
+        let silent_since = now - chrono::Duration::days(i64::from(silent_days));
+        sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers \
+             WHERE forks_detected > 0 OR context_rejections > 0 \
+                OR (last_sync IS NOT NULL AND (last_sync < $1 \
+                    OR last_sync <= $2 - make_interval(days => (grace_days - $3)::int))) \
+             ORDER BY created_at, guid"
+        ))
+        .bind(silent_since)
+        .bind(now)
+        .bind(crate::domain::events::GRACE_WARNING_DAYS)
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(server_row)
+        .collect()
+    }
+
     async fn servers_of(
         &mut self,
         installation: &InstallationId,

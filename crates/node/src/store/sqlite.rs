@@ -275,6 +275,29 @@ impl StoreTx for SqliteTx {
         .collect()
     }
 
+    async fn servers_with_events(
+        &mut self,
+        now: DateTime<Utc>,
+        silent_days: u32,
+    ) -> StoreResult<Vec<ServerRecord>> {
+        let silent_since = now - chrono::Duration::days(i64::from(silent_days));
+        sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers \
+             WHERE forks_detected > 0 OR context_rejections > 0 \
+                OR (last_sync IS NOT NULL AND (last_sync < ?1 \
+                    OR julianday(last_sync) <= julianday(?2) - (grace_days - ?3))) \
+             ORDER BY created_at, guid"
+        ))
+        .bind(ts(silent_since))
+        .bind(ts(now))
+        .bind(crate::domain::events::GRACE_WARNING_DAYS)
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(server_row)
+        .collect()
+    }
+
     async fn servers_of(
         &mut self,
         installation: &InstallationId,

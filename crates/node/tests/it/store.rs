@@ -477,6 +477,53 @@ async fn events_report_forks_context_rejections_and_servers_near_the_end_of_grac
                 .any(|e| e.kind == EventKind::Silent && e.server == prod.guid),
             "{backend}: {e:?}"
         );
+        // The database picks the servers that may have an event; deciding from those is
+        // deciding from every server, day by day across grace periods of 60 and 90 days and
+        // several silences.
+        let other = node
+            .add_server(
+                setup(),
+                &node.create_installation(setup(), "Beta").await.unwrap().id,
+                Context::Production,
+            )
+            .await
+            .unwrap();
+        node.update_server(
+            setup(),
+            other.guid,
+            &leasehold_node::api::UpdateServer {
+                grace_days: Some(90),
+                sync_interval_secs: None,
+            },
+        )
+        .await
+        .unwrap();
+        let mut beta = FakeServer::new(other.guid, 9);
+        sync(&node, &mut beta, vec![]).await.unwrap();
+        let store = leasehold_node::store::open(&url).await.unwrap();
+        // Silences of 1,000 days leave the grace periods alone to pick servers.
+        for _ in 0..110 {
+            clock.advance(chrono::Duration::hours(23));
+            let all = store.begin().await.unwrap().servers().await.unwrap();
+            for silent in [0, 7, 30, 1000] {
+                let expected = leasehold_node::domain::events::events(&all, clock.now(), silent);
+                assert_eq!(
+                    node.events(silent).await.unwrap().events,
+                    expected,
+                    "{backend}: at {} silent {silent}",
+                    clock.now()
+                );
+            }
+        }
+        assert!(
+            node.events(7)
+                .await
+                .unwrap()
+                .events
+                .iter()
+                .any(|e| e.kind == EventKind::GraceEnded),
+            "{backend}: the walk reaches an ended grace period"
+        );
     }
 }
 
