@@ -115,4 +115,7 @@ pub fn router() -> Router<NodeState> {
         )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .merge(offline)
+        .layer(axum::middleware::map_response(
+            leasehold_web::browser::security_headers,
+        ))
 }

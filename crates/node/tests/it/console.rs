@@ -103,6 +103,19 @@ async fn pages_need_a_session_and_a_sign_in_is_checked_and_limited() {
             r.location
         );
     }
+    // Pages refuse to be framed by another site, and their forms post only here.
+    let r = b
+        .get(format!("{}/console/login", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("form-action 'self'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     // `/` is the console.
     let r = page(b.get(format!("{}/", node.url)).send().await.unwrap()).await;
     assert_eq!(r.location.as_deref(), Some("/console"));

@@ -180,4 +180,7 @@ pub fn router() -> Router<AppState> {
         .route("/config", get(pages::config_get).post(forms::config_post))
         .route("/diagnostics", get(pages::diagnostics_get))
         .route("/diagnostics/bundle", get(pages::support_bundle_get))
+        .layer(axum::middleware::map_response(
+            leasehold_web::browser::security_headers,
+        ))
 }

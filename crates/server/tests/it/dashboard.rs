@@ -46,6 +46,13 @@ async fn pages_need_a_session_and_failed_logins_are_limited() {
     let server = TestServer::start(options(&dir.path().join("s"), vec![], None), clock).await;
     let admin = server.admin_url.clone();
     let b = browser();
+    // Pages refuse to be framed by another site, and their forms post only here.
+    let r = b.get(format!("{admin}/login")).send().await.unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
 
     for path in [
         "/licenses",
