@@ -33,6 +33,22 @@ use crate::domain::{self, NewLicense, SyncInput};
 use crate::store::{DynStore, StoreTx};
 use leasehold_web::ApiError;
 
+/// What a change of one server does.
+#[derive(Debug, Clone, Copy)]
+enum ServerChange<'a> {
+    Update(&'a UpdateServer),
+    Reassign,
+}
+
+impl ServerChange<'_> {
+    fn action(self) -> AuditAction {
+        match self {
+            ServerChange::Update(_) => AuditAction::ServerUpdate,
+            ServerChange::Reassign => AuditAction::ServerReassign,
+        }
+    }
+}
+
 /// What a change of one license does.
 #[derive(Debug, Clone, Copy)]
 enum LicenseChange<'a> {
@@ -224,6 +240,7 @@ impl Node {
         guid: ServerGuid,
         update: &UpdateServer,
     ) -> Result<ServerView, ApiError> {
+        // The role before the values: a support account learns nothing from a refusal.
         change.actor.require(AuditAction::ServerUpdate)?;
         if update.grace_days.is_none() && update.sync_interval_secs.is_none() {
             return Err(ApiError::bad_request(
@@ -249,19 +266,8 @@ impl Node {
                 )));
             }
         }
-        let now = self.clock.now();
-        let mut tx = self.begin().await?;
-        let before = domain::server_view(&mut *tx, guid).await?;
-        let out = domain::update_server(&mut *tx, guid, update).await?;
-        Entry::new(AuditAction::ServerUpdate, guid.to_string())
-            .installation(&out.installation)
-            .server(guid)
-            .before(&before)
-            .after(&out)
-            .write(&mut *tx, change, now)
-            .await?;
-        tx.commit().await?;
-        Ok(out)
+        self.change_server(change, guid, ServerChange::Update(update))
+            .await
     }
 
     /// Frees the GUID for a new instance (a rebuilt machine, or the one copy to keep after
@@ -271,12 +277,28 @@ impl Node {
         change: Change<'_>,
         guid: ServerGuid,
     ) -> Result<ServerView, ApiError> {
-        change.actor.require(AuditAction::ServerReassign)?;
+        self.change_server(change, guid, ServerChange::Reassign)
+            .await
+    }
+
+    /// One change of a server in one transaction: the role first, then the change, then its
+    /// audit entry with the server before and after.
+    async fn change_server(
+        &self,
+        change: Change<'_>,
+        guid: ServerGuid,
+        what: ServerChange<'_>,
+    ) -> Result<ServerView, ApiError> {
+        let action = what.action();
+        change.actor.require(action)?;
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let before = domain::server_view(&mut *tx, guid).await?;
-        let out = domain::reassign_server(&mut *tx, guid, now).await?;
-        Entry::new(AuditAction::ServerReassign, guid.to_string())
+        let out = match what {
+            ServerChange::Update(update) => domain::update_server(&mut *tx, guid, update).await,
+            ServerChange::Reassign => domain::reassign_server(&mut *tx, guid, now).await,
+        }?;
+        Entry::new(action, guid.to_string())
             .installation(&out.installation)
             .server(guid)
             .before(&before)
