@@ -419,7 +419,8 @@ impl AuditRow {
                 }
             }
         } else if let Some(a) = after.or(before) {
-            for (k, v) in a.iter().take(8) {
+            // A creation (or a removal): its fields that have a value.
+            for (k, v) in a.iter().filter(|(_, v)| !v.is_null()).take(8) {
                 changes.push(ChangeLine {
                     field: k.clone(),
                     before: if after.is_some() {
