@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use leasehold_proto::ServerGuid;
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,14 +28,6 @@ pub fn parse_base_url(flag: &str, text: &str) -> Result<Url> {
         url.set_path(&path);
     }
     Ok(url)
-}
-
-/// The path segment of a server: the canonical GUID without braces.
-pub fn guid_segment(guid: ServerGuid) -> String {
-    guid.to_string()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .to_owned()
 }
 
 /// A bearer token whose `Debug` never shows it.
@@ -224,12 +215,6 @@ pub(crate) fn http_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn guid_segment_has_no_braces() {
-        let g = ServerGuid::parse("{df9960a1-7bd5-633b-f0f4-b1470bbd0b8e}").unwrap();
-        assert_eq!(guid_segment(g), "DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E");
-    }
 
     #[test]
     fn base_urls_are_checked_and_end_in_a_slash() {

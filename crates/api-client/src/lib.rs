@@ -16,7 +16,7 @@ mod lease;
 mod node;
 mod server;
 
-pub use endpoint::{guid_segment, parse_base_url};
+pub use endpoint::parse_base_url;
 pub use error::ApiClientError;
 pub use lease::LeaseApi;
 pub use node::{AuditFilter, NodeClient};

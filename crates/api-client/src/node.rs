@@ -23,7 +23,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
 use crate::endpoint::{http_client, Auth, Body, Endpoint};
-use crate::{guid_segment, ApiClientError, Result};
+use crate::{ApiClientError, Result};
 
 const SERVICE: &str = "license node";
 const TOKEN_HINT: &str = "this command needs a vendor account's token: sign in with `leasehold vendor login`, or pass --token TOKEN or set LEASEHOLD_VENDOR_TOKEN";
@@ -66,7 +66,7 @@ impl AuditFilter {
             pairs.push(("installation", i.to_string()));
         }
         if let Some(g) = self.server {
-            pairs.push(("server", guid_segment(g)));
+            pairs.push(("server", g.bare()));
         }
         if let Some(t) = &self.target {
             pairs.push(("target", t.clone()));
@@ -111,7 +111,7 @@ pub struct NodeClient {
 }
 
 fn server_path(guid: ServerGuid) -> String {
-    format!("v1/admin/servers/{}", guid_segment(guid))
+    format!("v1/admin/servers/{}", guid.bare())
 }
 
 fn license_path(id: &LicenseId, action: &str) -> String {

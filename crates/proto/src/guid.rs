@@ -28,6 +28,13 @@ impl ServerGuid {
         &self.0
     }
 
+    /// The GUID without its braces (`DF9960A1-…-B1470BBD0B8E`): as a URL path segment,
+    /// which takes no braces unencoded.
+    pub fn bare(&self) -> String {
+        let text = self.to_string();
+        text[1..text.len() - 1].to_owned()
+    }
+
     /// Parses the GUID in either case, with or without the surrounding braces.
     pub fn parse(input: &str) -> Result<Self, GuidError> {
         let shape = || GuidError::Shape(truncate(input));
@@ -103,6 +110,13 @@ impl<'de> Deserialize<'de> for ServerGuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_has_no_braces_and_parses_back() {
+        let g = ServerGuid::parse("{df9960a1-7bd5-633b-f0f4-b1470bbd0b8e}").unwrap();
+        assert_eq!(g.bare(), "DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E");
+        assert_eq!(ServerGuid::parse(&g.bare()).unwrap(), g);
+    }
     use proptest::prelude::*;
 
     const SAMPLE: &str = "{DF9960A1-7BD5-633B-F0F4-B1470BBD0B8E}";

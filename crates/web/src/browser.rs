@@ -55,6 +55,45 @@ pub async fn security_headers(mut response: axum::response::Response) -> axum::r
     response
 }
 
+/// "in 3 h 5 min" / "12 min ago", for a time near `now`.
+pub fn relative(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    let text = span(secs.unsigned_abs());
+    if secs >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+/// A duration in words: "45 s", "12 min", "3 h 5 min", "1 day", "9 days".
+pub fn span(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => {
+            let days = secs / 86_400;
+            format!("{days} day{}", if days == 1 { "" } else { "s" })
+        }
+    }
+}
+
+/// A mark for a date that ends something (`what`): ended, ending within 30 days, or none.
+pub fn date_mark(date: chrono::NaiveDate, today: chrono::NaiveDate, what: &str) -> Option<String> {
+    let days = (date - today).num_days();
+    if days < 0 {
+        Some(format!("✖ {what} ended {}", date.format("%Y-%m-%d")))
+    } else if days <= 30 {
+        Some(format!(
+            "⚠ {what} ends in {days} day{}",
+            if days == 1 { "" } else { "s" }
+        ))
+    } else {
+        None
+    }
+}
+
 /// 32 random bytes in hex: session cookies and CSRF tokens.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -320,6 +359,54 @@ pub fn wait_words(wait: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_and_spans_read_well() {
+        use chrono::TimeZone;
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        assert_eq!(
+            date_mark(day(2), today, "maintenance").as_deref(),
+            Some("⚠ maintenance ends in 1 day")
+        );
+        assert!(date_mark(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            today,
+            "x"
+        )
+        .unwrap()
+        .starts_with('✖'));
+        assert_eq!(
+            date_mark(
+                chrono::NaiveDate::from_ymd_opt(2027, 6, 1).unwrap(),
+                today,
+                "x"
+            ),
+            None
+        );
+        assert_eq!(
+            date_mark(
+                chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                today,
+                "license"
+            )
+            .as_deref(),
+            Some("✖ license ended 2026-11-01")
+        );
+        assert_eq!(span(59), "59 s");
+        assert_eq!(span(3700), "1 h 1 min");
+        assert_eq!(span(86_400), "1 day");
+        assert_eq!(span(3 * 86_400), "3 days");
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        assert_eq!(
+            relative(now - chrono::Duration::minutes(5), now),
+            "5 min ago"
+        );
+        assert_eq!(
+            relative(now + chrono::Duration::hours(2), now),
+            "in 2 h 0 min"
+        );
+    }
 
     #[test]
     fn failures_lock_out_after_the_limit() {

@@ -455,7 +455,7 @@ pub async fn add_server_post(
 // --- Reassign a GUID (support) ---
 
 fn reassign_spec(v: &ServerView, row: &ServerRow) -> Spec {
-    let seg = guid_segment(v.guid);
+    let seg = v.guid.bare();
     let mut spec = Spec::new(
         format!("Reassign GUID {}", v.guid),
         format!("/console/servers/{seg}/reassign"),
@@ -532,7 +532,7 @@ pub async fn reassign_post(
 // --- Grace and sync interval (admin) ---
 
 fn settings_spec(v: &ServerView, values: &HashMap<String, String>) -> Spec {
-    let seg = guid_segment(v.guid);
+    let seg = v.guid.bare();
     let grace = v.grace_days.to_string();
     let interval = humantime::format_duration(std::time::Duration::from_secs(v.sync_interval_secs))
         .to_string();
@@ -711,7 +711,7 @@ async fn load_grant_target(
 
 fn grant_spec(t: &GrantTarget, values: &HashMap<String, String>, today: NaiveDate) -> Spec {
     let v = &t.server;
-    let seg = guid_segment(v.guid);
+    let seg = v.guid.bare();
     let default_maintenance = (today + chrono::Duration::days(365)).to_string();
     let mut fields = vec![
         Field::new("feature", "Feature", "text", value(values, "feature", ""))
@@ -1475,7 +1475,7 @@ pub async fn edit_account_post(
 // --- Air-gapped sync (support) ---
 
 fn offline_spec(v: &ServerView) -> Spec {
-    let seg = guid_segment(v.guid);
+    let seg = v.guid.bare();
     let mut spec = Spec::new(
         format!("Air-gapped sync of {}", v.guid),
         format!("/console/servers/{seg}/offline-sync"),
@@ -1591,7 +1591,7 @@ pub async fn offline_sync_post(
         }
     };
     let encoded = URL_SAFE_NO_PAD.encode(&bytes);
-    let seg = guid_segment(v.guid);
+    let seg = v.guid.bare();
     render(
         StatusCode::OK,
         &ConfirmPage {
@@ -1688,7 +1688,7 @@ pub async fn offline_sync_confirm(
                         header::CONTENT_DISPOSITION,
                         format!(
                             "attachment; filename=\"leasehold-bundle-{}.json\"",
-                            guid_segment(v.guid)
+                            v.guid.bare()
                         ),
                     ),
                     (header::CACHE_CONTROL, "no-store".to_string()),

@@ -546,7 +546,7 @@ pub async fn server_get(
                 .map(EventRow::of)
                 .collect(),
             audit,
-            segment: guid_segment(server.guid),
+            segment: server.guid.bare(),
             row,
         },
     )

@@ -134,54 +134,10 @@ pub fn time(t: Option<DateTime<Utc>>, none: &str) -> String {
     )
 }
 
-/// "in 3 h 5 min" / "12 min ago", for a time near `now`.
-pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (t - now).num_seconds();
-    let text = span(secs.unsigned_abs());
-    if secs >= 0 {
-        format!("in {text}")
-    } else {
-        format!("{text} ago")
-    }
-}
-
-pub fn span(secs: u64) -> String {
-    match secs {
-        0..=59 => format!("{secs} s"),
-        60..=3599 => format!("{} min", secs / 60),
-        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-        _ => {
-            let days = secs / 86_400;
-            format!("{days} day{}", if days == 1 { "" } else { "s" })
-        }
-    }
-}
-
-/// A mark for a date that ends something: ended, soon, or nothing.
-pub fn date_mark(date: NaiveDate, today: NaiveDate, what: &str) -> Option<String> {
-    let days = (date - today).num_days();
-    if days < 0 {
-        Some(format!("✖ {what} ended {}", date.format("%Y-%m-%d")))
-    } else if days <= 30 {
-        Some(format!(
-            "⚠ {what} ends in {days} day{}",
-            if days == 1 { "" } else { "s" }
-        ))
-    } else {
-        None
-    }
-}
-
-/// A GUID as a path segment (no braces).
-pub fn guid_segment(guid: ServerGuid) -> String {
-    guid.to_string()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .to_owned()
-}
+pub use leasehold_web::browser::{date_mark, relative, span};
 
 pub fn server_link(guid: ServerGuid) -> String {
-    format!("/console/servers/{}", guid_segment(guid))
+    format!("/console/servers/{}", guid.bare())
 }
 
 /// One server in a table.
@@ -609,36 +565,6 @@ pub struct DonePage {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn dates_and_spans_read_well() {
-        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
-        assert_eq!(
-            date_mark(
-                NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
-                today,
-                "maintenance"
-            )
-            .as_deref(),
-            Some("⚠ maintenance ends in 1 day")
-        );
-        assert!(
-            date_mark(NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(), today, "x")
-                .unwrap()
-                .starts_with('✖')
-        );
-        assert_eq!(
-            date_mark(NaiveDate::from_ymd_opt(2027, 6, 1).unwrap(), today, "x"),
-            None
-        );
-        assert_eq!(span(86_400), "1 day");
-        assert_eq!(span(3 * 86_400), "3 days");
-        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
-        assert_eq!(
-            relative(now - chrono::Duration::minutes(5), now),
-            "5 min ago"
-        );
-    }
 
     #[test]
     fn an_audit_row_lists_what_changed() {

@@ -4,7 +4,7 @@
 //! audit entry of a console change, searches, the downloads, and every page answering.
 
 use leasehold_proto::api::staff::{AuditAction, Role, Via};
-use leasehold_proto::{Context, ServerGuid};
+use leasehold_proto::Context;
 use leasehold_testkit::browser::{browser, hidden, page, Page};
 use leasehold_testkit::node::{setup, usage_bucket, FakeServer, TestNode};
 use leasehold_testkit::{grant_request, manual_clock, STAFF_PASSWORD};
@@ -71,10 +71,6 @@ impl Console {
         )
         .await
     }
-}
-
-fn seg(g: ServerGuid) -> String {
-    g.to_string().trim_matches(['{', '}']).to_owned()
 }
 
 #[tokio::test]
@@ -229,13 +225,13 @@ async fn a_support_desk_reassigns_a_guid_with_a_reason_and_is_refused_an_admins_
     let sam = Console::sign_in(&node, "sam").await;
     // Search by GUID (lower case, no braces) goes straight to the server, which shows the
     // fork alert.
-    let q = seg(acme.production).to_lowercase();
+    let q = acme.production.bare().to_lowercase();
     let r = sam.get(&format!("/console/search?q={q}")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let server_page = r.location.unwrap();
     assert_eq!(
         server_page,
-        format!("/console/servers/{}", seg(acme.production))
+        format!("/console/servers/{}", acme.production.bare())
     );
     let r = sam.get(&server_page).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -287,7 +283,7 @@ async fn a_support_desk_reassigns_a_guid_with_a_reason_and_is_refused_an_admins_
     assert!(r.body.contains("reassigned"), "the flash: {}", r.body);
     assert!(!r.body.contains("id=\"fork-alert\""));
     let audit = sam
-        .get(&format!("/console/audit?server={}", seg(acme.production)))
+        .get(&format!("/console/audit?server={}", acme.production.bare()))
         .await;
     assert_eq!(audit.status, StatusCode::OK);
     assert!(audit
@@ -416,8 +412,8 @@ async fn an_admin_transfers_grants_and_every_page_and_download_answers() {
         "/console".to_string(),
         "/console/installations".to_string(),
         format!("/console/installations/{}", acme.id),
-        format!("/console/servers/{}", seg(acme.production)),
-        format!("/console/servers/{}", seg(acme.backup)),
+        format!("/console/servers/{}", acme.production.bare()),
+        format!("/console/servers/{}", acme.backup.bare()),
         format!("/console/licenses/{}", acme.tts),
         "/console/events".to_string(),
         "/console/audit".to_string(),
@@ -426,9 +422,9 @@ async fn an_admin_transfers_grants_and_every_page_and_download_answers() {
         format!("/console/reports/usage?installation={}", acme.id),
         "/console/accounts".to_string(),
         "/console/account".to_string(),
-        format!("/console/servers/{}/grant", seg(acme.backup)),
-        format!("/console/servers/{}/settings", seg(acme.production)),
-        format!("/console/servers/{}/offline-sync", seg(acme.production)),
+        format!("/console/servers/{}/grant", acme.backup.bare()),
+        format!("/console/servers/{}/settings", acme.production.bare()),
+        format!("/console/servers/{}/offline-sync", acme.production.bare()),
         format!("/console/licenses/{}/transfer", acme.asr),
         format!("/console/installations/{}/servers/new", other.id),
         "/console/accounts/new".to_string(),
@@ -519,7 +515,7 @@ async fn an_admin_transfers_grants_and_every_page_and_download_answers() {
     assert_eq!(e.actor, "admin");
 
     // Grant on the backup server: it must name the production license it parallels.
-    let path = format!("/console/servers/{}/grant", seg(acme.backup));
+    let path = format!("/console/servers/{}/grant", acme.backup.bare());
     let r = admin
         .post(
             &path,

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::auth::{Flash, Session};
 use crate::api::{ServerState, Status};
@@ -108,40 +108,7 @@ pub fn time(t: Option<DateTime<Utc>>, none: &str) -> String {
     )
 }
 
-/// "in 3 h 5 min" / "12 min ago", for a time near `now`.
-pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (t - now).num_seconds();
-    let text = span(secs.unsigned_abs());
-    if secs >= 0 {
-        format!("in {text}")
-    } else {
-        format!("{text} ago")
-    }
-}
-
-pub fn span(secs: u64) -> String {
-    match secs {
-        0..=59 => format!("{secs} s"),
-        60..=3599 => format!("{} min", secs / 60),
-        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-        _ => format!("{} days", secs / 86_400),
-    }
-}
-
-/// A mark for a date that ends something: expired, soon, or nothing.
-pub fn date_mark(date: NaiveDate, today: NaiveDate, what: &str) -> Option<String> {
-    let days = (date - today).num_days();
-    if days < 0 {
-        Some(format!("✖ {what} ended {}", date.format("%Y-%m-%d")))
-    } else if days <= 30 {
-        Some(format!(
-            "⚠ {what} ends in {days} day{}",
-            if days == 1 { "" } else { "s" }
-        ))
-    } else {
-        None
-    }
-}
+pub use leasehold_web::browser::{date_mark, relative, span};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -438,26 +405,4 @@ pub struct ConfigPage {
     /// Proxy and trusted authorities on the way to the nodes.
     pub running_node_path: String,
     pub vendor_key_ids: Vec<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_marked_in_words() {
-        let today = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap_or_default();
-        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default();
-        assert_eq!(date_mark(d(2027, 6, 30), today, "maintenance"), None);
-        assert_eq!(
-            date_mark(d(2026, 11, 3), today, "license").as_deref(),
-            Some("⚠ license ends in 1 day")
-        );
-        assert_eq!(
-            date_mark(d(2026, 11, 1), today, "license").as_deref(),
-            Some("✖ license ended 2026-11-01")
-        );
-        assert_eq!(span(59), "59 s");
-        assert_eq!(span(3700), "1 h 1 min");
-    }
 }
