@@ -285,8 +285,8 @@ fn period(q: &PeriodQuery, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), S
     Ok((from, to))
 }
 
-/// Charts of every feature the installation is licensed for or reported.
-fn charts(report: &InstallationUsage, servers: &[ServerView]) -> (Vec<ChartView>, Vec<OverlapRow>) {
+/// A chart of every feature the installation is licensed for or reported.
+fn charts(report: &InstallationUsage, servers: &[ServerView]) -> Vec<ChartView> {
     let mut licensed: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for s in servers {
         for l in &s.licenses {
@@ -305,7 +305,7 @@ fn charts(report: &InstallationUsage, servers: &[ServerView]) -> (Vec<ChartView>
     }
     features.sort();
     features.dedup();
-    let charts = features
+    features
         .into_iter()
         .map(|f| {
             let (licensed_primary, licensed_backup) =
@@ -326,8 +326,12 @@ fn charts(report: &InstallationUsage, servers: &[ServerView]) -> (Vec<ChartView>
                 svg: feature_chart_svg(&usage, report.from, report.to),
             }
         })
-        .collect();
-    let overlap = report
+        .collect()
+}
+
+/// The hours in which backup licenses were used beside production ones, as a table.
+fn overlap_rows(report: &InstallationUsage) -> Vec<OverlapRow> {
+    report
         .simultaneous
         .iter()
         .map(|o| OverlapRow {
@@ -338,8 +342,7 @@ fn charts(report: &InstallationUsage, servers: &[ServerView]) -> (Vec<ChartView>
             minutes: o.backup_use_secs.div_ceil(60),
             production_peak: o.production_peak,
         })
-        .collect();
-    (charts, overlap)
+        .collect()
 }
 
 async fn servers_of(
@@ -434,7 +437,7 @@ pub async fn installation_get(
         Ok(p) => p,
         Err(e) => return error_page(&session, &e, back),
     };
-    let (charts, overlap) = charts(&report, &servers);
+    let (charts, overlap) = (charts(&report, &servers), overlap_rows(&report));
     let rows: Vec<ServerRow> = servers.iter().map(|s| ServerRow::of(s, now)).collect();
     render(
         StatusCode::OK,
@@ -776,7 +779,7 @@ pub async fn usage_report_get(
                         && overlap_days.contains(&(d.day, d.feature.to_string())),
                 })
                 .collect();
-            page.overlap = charts(&report, &[]).1;
+            page.overlap = overlap_rows(&report);
             page.shown = true;
             page.csv = format!(
                 "/console/reports/usage.csv?installation={}&from={}&to={}",
