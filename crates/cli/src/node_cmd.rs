@@ -285,7 +285,7 @@ async fn create_admin(a: CreateAdminArgs) -> anyhow::Result<()> {
             .context("cannot read the password from stdin")?;
         (line.trim_end_matches(['\n', '\r']).to_owned(), false)
     } else {
-        (crate::vendor::generate_password(), true)
+        (leasehold_web::browser::generated_password(), true)
     };
     check_password(&password).map_err(|e| anyhow::anyhow!(e))?;
     let db = leasehold_node::store::redact_url(&a.db);

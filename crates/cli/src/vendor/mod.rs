@@ -23,8 +23,6 @@ use leasehold_proto::{ApiTokenId, Context, Feature, InstallationId, LicenseId, S
 
 use crate::http_util::Secret;
 
-pub(crate) use staff::generate_password;
-
 #[derive(Debug, Args)]
 pub struct VendorArgs {
     /// Base URL of the license node to administer.

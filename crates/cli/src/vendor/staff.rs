@@ -11,7 +11,6 @@ use leasehold_api_client::{AuditFilter, NodeClient, Url};
 use leasehold_proto::api::staff::{
     check_password, check_token_label, AccountName, AuditPage, CreateAccount, Login, UpdateAccount,
 };
-use rand::Rng as _;
 
 use super::credentials::{self, Credentials, Saved};
 use super::output::emit;
@@ -108,15 +107,6 @@ fn ask_new_password(whose: &str) -> anyhow::Result<String> {
         bail!("the two passwords differ; nothing was changed");
     }
     Ok(first)
-}
-
-/// A strong password: 20 letters and digits (about 116 bits), none easily confused.
-pub(crate) fn generate_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rngs::OsRng;
-    (0..20)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
 }
 
 pub async fn login(client: &NodeClient, json: bool, a: LoginArgs) -> anyhow::Result<()> {
@@ -276,7 +266,7 @@ pub async fn account(client: &NodeClient, json: bool, cmd: AccountCommand) -> an
                 check_password(&pw).map_err(|e| anyhow!(e))?;
                 (pw, false)
             } else {
-                (generate_password(), true)
+                (leasehold_web::browser::generated_password(), true)
             };
             client.require_token()?;
             let account = client
@@ -347,7 +337,7 @@ async fn set_password(
             false,
         ),
         (false, true) => (None, stdin_line("the new password")?, false),
-        (false, false) => (None, generate_password(), true),
+        (false, false) => (None, leasehold_web::browser::generated_password(), true),
     };
     check_password(&password).map_err(|e| anyhow!(e))?;
     let account = client
@@ -432,19 +422,4 @@ pub async fn audit(client: &NodeClient, json: bool, a: AuditArgs) -> anyhow::Res
             detail: a.detail,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_passwords_are_long_distinct_and_acceptable() {
-        let a = generate_password();
-        let b = generate_password();
-        assert_eq!(a.chars().count(), 20);
-        assert_ne!(a, b);
-        check_password(&a).unwrap();
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
-    }
 }

@@ -1191,16 +1191,8 @@ pub async fn maintenance_post(
 
 // --- Accounts (admin) ---
 
-/// A strong password for a new account or a reset, shown once.
-fn generated_password() -> String {
-    use rand::Rng as _;
-    // No 0/O/1/l/I: it is read off a screen and typed.
-    const ALPHABET: &[u8] = b"23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
-    let mut rng = rand::rngs::OsRng;
-    (0..20)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
-}
+// A strong password for a new account or a reset, shown once.
+use leasehold_web::browser::generated_password;
 
 fn role_choices(current: &str) -> Vec<Choice> {
     vec![
@@ -1704,14 +1696,6 @@ pub async fn offline_sync_confirm(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_passwords_are_long_enough_and_unambiguous() {
-        let p = generated_password();
-        assert!(leasehold_proto::api::staff::check_password(&p).is_ok());
-        assert!(!p.contains(['0', 'O', '1', 'l', 'I']));
-        assert_ne!(p, generated_password());
-    }
 
     #[test]
     fn an_upload_for_another_server_or_of_garbage_is_refused_by_name() {

@@ -14,8 +14,6 @@ use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
-use rand::rngs::OsRng;
-use rand::Rng;
 
 use crate::config::write_file_atomically;
 use crate::http::AppState;
@@ -69,12 +67,8 @@ pub fn ensure_password(data_dir: &Path) -> Result<Option<String>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
-    // No 0/O/1/l/I: the password is read off a terminal and typed.
-    const ALPHABET: &[u8] = b"23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
-    let mut rng = OsRng;
-    let password: String = (0..20)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect();
+    // Read off a terminal and typed.
+    let password = leasehold_web::browser::generated_password();
     set_password(data_dir, &password)?;
     Ok(Some(password))
 }
