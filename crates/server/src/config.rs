@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -157,6 +157,8 @@ pub fn write_file_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io
             .truncate(true)
             .mode(mode)
             .open(&tmp)?;
+        // A temporary file left by a crash keeps its old bits through `open`: set them.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
