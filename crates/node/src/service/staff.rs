@@ -4,7 +4,6 @@
 //! hold the database while it hashes.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng as HashRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -23,9 +22,9 @@ use crate::domain::audit::{Actor, Change, Entry};
 use crate::store::{AccountRecord, ApiTokenRecord, AuditQuery, StoreError, StoreTx};
 
 /// A console session unused this long is over.
-pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+pub const SESSION_IDLE: chrono::Duration = chrono::Duration::hours(12);
 /// A console session ends this long after its sign-in, used or not.
-pub const SESSION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const SESSION_MAX_AGE: chrono::Duration = chrono::Duration::days(7);
 /// `last_used_at` of a token and `last_seen_at` of a session are written at most this often.
 const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 /// Most audit entries one page holds.
@@ -512,9 +511,8 @@ impl Node {
         let account = self.check_credentials(name, password).await?;
         let cookie = new_secret("");
         let now = self.clock.now();
-        let idle = chrono::Duration::from_std(SESSION_IDLE).unwrap_or(TOUCH_EVERY);
         let mut tx = self.begin().await?;
-        tx.delete_idle_sessions(now - idle).await?;
+        tx.delete_idle_sessions(now - SESSION_IDLE).await?;
         let signed_in = record_sign_in(&mut *tx, &account, now).await?;
         let actor = Actor::account(&signed_in, Via::Console, None);
         tx.insert_session(&sha256_hex(&cookie), &account.id, &new_secret(""), now)
@@ -543,11 +541,9 @@ impl Node {
         let Some(s) = tx.session(&hash).await? else {
             return Ok(None);
         };
-        let idle = chrono::Duration::from_std(SESSION_IDLE).unwrap_or(TOUCH_EVERY);
-        let max_age = chrono::Duration::from_std(SESSION_MAX_AGE).unwrap_or(TOUCH_EVERY);
         if s.account.disabled_at.is_some()
-            || now - s.last_seen_at >= idle
-            || now - s.created_at >= max_age
+            || now - s.last_seen_at >= SESSION_IDLE
+            || now - s.created_at >= SESSION_MAX_AGE
         {
             tx.delete_session(&hash).await?;
             tx.commit().await?;
